@@ -1,0 +1,96 @@
+"""The model contract shared by the app (reads it) and training/export (writes it).
+
+input: one float32 tensor [N, 1, H, W] grayscale; preprocessing = resize the whole ROI to (W, H)
+with cv2.INTER_AREA, multiply by `scale`, subtract `mean`, divide by `std`.
+output 0: per-class logits [N, C, H, W]; optional output named "presence": [N, C] logits
+that each class is present in the frame.
+metadata_props: sonoguide.classes (JSON list, index 0 "background"), sonoguide.input
+(JSON {height, width, scale, mean, std}), sonoguide.version, sonoguide.trained_on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+KEY_CLASSES = "sonoguide.classes"
+KEY_INPUT = "sonoguide.input"
+KEY_VERSION = "sonoguide.version"
+KEY_TRAINED_ON = "sonoguide.trained_on"
+REQUIRED_KEYS = (KEY_CLASSES, KEY_INPUT, KEY_VERSION, KEY_TRAINED_ON)
+PRESENCE_OUTPUT = "presence"
+
+
+class ContractError(ValueError):
+    """A model that breaks the contract; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    classes: tuple[str, ...]
+    height: int
+    width: int
+    scale: float
+    mean: float
+    std: float
+    version: str
+    trained_on: str
+
+    def to_metadata(self) -> dict[str, str]:
+        return {
+            KEY_CLASSES: json.dumps(list(self.classes)),
+            KEY_INPUT: json.dumps({"height": self.height, "width": self.width,
+                                   "scale": self.scale, "mean": self.mean, "std": self.std}),
+            KEY_VERSION: self.version,
+            KEY_TRAINED_ON: self.trained_on,
+        }
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, str]) -> ModelContract:
+        missing = [k for k in REQUIRED_KEYS if k not in meta]
+        if missing:
+            raise ContractError(f"model metadata lacks {', '.join(missing)}")
+        try:
+            classes = json.loads(meta[KEY_CLASSES])
+            spec = json.loads(meta[KEY_INPUT])
+        except json.JSONDecodeError as exc:
+            raise ContractError(f"model metadata is not valid JSON: {exc}") from exc
+        if not isinstance(classes, list) or len(classes) < 2 or not all(
+            isinstance(c, str) for c in classes
+        ):
+            raise ContractError(f"{KEY_CLASSES} must be a list of >= 2 names, got {classes!r}")
+        if classes[0] != "background":
+            raise ContractError(f"class 0 must be 'background', got {classes[0]!r}")
+        if not isinstance(spec, dict):
+            raise ContractError(f"{KEY_INPUT} must be a JSON object, got {spec!r}")
+        lacking = [k for k in ("height", "width", "scale", "mean", "std") if k not in spec]
+        if lacking:
+            raise ContractError(f"{KEY_INPUT} lacks {', '.join(lacking)}")
+        try:
+            height, width = int(spec["height"]), int(spec["width"])
+            scale, mean, std = float(spec["scale"]), float(spec["mean"]), float(spec["std"])
+        except (TypeError, ValueError) as exc:
+            raise ContractError(f"{KEY_INPUT} has a non-numeric value: {exc}") from exc
+        if height <= 0 or width <= 0 or std == 0:
+            raise ContractError(f"{KEY_INPUT} needs positive height/width and non-zero std")
+        return cls(tuple(classes), height, width, scale, mean, std,
+                   str(meta[KEY_VERSION]), str(meta[KEY_TRAINED_ON]))
+
+    def check_shapes(self, input_shape: list, output_shape: list) -> None:
+        """Raise ContractError unless input is [N,1,H,W] and output 0 is [N,C,H,W]."""
+
+        def fixed(dim: object) -> int | None:
+            return dim if isinstance(dim, int) else None
+
+        if len(input_shape) != 4 or fixed(input_shape[1]) not in (1, None):
+            raise ContractError(f"input must be [N,1,H,W] grayscale, model has {input_shape}")
+        for got, want, what in ((input_shape[2], self.height, "height"),
+                                (input_shape[3], self.width, "width")):
+            if fixed(got) is not None and got != want:
+                raise ContractError(f"input {what} is {got} but metadata says {want}")
+        if len(output_shape) != 4:
+            raise ContractError(f"output 0 must be [N,C,H,W] logits, model has {output_shape}")
+        c = fixed(output_shape[1])
+        if c is not None and c != len(self.classes):
+            raise ContractError(
+                f"output has {c} channels but metadata names {len(self.classes)} classes")

@@ -1,0 +1,114 @@
+"""Plain data that flows through the pipeline: source -> preprocess -> model -> analysis -> view.
+
+Nothing here imports Qt or torch, so every stage can be tested on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Roi:
+    """Image area of the scanner screen, in full-frame pixel coordinates."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+
+    @classmethod
+    def full(cls, image: np.ndarray) -> Roi:
+        return cls(0, 0, int(image.shape[1]), int(image.shape[0]))
+
+    def crop(self, image: np.ndarray) -> np.ndarray:
+        return image[self.y : self.y + self.h, self.x : self.x + self.w]
+
+    def clamp(self, width: int, height: int) -> Roi:
+        x = min(max(self.x, 0), max(width - 1, 0))
+        y = min(max(self.y, 0), max(height - 1, 0))
+        return Roi(x, y, max(1, min(self.w, width - x)), max(1, min(self.h, height - y)))
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One video frame as a source delivered it.
+
+    image: uint8, (H, W) grayscale or (H, W, 3) RGB, full frame (scanner screen included).
+    t_capture: time.monotonic() seconds when the frame was captured (or rendered/decoded).
+    pixel_spacing_mm: mm per pixel where the source knows it (phantom), else None.
+    truth: phantom ground-truth label map (H, W) uint8 in app.phantom label codes, else None.
+    """
+
+    image: np.ndarray
+    frame_id: int
+    t_capture: float
+    source: str = ""
+    pixel_spacing_mm: float | None = None
+    truth: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+
+@dataclass(frozen=True)
+class Structure:
+    """One connected component of one class, in full-frame coordinates."""
+
+    class_name: str
+    contour: np.ndarray  # (K, 2) float32 x, y in full-frame pixels, closed polygon
+    area_px: float
+    centroid: tuple[float, float]  # x, y full-frame pixels
+    confidence: float  # mean class probability inside the component, 0..1
+    area_mm2: float | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the mode's target structure is, and how deep."""
+
+    class_name: str
+    x: float  # full-frame pixels
+    y: float
+    depth_mm: float | None  # from the top of the ROI (skin line); None without pixel spacing
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """What the model found in one frame; belongs to exactly that frame (frame_id)."""
+
+    frame_id: int
+    t_capture: float  # the frame's capture time (monotonic s)
+    t_done: float  # when the overlay was ready (monotonic s)
+    classes: tuple[str, ...]  # index 0 is "background"
+    roi: Roi
+    labels: np.ndarray  # (roi.h, roi.w) uint8 class index, ROI coordinates
+    structures: tuple[Structure, ...] = ()
+    target: Target | None = None
+    present: dict[str, float] = field(default_factory=dict)  # class -> presence probability
+
+    @property
+    def latency_s(self) -> float:
+        return self.t_done - self.t_capture
+
+
+def overlay_is_fresh(result: Segmentation, shown: Frame, budget_s: float = 0.100) -> bool:
+    """May `result` be painted over `shown`?
+
+    Yes for its own frame; for a newer frame only while the result's frame is no older than the
+    budget, so a lagging model never paints an outdated contour on a moving image.
+    """
+    if result.frame_id == shown.frame_id:
+        return True
+    if result.frame_id > shown.frame_id:
+        return False
+    return (shown.t_capture - result.t_capture) <= budget_s
