@@ -1,5 +1,6 @@
 """The live app must run where torch is not installed: nothing under app/ may import it."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,6 @@ def test_app_never_imports_torch() -> None:
         """
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          env={"QT_QPA_PLATFORM": "offscreen", "PATH": ""}, timeout=120)
+                          env=dict(os.environ, QT_QPA_PLATFORM="offscreen"), timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "no torch" in proc.stdout
