@@ -1,0 +1,127 @@
+"""Segmenter: refuses bad models with a clear message, preprocesses exactly per contract."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from app.pipeline.contract import KEY_CLASSES, ContractError
+from app.pipeline.providers import nvidia_gpu_count
+from app.pipeline.segmenter import ModelLoadError, Segmenter
+from tests.model_factory import JUGULAR, contract_for, make_model
+
+
+@pytest.fixture(scope="module")
+def threshold_model(tmp_path_factory):
+    return make_model(tmp_path_factory.mktemp("m") / "thr.onnx", presence=True)
+
+
+def _refusal(path, **kwargs) -> str:
+    with pytest.raises(ContractError) as info:
+        Segmenter(path, provider="cpu", **kwargs)
+    assert isinstance(info.value, ModelLoadError)
+    message = str(info.value)
+    assert str(path) in message, "the message must name the file"
+    return message
+
+
+def test_missing_file_is_refused_by_name(tmp_path):
+    assert "not found" in _refusal(tmp_path / "nowhere.onnx")
+
+
+def test_non_onnx_file_is_refused(tmp_path):
+    path = tmp_path / "notes.onnx"
+    path.write_text("this is not a model")
+    assert "not a loadable ONNX model" in _refusal(path)
+
+
+def test_model_without_metadata_is_refused(tmp_path):
+    message = _refusal(make_model(tmp_path / "bare.onnx", kind="no_metadata"))
+    assert "sonoguide.classes" in message and "contract" in message
+
+
+def test_invalid_metadata_is_refused(tmp_path):
+    meta = contract_for(("nerve", "background"), (64, 64)).to_metadata()
+    message = _refusal(make_model(tmp_path / "order.onnx", metadata=meta))
+    assert "class 0 must be 'background'" in message
+
+    meta[KEY_CLASSES] = "[not json"
+    assert "not valid JSON" in _refusal(make_model(tmp_path / "json.onnx", metadata=meta))
+
+
+def test_wrong_output_channels_are_refused(tmp_path):
+    message = _refusal(make_model(tmp_path / "out.onnx", kind="wrong_shape"))
+    assert "4 channels" in message and "3 classes" in message
+
+
+def test_wrong_input_size_is_refused(tmp_path):
+    message = _refusal(make_model(tmp_path / "in.onnx", kind="wrong_input", size=(64, 48)))
+    assert "height is 128" in message and "says 64" in message
+
+
+def test_preprocess_follows_the_contract_exactly(tmp_path):
+    model = make_model(tmp_path / "norm.onnx", size=(32, 48), scale=1 / 255, mean=0.45, std=0.225)
+    seg = Segmenter(model, provider="cpu")
+    rng = np.random.default_rng(1)
+    roi = rng.integers(0, 256, (150, 211), dtype=np.uint8)
+
+    x = seg.preprocess(roi)
+
+    want = cv2.resize(roi, (48, 32), interpolation=cv2.INTER_AREA).astype(np.float64)
+    want = (want / 255.0 - 0.45) / 0.225
+    assert x.shape == (1, 1, 32, 48) and x.dtype == np.float32
+    np.testing.assert_allclose(x[0, 0], want, atol=1e-5)
+    # An RGB ROI (capture cards deliver colour) gives the same tensor as its grey version.
+    rgb = np.repeat(roi[:, :, None], 3, axis=2)
+    np.testing.assert_allclose(seg.preprocess(rgb), x, atol=1e-5)
+
+
+def test_predict_gives_probabilities_that_follow_the_image(threshold_model):
+    seg = Segmenter(threshold_model, provider="cpu")
+    roi = np.full((120, 160), 128, np.uint8)
+    roi[:, :40] = 10  # dark -> vessel
+    roi[:, 120:] = 250  # bright -> nerve
+
+    pred = seg.predict(roi)
+
+    assert pred.probs.shape == (3, 64, 64) and pred.probs.dtype == np.float32
+    np.testing.assert_allclose(pred.probs.sum(axis=0), 1.0, atol=1e-5)
+    labels = pred.probs.argmax(axis=0)
+    assert (labels[:, :10] == 2).all() and (labels[:, -10:] == 1).all()
+    assert (labels[:, 24:40] == 0).all()
+    assert pred.presence is not None and pred.presence.shape == (3,)
+    assert pred.presence[1] > 0.9 and pred.presence[2] > 0.9
+    assert pred.inference_ms > 0
+
+
+def test_constant_presence_head_is_read_as_probability(tmp_path):
+    model = make_model(tmp_path / "p.onnx", classes=JUGULAR, presence={"artery": 0.1})
+    seg = Segmenter(model, provider="cpu")
+    assert seg.has_presence and seg.classes == JUGULAR
+    assert seg.predict(np.zeros((64, 64), np.uint8)).presence[2] == pytest.approx(0.1, abs=1e-4)
+
+
+def test_empty_roi_is_a_clear_error(threshold_model):
+    seg = Segmenter(threshold_model, provider="cpu")
+    with pytest.raises(ValueError, match="empty ROI"):
+        seg.predict(np.zeros((0, 10), np.uint8))
+
+
+@pytest.mark.skipif(nvidia_gpu_count() > 0, reason="this machine has a usable NVIDIA GPU")
+@pytest.mark.parametrize("request_name", ["auto", "cuda", "tensorrt"])
+def test_without_gpu_the_provider_falls_back_to_cpu_quietly(threshold_model, capfd,
+                                                            request_name):
+    seg = Segmenter(threshold_model, provider=request_name)
+    seg.predict(np.zeros((64, 64), np.uint8))
+
+    assert seg.provider == "CPU"
+    assert (seg.provider_note == "") == (request_name == "auto")
+    out, err = capfd.readouterr()
+    assert out == "" and err == "", "a CPU-only machine must print no ORT errors"
+    assert seg.name == "thr" and seg.contract.version == "test-1"
+
+
+def test_unknown_provider_is_refused(threshold_model):
+    with pytest.raises(ValueError, match="provider must be one of"):
+        Segmenter(threshold_model, provider="npu")
