@@ -1,0 +1,77 @@
+"""One place that turns a source spec string (command line, settings, UI) into a FrameSource.
+
+Specs: "phantom" (jugular scene), "phantom:jugular", "phantom:plexus", "camera:N" (capture
+card N; "camera" alone is 0), or a path to a video file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.sources.base import FrameSource
+
+PHANTOM_SCENES = ("jugular", "plexus")
+DEFAULT_PHANTOM_SCENE = "jugular"
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".wmv", ".mpg", ".mpeg")
+
+VALID_FORMS = ('"phantom", "phantom:jugular", "phantom:plexus", "camera:N" (N = 0, 1, ...), '
+               "or the path of a video file (" + ", ".join(VIDEO_SUFFIXES[:4]) + ")")
+
+
+def _parse(spec: str, must_exist: bool = True) -> tuple[str, str]:
+    """(kind, argument): ("phantom", scene) | ("camera", "N") | ("file", absolute path)."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"empty source spec; valid forms: {VALID_FORMS}")
+    text = spec.strip()
+    head, _, arg = text.partition(":")
+    kind = head.lower()
+    if kind == "phantom":
+        scene = (arg or DEFAULT_PHANTOM_SCENE).strip().lower()
+        if scene not in PHANTOM_SCENES:
+            raise ValueError(f"unknown phantom scene {arg!r} in {spec!r}; "
+                             f"scenes: {', '.join(PHANTOM_SCENES)}")
+        return "phantom", scene
+    if kind == "camera":
+        index = (arg or "0").strip()
+        if not index.isdigit():
+            raise ValueError(f"camera index must be a number >= 0 in {spec!r}, e.g. camera:0")
+        return "camera", str(int(index))
+    path = Path(text).expanduser()
+    if path.is_file() or (not must_exist and not path.is_dir()):
+        return "file", str(path.resolve())
+    if path.is_dir():
+        raise ValueError(f"{spec!r} is a folder, not a video file; valid forms: {VALID_FORMS}")
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        raise ValueError(f"video file not found: {path}")
+    raise ValueError(f"unknown source {spec!r}; valid forms: {VALID_FORMS}")
+
+
+def open_source(spec: str) -> FrameSource:
+    """A new, not yet started source for `spec`; ValueError with the valid forms if unknown.
+
+    The caller starts it (source.start()) and stops it (source.stop()).
+    """
+    kind, arg = _parse(spec)
+    if kind == "phantom":
+        try:
+            from app.sources.phantom import PhantomSource
+        except ImportError as exc:
+            raise ValueError(f"the phantom source is not available in this build: {exc}") from exc
+        return PhantomSource(scene=arg)
+    if kind == "camera":
+        from app.sources.capture import CaptureSource
+
+        return CaptureSource(index=int(arg))
+    from app.sources.file import FileSource
+
+    return FileSource(arg)
+
+
+def source_key(spec: str) -> str:
+    """Stable key for per-source settings (ROI, pixel spacing): same source, same key.
+
+    "phantom" and "phantom:jugular" share a key; files are keyed by their absolute path (also
+    when the file is gone, so its settings can still be found or forgotten).
+    """
+    kind, arg = _parse(spec, must_exist=False)
+    return f"{kind}:{arg}"

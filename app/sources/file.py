@@ -1,0 +1,249 @@
+"""Video file source (mp4/avi/mkv/mov): plays a recorded scan as if it were live.
+
+Frames are paced at the file's own frame rate from a monotonic anchor (frame k is due at
+anchor_t + (k - anchor_k) / fps), so timing never drifts however long it plays. Controls
+(pause, seek, step, loop) are requests the producer thread carries out, so the caller never
+blocks on decoding; a seek or step publishes the frame it lands on at once, paused or not.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+
+from app.sources.base import FrameSource, SourceState
+from app.sources.capture import to_rgb
+
+FALLBACK_FPS = 30.0
+MAX_LAG_S = 0.5  # further behind than this (slow decode, system hiccup): re-anchor, no burst
+IDLE_WAIT_S = 0.1  # how long a paused/ended thread sleeps between checks of its requests
+
+
+@dataclass(frozen=True)
+class _Seek:
+    frame: int
+
+
+@dataclass(frozen=True)
+class _Step:
+    delta: int
+
+
+class FileSource(FrameSource):
+    def __init__(self, path: str | Path, loop: bool = True) -> None:
+        self.path = Path(path)
+        super().__init__(name=f"file:{self.path.name}")
+        self._lock = threading.Lock()
+        self._wake = threading.Event()  # set on every request and on stop()
+        self._loop = loop
+        self._paused = False
+        self._request: _Seek | _Step | None = None
+        self._fps = FALLBACK_FPS
+        self._frame_count: int | None = None
+        self._index = -1  # index of the frame last published
+        self._open_error = self._probe()
+
+    # --- controls (any thread) -------------------------------------------------------------
+    @property
+    def loop(self) -> bool:
+        return self._loop
+
+    @loop.setter
+    def loop(self, value: bool) -> None:
+        self._loop = bool(value)
+        self._wake.set()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self) -> None:
+        self._paused = True
+        self._wake.set()
+
+    def resume(self) -> None:
+        self._paused = False
+        self._wake.set()
+
+    def toggle_pause(self) -> None:
+        self.resume() if self._paused else self.pause()
+
+    def seek(self, seconds: float) -> None:
+        """Jump to `seconds` (clamped into the clip); shows that frame even while paused."""
+        if not math.isfinite(seconds):
+            return
+        self._request_(_Seek(max(0, int(round(seconds * self._fps)))))
+
+    def step(self, n: int = 1) -> None:
+        """Pause and move `n` frames (negative: backward); shows the frame it lands on."""
+        self._paused = True
+        self._request_(_Step(int(n)))
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+    @property
+    def position_s(self) -> float:
+        return max(self._index, 0) / self._fps
+
+    @property
+    def duration_s(self) -> float | None:
+        """Clip length from its header; None when the container does not say."""
+        return None if self._frame_count is None else self._frame_count / self._fps
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop_event.set()
+        self._wake.set()
+        super().stop(timeout)
+
+    def _request_(self, request: _Seek | _Step) -> None:
+        with self._lock:
+            self._request = request  # a newer request replaces an unserved one
+        self._wake.set()
+
+    def _take_request(self) -> _Seek | _Step | None:
+        with self._lock:
+            request, self._request = self._request, None
+        return request
+
+    # --- producer thread -------------------------------------------------------------------
+    def _probe(self) -> str | None:
+        """Read fps / length / size up front so the UI can show them before playback."""
+        cap = self._open()
+        if isinstance(cap, str):
+            self._set_status(SourceState.ERROR, cap, path=str(self.path))
+            return cap
+        try:
+            fps = cap.get(cv2.CAP_PROP_FPS)
+            if math.isfinite(fps) and 0 < fps <= 1000:
+                self._fps = float(fps)
+            count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+            if math.isfinite(count) and count > 0:
+                self._frame_count = int(count)
+            self._set_status(
+                SourceState.STARTING, f"opening {self.path.name}", path=str(self.path),
+                fps=self._fps, width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), frame_count=self._frame_count,
+                duration_s=self.duration_s)
+        finally:
+            cap.release()
+        return None
+
+    def _open(self) -> cv2.VideoCapture | str:
+        """An opened capture, or a message saying why this file cannot be played."""
+        if not self.path.exists():
+            return f"video file not found: {self.path}"
+        if not self.path.is_file():
+            return f"not a file: {self.path}"
+        try:
+            cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+            if not cap.isOpened():
+                cap = cv2.VideoCapture(str(self.path))  # let OpenCV try its other backends
+        except cv2.error as exc:
+            return f"cannot open {self.path.name}: {exc}"
+        if not cap.isOpened():
+            return f"cannot play {self.path.name}: not a video or the file is corrupt"
+        return cap
+
+    def _run(self) -> None:
+        if self._open_error is not None:
+            return
+        cap = self._open()
+        if isinstance(cap, str):
+            self._set_status(SourceState.ERROR, cap)
+            return
+        try:
+            self._play(cap)
+        finally:
+            cap.release()
+
+    def _play(self, cap: cv2.VideoCapture) -> None:
+        next_index = 0  # the frame cap.read() returns next
+        anchor: tuple[float, int] | None = None  # (monotonic t, frame index) pacing origin
+        ended = False
+        while not self._stop_event.is_set():
+            request = self._take_request()
+            if request is not None:
+                target = self._target_of(request)
+                if target != next_index:
+                    cap.set(cv2.CAP_PROP_POS_FRAMES, target)
+                    next_index = target
+                if self._show_next(cap, next_index):
+                    next_index += 1
+                    ended = False
+                    # playback goes on from here at real speed, next frame one period later
+                    anchor = (time.monotonic(), next_index - 1)
+                else:
+                    ended, anchor = True, None  # past the readable end
+                self._report_state(ended)
+                continue
+            if self._paused or ended:
+                self._report_state(ended)
+                anchor = None  # resume from the moment of resuming, no catch-up burst
+                self._wake.wait(IDLE_WAIT_S)
+                self._wake.clear()
+                if ended and self._loop and not self._paused:
+                    cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                    next_index, ended, anchor = 0, False, None
+                continue
+            now = time.monotonic()
+            if anchor is None or now - self._due(anchor, next_index) > MAX_LAG_S:
+                anchor = (now, next_index)
+            due = self._due(anchor, next_index)
+            if due > now:
+                self._wake.wait(due - now)
+                self._wake.clear()
+                if time.monotonic() < due:
+                    continue  # woken by a request or stop(): handle it first
+            if self._show_next(cap, next_index):
+                next_index += 1
+                self._report_state(False)
+                continue
+            if next_index == 0:
+                self._set_status(SourceState.ERROR,
+                                 f"cannot play {self.path.name}: no readable frames")
+                return
+            if self._frame_count is not None and next_index < self._frame_count - 1:
+                self._frame_count = next_index  # truncated: only this much is playable
+                warning = (f"{self.path.name} is cut off after {next_index / self._fps:.1f} s "
+                           "(truncated or corrupt)")
+                self._set_status(SourceState.ENDED, warning, warning=warning,
+                                 frame_count=next_index, duration_s=self.duration_s)
+            if self._loop:
+                cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                next_index, anchor = 0, None
+            else:
+                ended = True
+                self._report_state(True)
+
+    def _due(self, anchor: tuple[float, int], index: int) -> float:
+        return anchor[0] + (index - anchor[1]) / self._fps
+
+    def _target_of(self, request: _Seek | _Step) -> int:
+        target = request.frame if isinstance(request, _Seek) else self._index + request.delta
+        last = None if self._frame_count is None else self._frame_count - 1
+        return max(0, target if last is None else min(target, last))
+
+    def _show_next(self, cap: cv2.VideoCapture, index: int) -> bool:
+        ok, image = cap.read()
+        if not ok or image is None:
+            return False
+        self._index = index
+        self._publish(to_rgb(image), frame_index=index, position_s=index / self._fps)
+        return True
+
+    def _report_state(self, ended: bool) -> None:
+        if ended:
+            if self.status.state is not SourceState.ENDED:
+                self._set_status(SourceState.ENDED, f"end of {self.path.name}")
+        elif self._paused:
+            if self.status.state is not SourceState.PAUSED:
+                self._set_status(SourceState.PAUSED, f"paused: {self.path.name}")
+        elif self.status.state is not SourceState.LIVE:
+            self._set_status(SourceState.LIVE, f"playing {self.path.name}")
