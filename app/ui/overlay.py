@@ -1,0 +1,166 @@
+"""Segmentation overlay drawn into the pyqtgraph view: contours, optional fill, target marker.
+
+Graphics items are pooled and reused between frames (no per-frame item churn); a structure the
+model is unsure about is drawn dashed and fainter so the doctor sees the doubt.
+The style rules (`contour_style`, `target_text`) are plain functions shared with the snapshot
+renderer, so the PNG looks like the screen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app.pipeline.frames import Roi, Segmentation, Structure, Target
+from app.ui import theme
+
+FILL_ALPHA = 0.28  # fill opacity at full overlay opacity: the image under it must stay readable
+UNSURE_FADE = 0.55  # unsure structures are drawn at this fraction of the normal opacity
+
+
+@dataclass(frozen=True)
+class ContourStyle:
+    colour: str  # "#RRGGBB"
+    line_alpha: float  # 0..1
+    fill_alpha: float  # 0..1, 0 = no fill
+    dashed: bool  # the model is unsure about this structure
+
+
+def contour_style(structure: Structure, classes: tuple[str, ...], opacity: float,
+                  fill: bool) -> ContourStyle:
+    index = classes.index(structure.class_name) if structure.class_name in classes else 0
+    unsure = structure.confidence < theme.LOW_CONFIDENCE
+    fade = UNSURE_FADE if unsure else 1.0
+    opacity = min(max(opacity, 0.0), 1.0)
+    return ContourStyle(
+        colour=theme.class_colour(structure.class_name, index),
+        line_alpha=opacity * fade,
+        fill_alpha=FILL_ALPHA * opacity * fade if fill else 0.0,
+        dashed=unsure,
+    )
+
+
+def target_depth_mm(target: Target, roi: Roi, spacing_mm: float | None) -> float | None:
+    """The analyzer's depth, else depth below the ROI top from a calibrated spacing."""
+    if target.depth_mm is not None:
+        return target.depth_mm
+    if spacing_mm:
+        return max(0.0, (target.y - roi.y) * spacing_mm)
+    return None
+
+
+def target_text(target: Target, roi: Roi, spacing_mm: float | None) -> str:
+    depth = target_depth_mm(target, roi, spacing_mm)
+    text = f"{target.class_name}  {depth:.1f} mm" if depth is not None else (
+        f"{target.class_name}  (depth: calibrate)")
+    if target.confidence < theme.LOW_CONFIDENCE:
+        text += "  ?"  # the marker itself is also drawn dashed/faint
+    return text
+
+
+def _qcolor(hex_colour: str, alpha: float) -> QtGui.QColor:
+    colour = QtGui.QColor(hex_colour)
+    colour.setAlphaF(min(max(alpha, 0.0), 1.0))
+    return colour
+
+
+def _polygon_path(contour: np.ndarray) -> QtGui.QPainterPath:
+    path = QtGui.QPainterPath()
+    if len(contour) >= 2:
+        path.addPolygon(QtGui.QPolygonF([QtCore.QPointF(float(x), float(y)) for x, y in contour]))
+        path.closeSubpath()
+    return path
+
+
+class OverlayItems:
+    """All overlay graphics for one ViewBox; `show()` repaints, `hide()` hides, nothing is
+    created per frame beyond growing the contour pool to the most structures seen."""
+
+    Z = 10  # above the image item
+
+    def __init__(self, view: pg.ViewBox) -> None:
+        self._view = view
+        self._paths: list[QtWidgets.QGraphicsPathItem] = []
+        self._marker = pg.ScatterPlotItem(pxMode=True)
+        self._marker.setZValue(self.Z + 2)
+        self._label = pg.TextItem("", color=theme.TARGET_COLOUR, anchor=(-0.08, 1.15),
+                                  fill=pg.mkBrush(0, 0, 0, 170))
+        font = QtGui.QFont()
+        font.setPointSize(theme.TARGET_FONT_PT)
+        font.setBold(True)
+        self._label.setFont(font)
+        self._label.setZValue(self.Z + 3)
+        view.addItem(self._marker)
+        view.addItem(self._label)
+        self._visible = False
+        self.shown_frame_id: int | None = None
+        self.hide()
+
+    # --- state a test or the window can read ---------------------------------------------
+    @property
+    def visible(self) -> bool:
+        return self._visible
+
+    def visible_contours(self) -> list[QtWidgets.QGraphicsPathItem]:
+        return [item for item in self._paths if item.isVisible()]
+
+    @property
+    def label_text(self) -> str:
+        return self._label.textItem.toPlainText() if self._label.isVisible() else ""
+
+    # --- drawing --------------------------------------------------------------------------
+    def show(self, seg: Segmentation, *, opacity: float, fill: bool,
+             spacing_mm: float | None) -> None:
+        structures = seg.structures
+        while len(self._paths) < len(structures):
+            item = QtWidgets.QGraphicsPathItem()
+            item.setZValue(self.Z)
+            self._view.addItem(item)
+            self._paths.append(item)
+        for item, structure in zip(self._paths, structures, strict=False):
+            style = contour_style(structure, seg.classes, opacity, fill)
+            pen = QtGui.QPen(_qcolor(style.colour, style.line_alpha))
+            pen.setCosmetic(True)  # constant on-screen width whatever the zoom
+            pen.setWidthF(3.0)
+            if style.dashed:
+                pen.setStyle(QtCore.Qt.PenStyle.DashLine)
+            item.setPen(pen)
+            item.setBrush(QtGui.QBrush(_qcolor(style.colour, style.fill_alpha))
+                          if style.fill_alpha > 0 else QtGui.QBrush(QtCore.Qt.BrushStyle.NoBrush))
+            item.setPath(_polygon_path(structure.contour))
+            item.setVisible(True)
+        for item in self._paths[len(structures):]:
+            item.setVisible(False)
+        self._show_target(seg.target, seg.roi, opacity, spacing_mm)
+        self._visible = True
+        self.shown_frame_id = seg.frame_id
+
+    def _show_target(self, target: Target | None, roi: Roi, opacity: float,
+                     spacing_mm: float | None) -> None:
+        if target is None:
+            self._marker.setVisible(False)
+            self._label.setVisible(False)
+            return
+        unsure = target.confidence < theme.LOW_CONFIDENCE
+        alpha = max(opacity, 0.35) * (UNSURE_FADE if unsure else 1.0)
+        dash = QtCore.Qt.PenStyle.DashLine if unsure else QtCore.Qt.PenStyle.SolidLine
+        pen = pg.mkPen(_qcolor(theme.TARGET_COLOUR, alpha), width=3, style=dash)
+        self._marker.setData([{"pos": (target.x, target.y), "size": 34, "symbol": "o",
+                               "pen": pen, "brush": None},
+                              {"pos": (target.x, target.y), "size": 14, "symbol": "+",
+                               "pen": pen, "brush": None}])
+        self._marker.setVisible(True)
+        self._label.setText(target_text(target, roi, spacing_mm))
+        self._label.setPos(target.x, target.y)
+        self._label.setVisible(True)
+
+    def hide(self) -> None:
+        for item in self._paths:
+            item.setVisible(False)
+        self._marker.setVisible(False)
+        self._label.setVisible(False)
+        self._visible = False
+        self.shown_frame_id = None

@@ -1,0 +1,207 @@
+"""Side-panel widgets: mode switch, overlay controls, legend, file and phantom controls."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6 import QtCore, QtWidgets
+
+from app.ui import theme
+from app.ui.controller import MODES
+
+
+def _slider(lo: int, hi: int, value: int) -> QtWidgets.QSlider:
+    slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
+    slider.setRange(lo, hi)
+    slider.setValue(value)
+    slider.setMinimumHeight(30)
+    return slider
+
+
+class ModeSwitch(QtWidgets.QGroupBox):
+    """Two big exclusive buttons: Nerve block / IJ cannulation."""
+
+    mode_chosen = QtCore.Signal(str)
+
+    def __init__(self, mode: str) -> None:
+        super().__init__("Procedure")
+        layout = QtWidgets.QHBoxLayout(self)
+        self.buttons: dict[str, QtWidgets.QPushButton] = {}
+        group = QtWidgets.QButtonGroup(self)
+        group.setExclusive(True)
+        for key, label in MODES.items():
+            button = QtWidgets.QPushButton(label)
+            button.setCheckable(True)
+            button.setMinimumHeight(48)
+            button.clicked.connect(lambda _=False, k=key: self.mode_chosen.emit(k))
+            group.addButton(button)
+            layout.addWidget(button)
+            self.buttons[key] = button
+        self.set_mode(mode)
+
+    def set_mode(self, mode: str) -> None:
+        if mode in self.buttons:
+            self.buttons[mode].setChecked(True)
+
+
+class OverlayControls(QtWidgets.QGroupBox):
+    """Overlay on/off, fill on/off, opacity; the window reads the values at paint time."""
+
+    changed = QtCore.Signal()
+
+    def __init__(self) -> None:
+        super().__init__("Overlay")
+        layout = QtWidgets.QGridLayout(self)
+        self.show_box = QtWidgets.QCheckBox("Show (O)")
+        self.show_box.setChecked(True)
+        self.fill_box = QtWidgets.QCheckBox("Fill")
+        self.fill_box.setChecked(True)
+        self.opacity = _slider(10, 100, 85)
+        layout.addWidget(self.show_box, 0, 0)
+        layout.addWidget(self.fill_box, 0, 1)
+        layout.addWidget(QtWidgets.QLabel("Opacity"), 1, 0)
+        layout.addWidget(self.opacity, 1, 1)
+        for signal in (self.show_box.toggled, self.fill_box.toggled, self.opacity.valueChanged):
+            signal.connect(self.changed.emit)
+
+    @property
+    def enabled(self) -> bool:
+        return self.show_box.isChecked()
+
+    @property
+    def fill(self) -> bool:
+        return self.fill_box.isChecked()
+
+    @property
+    def opacity_value(self) -> float:
+        return self.opacity.value() / 100.0
+
+
+class Legend(QtWidgets.QGroupBox):
+    """Colour key for the current model's classes, plus how doubt is drawn."""
+
+    def __init__(self) -> None:
+        super().__init__("Legend")
+        self._layout = QtWidgets.QVBoxLayout(self)
+        self._rows: list[QtWidgets.QLabel] = []
+        self._note = QtWidgets.QLabel("- - -  dashed / faint = unsure")
+        self._note.setObjectName("muted")
+        self._layout.addWidget(self._note)
+
+    def set_classes(self, classes: tuple[str, ...]) -> None:
+        for row in self._rows:
+            row.deleteLater()
+        self._rows = []
+        for index, name in enumerate(classes):
+            if index == 0:
+                continue  # background is never drawn
+            row = QtWidgets.QLabel(
+                f'<span style="color:{theme.class_colour(name, index)}; font-size:26pt">'
+                f"&#9632;</span>&nbsp;&nbsp;{name}")
+            self._layout.insertWidget(len(self._rows), row)
+            self._rows.append(row)
+
+    def names(self) -> list[str]:
+        return [row.text().rsplit(";", 1)[-1] for row in self._rows]
+
+
+class FileControls(QtWidgets.QGroupBox):
+    """Pause, seek, step and loop for a file source (FileSource API, duck-typed)."""
+
+    def __init__(self) -> None:
+        super().__init__("Clip")
+        self._source = None
+        layout = QtWidgets.QGridLayout(self)
+        self.play = QtWidgets.QPushButton("Pause")
+        self.back = QtWidgets.QPushButton("<  Step")
+        self.forward = QtWidgets.QPushButton("Step  >")
+        self.loop = QtWidgets.QCheckBox("Loop")
+        self.seek = _slider(0, 1000, 0)
+        self.position = QtWidgets.QLabel("0.0 / 0.0 s")
+        layout.addWidget(self.play, 0, 0)
+        layout.addWidget(self.back, 0, 1)
+        layout.addWidget(self.forward, 0, 2)
+        layout.addWidget(self.seek, 1, 0, 1, 3)
+        layout.addWidget(self.position, 2, 0, 1, 2)
+        layout.addWidget(self.loop, 2, 2)
+        self.play.clicked.connect(self._toggle)
+        self.back.clicked.connect(lambda: self._call("step", -1))
+        self.forward.clicked.connect(lambda: self._call("step", 1))
+        self.seek.sliderReleased.connect(self._seek)
+        self.loop.toggled.connect(self._set_loop)
+
+    def attach(self, source: object | None) -> None:
+        self._source = source
+        self.setVisible(source is not None)
+        if source is not None:
+            self.loop.setChecked(bool(getattr(source, "loop", True)))
+            self.refresh()
+
+    def _call(self, name: str, *args: object) -> None:
+        method: Callable | None = getattr(self._source, name, None)
+        if method is not None:
+            method(*args)
+        self.refresh()
+
+    def _toggle(self) -> None:
+        self._call("toggle_pause")
+
+    def _seek(self) -> None:
+        duration = float(getattr(self._source, "duration_s", 0.0) or 0.0)
+        self._call("seek", duration * self.seek.value() / 1000.0)
+
+    def _set_loop(self, on: bool) -> None:
+        if self._source is not None and hasattr(self._source, "loop"):
+            self._source.loop = on
+
+    def refresh(self) -> None:
+        """Called by the window's timer: follow the clip position unless the user drags."""
+        if self._source is None:
+            return
+        paused = bool(getattr(self._source, "paused", False))
+        self.play.setText("Play" if paused else "Pause")
+        position = float(getattr(self._source, "position_s", 0.0) or 0.0)
+        duration = float(getattr(self._source, "duration_s", 0.0) or 0.0)
+        self.position.setText(f"{position:.1f} / {duration:.1f} s")
+        if duration > 0 and not self.seek.isSliderDown():
+            self.seek.blockSignals(True)
+            self.seek.setValue(int(1000 * position / duration))
+            self.seek.blockSignals(False)
+
+
+class PhantomControls(QtWidgets.QGroupBox):
+    """Trainee knobs for the phantom simulator: probe pressure, needle depth, gain."""
+
+    def __init__(self) -> None:
+        super().__init__("Phantom")
+        self._sim = None
+        layout = QtWidgets.QGridLayout(self)
+        self.pressure = _slider(0, 100, 0)
+        self.needle = _slider(0, 60, 0)
+        self.gain = _slider(-12, 12, 0)
+        self.needle_value = QtWidgets.QLabel("off")
+        for row, (label, slider) in enumerate(
+                (("Pressure", self.pressure), ("Needle", self.needle), ("Gain", self.gain))):
+            layout.addWidget(QtWidgets.QLabel(label), row, 0)
+            layout.addWidget(slider, row, 1)
+        layout.addWidget(self.needle_value, 1, 2)
+        self.pressure.valueChanged.connect(
+            lambda v: self._call("set_pressure", v / 100.0))
+        self.needle.valueChanged.connect(self._needle)
+        self.gain.valueChanged.connect(lambda v: self._call("set_gain", float(v)))
+
+    def attach(self, simulator: object | None) -> None:
+        self._sim = simulator
+        self.setVisible(simulator is not None)
+
+    def _call(self, name: str, *args: object) -> None:
+        method = getattr(self._sim, name, None)
+        if method is not None:
+            try:
+                method(*args)
+            except Exception as exc:  # a simulator hiccup must not take the view down
+                self.window().statusBar().showMessage(f"Phantom: {exc}", 4000)
+
+    def _needle(self, depth_mm: int) -> None:
+        self.needle_value.setText(f"{depth_mm} mm" if depth_mm else "off")
+        self._call("set_needle", float(depth_mm), 30.0, True)

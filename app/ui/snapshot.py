@@ -1,0 +1,137 @@
+"""Snapshot files: the raw frame, the frame with the overlay, and a JSON of what was found.
+
+Qt-free: the overlay PNG is rendered with OpenCV at the frame's full resolution using the same
+style rules as the screen (app.ui.overlay.contour_style / target_text).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from app.pipeline.frames import Frame, Segmentation
+from app.ui import theme
+from app.ui.overlay import contour_style, target_depth_mm, target_text
+
+
+@dataclass(frozen=True)
+class SnapshotPaths:
+    raw_png: Path
+    overlay_png: Path
+    json: Path
+
+
+def _bgr(hex_colour: str) -> tuple[int, int, int]:
+    value = hex_colour.lstrip("#")
+    r, g, b = (int(value[i : i + 2], 16) for i in (0, 2, 4))
+    return b, g, r
+
+
+def _to_bgr(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    return cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+
+
+def _blend(base: np.ndarray, layer: np.ndarray, mask: np.ndarray, alpha: float) -> None:
+    if alpha <= 0 or not mask.any():
+        return
+    base[mask] = (base[mask] * (1 - alpha) + layer[mask] * alpha).astype(np.uint8)
+
+
+def render_overlay_bgr(image: np.ndarray, seg: Segmentation | None, *, opacity: float = 1.0,
+                       fill: bool = True, spacing_mm: float | None = None) -> np.ndarray:
+    """Full-resolution BGR image with the overlay drawn as on screen (dashes become thin lines)."""
+    out = _to_bgr(image).copy()
+    if seg is None:
+        return out
+    for structure in seg.structures:
+        style = contour_style(structure, seg.classes, opacity, fill)
+        points = np.round(structure.contour).astype(np.int32).reshape(-1, 1, 2)
+        colour = np.array(_bgr(style.colour), np.uint8)
+        layer = np.empty_like(out)
+        layer[:] = colour
+        if style.fill_alpha > 0:
+            mask = np.zeros(out.shape[:2], np.uint8)
+            cv2.fillPoly(mask, [points], 255)
+            _blend(out, layer, mask > 0, style.fill_alpha)
+        mask = np.zeros(out.shape[:2], np.uint8)
+        cv2.polylines(mask, [points], True, 255, 1 if style.dashed else 2, cv2.LINE_AA)
+        _blend(out, layer, mask > 0, style.line_alpha)
+    if seg.target is not None:
+        t = seg.target
+        centre = (int(round(t.x)), int(round(t.y)))
+        white = _bgr(theme.TARGET_COLOUR)
+        cv2.circle(out, centre, 12, white, 2, cv2.LINE_AA)
+        cv2.drawMarker(out, centre, white, cv2.MARKER_CROSS, 10, 2, cv2.LINE_AA)
+        cv2.putText(out, target_text(t, seg.roi, spacing_mm).replace("  ", " "),
+                    (centre[0] + 16, max(16, centre[1] - 16)), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
+                    white, 2, cv2.LINE_AA)
+    return out
+
+
+def describe(frame: Frame, seg: Segmentation | None, spacing_mm: float | None,
+             info: dict) -> dict:
+    """JSON-ready record of what the app showed for this frame."""
+    record: dict = {
+        "time": datetime.now().isoformat(timespec="milliseconds"),
+        "frame_id": frame.frame_id,
+        "source": frame.source,
+        "width": frame.width,
+        "height": frame.height,
+        "pixel_spacing_mm": spacing_mm,
+        **info,
+        "overlay": None,
+    }
+    if seg is None:
+        return record
+    record["overlay"] = {
+        "result_frame_id": seg.frame_id,
+        "latency_ms": round(seg.latency_s * 1000, 1),
+        "classes": list(seg.classes),
+        "roi": asdict(seg.roi),
+        "present": {k: round(float(v), 4) for k, v in seg.present.items()},
+        "structures": [
+            {"class": s.class_name, "centroid_xy": [round(float(c), 1) for c in s.centroid],
+             "area_px": round(float(s.area_px), 1),
+             "area_mm2": None if s.area_mm2 is None else round(float(s.area_mm2), 2),
+             "confidence": round(float(s.confidence), 3),
+             "unsure": bool(s.confidence < theme.LOW_CONFIDENCE)}
+            for s in seg.structures
+        ],
+        "target": None if seg.target is None else {
+            "class": seg.target.class_name, "x": round(seg.target.x, 1),
+            "y": round(seg.target.y, 1),
+            "depth_mm": (None if (d := target_depth_mm(seg.target, seg.roi, spacing_mm)) is None
+                         else round(d, 2)),
+            "confidence": round(float(seg.target.confidence), 3),
+        },
+    }
+    return record
+
+
+def save_snapshot(folder: Path, frame: Frame, seg: Segmentation | None, *, opacity: float = 1.0,
+                  fill: bool = True, spacing_mm: float | None = None,
+                  info: dict | None = None) -> SnapshotPaths:
+    """Write <stem>_raw.png, <stem>_overlay.png and <stem>.json into `folder` (created)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"sonoguide_{time.strftime('%Y%m%d_%H%M%S')}_f{frame.frame_id}"
+    paths = SnapshotPaths(folder / f"{stem}_raw.png", folder / f"{stem}_overlay.png",
+                          folder / f"{stem}.json")
+    raw = _to_bgr(frame.image)
+    if not cv2.imwrite(str(paths.raw_png), raw):
+        raise OSError(f"could not write {paths.raw_png}")
+    overlay = render_overlay_bgr(frame.image, seg, opacity=opacity, fill=fill,
+                                 spacing_mm=spacing_mm)
+    if not cv2.imwrite(str(paths.overlay_png), overlay):
+        raise OSError(f"could not write {paths.overlay_png}")
+    record = describe(frame, seg, spacing_mm, info or {})
+    paths.json.write_text(json.dumps(record, indent=2))
+    return paths

@@ -1,0 +1,578 @@
+"""The SonoGuide main window: live image, overlay, banners, side panel, status bar.
+
+Threading: Qt objects are touched from the GUI thread only. A ~60 Hz QTimer pulls the newest
+frame from the source (never blocking) and submits it to the inference worker; the worker's
+listener only emits a queued signal so the overlay can repaint as soon as a result lands.
+An overlay is painted only while it is fresh for the frame on screen (overlay_is_fresh), else
+it is hidden and "AI lagging" is shown: a late contour on a moving image is worse than none.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app.pipeline.frames import Frame, Roi, Segmentation
+from app.sources.base import FrameSource, SourceState
+from app.ui import theme
+from app.ui.controller import (
+    MODES,
+    PHANTOM_SCENE_FOR_MODE,
+    Deps,
+    LoadedModel,
+    ModelLoader,
+    RateMeter,
+    Worker,
+    decide_overlay,
+    median,
+)
+from app.ui.overlay import OverlayItems
+from app.ui.panels import FileControls, Legend, ModeSwitch, OverlayControls, PhantomControls
+from app.ui.snapshot import SnapshotPaths, save_snapshot
+
+BANNER_COLOURS = {  # banner name -> background; order = stacking order on screen
+    "nosignal": theme.ALARM,
+    "source": theme.ALARM,
+    "model": theme.ALARM,
+    "lagging": theme.WARN,
+    "loading": theme.ACCENT,
+    "frozen": theme.ACCENT,
+    "calibrate": theme.ACCENT,
+}
+
+
+def _source_key(spec: str) -> str:
+    try:
+        from app.sources.factory import source_key
+
+        return source_key(spec)
+    except Exception:  # unknown spec or factory missing: the spec itself is a fine key
+        return spec
+
+
+class _ResultBridge(QtCore.QObject):
+    """Carries "a result is ready" from the worker thread to the GUI thread (queued)."""
+
+    result_ready = QtCore.Signal()
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    def __init__(self, deps: Deps, *, source: str = "phantom", mode: str = "plexus",
+                 model_path: str | None = None, budget_s: float = 0.100, tick_ms: int = 16,
+                 autostart: bool = True) -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
+        self.deps = deps
+        self.mode = mode
+        self._model_path_for = {mode: model_path}  # a --model applies to the starting mode only
+        self.budget_s = budget_s
+        self.setWindowTitle("SonoGuide")
+        self.setStyleSheet(theme.STYLE_SHEET)
+
+        # --- live state (GUI thread) ---
+        self.source: FrameSource | None = None
+        self.source_spec = ""
+        self.shown_frame: Frame | None = None
+        self.painted: Segmentation | None = None
+        self.frozen = False
+        self.model: LoadedModel | None = None
+        self.worker: Worker | None = None
+        self.model_error = ""
+        self.last_snapshot: SnapshotPaths | None = None
+        self._roi: Roi | None = None  # read by the worker thread: only ever replaced whole
+        self._roi_key = ""
+        self._calibrated_mm: dict[str, float] = {}
+        self._calib_points: list[tuple[float, float]] | None = None
+        self._epoch_t: float | None = None  # results from frames before this are ignored
+        self._last_result_id: int | None = None
+        self._input_rate, self._ai_rate = RateMeter(), RateMeter()
+        self._latencies: list[float] = []
+        self._loader = ModelLoader(self.deps.load_model)
+        self._bridge = _ResultBridge()
+        self._bridge.result_ready.connect(self._refresh_overlay,
+                                          QtCore.Qt.ConnectionType.QueuedConnection)
+        self._status_due = 0.0
+        self._errors_seen, self._error_until = 0, 0.0
+
+        self._build_view()
+        self._build_side_panel()
+        self._build_status_bar()
+        self._build_menus_and_keys()
+        self.resize(1500, 950)
+
+        self._timer = QtCore.QTimer(self)
+        self._timer.setInterval(tick_ms)
+        self._timer.timeout.connect(self._tick)
+        self.set_mode(mode)
+        self.open_source(source)
+        if autostart:
+            self._timer.start()
+
+    # ================================================================ layout
+    def _build_view(self) -> None:
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.setBackground(theme.BG)
+        self.graphics.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing, True)
+        self.view: pg.ViewBox = self.graphics.addViewBox(lockAspect=True, invertY=True)
+        self.view.setMouseEnabled(False, False)  # no accidental pan/zoom with a gloved hand
+        self.view.setMenuEnabled(False)
+        self.image_item = pg.ImageItem(axisOrder="row-major")
+        self.view.addItem(self.image_item)
+        self.overlay = OverlayItems(self.view)
+        self.roi_item = pg.RectROI((0, 0), (10, 10), pen=pg.mkPen(theme.ROI_COLOUR, width=2,
+                                                                  style=QtCore.Qt.PenStyle.DashLine))
+        self.roi_item.setZValue(20)
+        self.roi_item.setVisible(False)
+        self.roi_item.sigRegionChangeFinished.connect(self._roi_dragged)
+        self.view.addItem(self.roi_item)
+        self.graphics.scene().sigMouseClicked.connect(self._scene_clicked)
+
+        # Banners float over the top of the image, one row each, hidden when not needed.
+        self.banners: dict[str, QtWidgets.QLabel] = {}
+        banner_box = QtWidgets.QWidget()
+        banner_box.setAttribute(QtCore.Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        banner_box.setStyleSheet("background: transparent;")
+        column = QtWidgets.QVBoxLayout(banner_box)
+        column.setAlignment(QtCore.Qt.AlignmentFlag.AlignTop | QtCore.Qt.AlignmentFlag.AlignHCenter)
+        for name, colour in BANNER_COLOURS.items():
+            label = QtWidgets.QLabel()
+            label.setObjectName("banner")
+            label.setStyleSheet(f"background: {colour};")
+            label.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+            label.setWordWrap(True)
+            label.setVisible(False)
+            column.addWidget(label, 0, QtCore.Qt.AlignmentFlag.AlignHCenter)
+            self.banners[name] = label
+
+        self.video = QtWidgets.QWidget()
+        grid = QtWidgets.QGridLayout(self.video)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.addWidget(self.graphics, 0, 0)
+        grid.addWidget(banner_box, 0, 0)
+
+    def _build_side_panel(self) -> None:
+        self.mode_switch = ModeSwitch(self.mode)
+        self.mode_switch.mode_chosen.connect(self.set_mode)
+        self.target_label = QtWidgets.QLabel("Target: -")
+        self.target_label.setObjectName("target")
+        self.target_label.setWordWrap(True)
+        self.overlay_controls = OverlayControls()
+        self.overlay_controls.changed.connect(self._refresh_overlay)
+        self.legend = Legend()
+        self.file_controls = FileControls()
+        self.phantom_controls = PhantomControls()
+        self.calibrate_button = QtWidgets.QPushButton("Calibrate depth (2 clicks)")
+        self.calibrate_button.clicked.connect(self.start_calibration)
+        self.roi_reset_button = QtWidgets.QPushButton("Re-detect image area")
+        self.roi_reset_button.clicked.connect(self.redetect_roi)
+
+        panel = QtWidgets.QWidget()
+        panel.setFixedWidth(420)
+        column = QtWidgets.QVBoxLayout(panel)
+        for widget in (self.mode_switch, self.target_label, self.legend, self.overlay_controls,
+                       self.phantom_controls, self.file_controls, self.calibrate_button,
+                       self.roi_reset_button):
+            column.addWidget(widget)
+        column.addStretch(1)
+        # Keys (Space, O, S) must reach the window, not a focused button or slider.
+        for child in panel.findChildren(QtWidgets.QWidget):
+            child.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
+
+        central = QtWidgets.QWidget()
+        row = QtWidgets.QHBoxLayout(central)
+        row.setContentsMargins(6, 6, 6, 6)
+        row.addWidget(self.video, 1)
+        row.addWidget(panel)
+        self.setCentralWidget(central)
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.status_labels: dict[str, QtWidgets.QLabel] = {}
+        for key in ("source", "provider", "model", "input", "ai", "latency", "scale"):
+            label = QtWidgets.QLabel("-")
+            bar.addPermanentWidget(label)
+            self.status_labels[key] = label
+
+    def _build_menus_and_keys(self) -> None:
+        menu = self.menuBar()
+        source_menu = menu.addMenu("&Source")
+        for label, spec in (("Phantom: IJ (jugular)", "phantom:jugular"),
+                            ("Phantom: brachial plexus", "phantom:plexus")):
+            source_menu.addAction(label, lambda s=spec: self.open_source(s))
+        source_menu.addAction("Open video file...", self._choose_file)
+        self.capture_menu = source_menu.addMenu("Capture devices")
+        self.capture_menu.aboutToShow.connect(self._fill_capture_menu)
+
+        mode_menu = menu.addMenu("&Mode")
+        for index, (key, label) in enumerate(MODES.items(), start=1):
+            mode_menu.addAction(label, QtGui.QKeySequence(str(index)),
+                                lambda k=key: self.set_mode(k))
+        view_menu = menu.addMenu("&View")
+        for label, key, slot in (("Freeze / unfreeze", "Space", self.toggle_freeze),
+                                 ("Overlay on / off", "O", self.toggle_overlay),
+                                 ("Snapshot", "S", self.snapshot),
+                                 ("Full screen", "F11", self.toggle_full_screen)):
+            action = view_menu.addAction(label, QtGui.QKeySequence(key), slot)
+            action.setShortcutContext(QtCore.Qt.ShortcutContext.WindowShortcut)
+        leave = QtGui.QShortcut(QtGui.QKeySequence("Esc"), self)
+        leave.activated.connect(lambda: self.isFullScreen() and self.showNormal())
+
+    # ================================================================ source
+    def open_source(self, spec: str) -> bool:
+        """Switch to the source `spec`; on failure keep the current one and say why."""
+        try:
+            new = self.deps.open_source(spec)
+            new.start()
+        except Exception as exc:
+            self._set_banner("source", f"Cannot open {spec}: {exc}")
+            return False
+        old, self.source, self.source_spec = self.source, new, spec
+        if old is not None:  # stopping may wait on a device: never on the GUI thread
+            threading.Thread(target=old.stop, name="stop-source", daemon=True).start()
+        self._set_banner("source", "")
+        self._set_banner("nosignal", "")
+        self._roi, self._roi_key = None, _source_key(spec)
+        self._epoch_t = None
+        self.overlay.hide()
+        self.painted = None
+        self.phantom_controls.attach(getattr(new, "simulator", None))
+        is_file = all(hasattr(new, a) for a in ("toggle_pause", "seek", "step"))
+        self.file_controls.attach(new if is_file else None)
+        self._update_status(force=True)
+        return True
+
+    def _choose_file(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Open ultrasound clip", "", "Video (*.mp4 *.avi *.mkv *.mov *.m4v);;All (*)")
+        if path:
+            self.open_source(path)
+
+    def _fill_capture_menu(self) -> None:
+        self.capture_menu.clear()
+        try:
+            devices = list(self.deps.list_devices())
+        except Exception as exc:
+            devices, error = [], str(exc)
+        else:
+            error = ""
+        for device in devices:  # app.sources.devices.CaptureDeviceInfo (label, spec)
+            index = getattr(device, "index", device)
+            spec = str(getattr(device, "spec", f"camera:{index}"))
+            label = str(getattr(device, "label", f"Capture device {index}"))
+            self.capture_menu.addAction(label, lambda s=spec: self.open_source(s))
+        if not devices:
+            self.capture_menu.addAction(error or "No capture device found").setEnabled(False)
+
+    # ================================================================ model
+    def set_mode(self, mode: str) -> None:
+        """Switch procedure: load that mode's model in the background (video keeps running)."""
+        if mode not in MODES:
+            return
+        switching = mode != self.mode
+        self.mode = mode
+        self.mode_switch.set_mode(mode)
+        if switching and self.source_spec.startswith("phantom"):
+            self.open_source(PHANTOM_SCENE_FOR_MODE[mode])  # the phantom shows that anatomy
+        self.model = None  # no overlay from the other procedure's model meanwhile
+        self.overlay.hide()
+        self.painted = None
+        self._set_banner("loading", f"Loading {MODES[mode]} model...")
+        self._loader.request(mode, self._model_path_for.get(mode))
+
+    def _apply_loaded_model(self, mode: str, model: LoadedModel | None, error: str) -> None:
+        self._set_banner("loading", "")
+        if mode != self.mode:
+            return
+        if model is None:
+            self.model_error = error
+            self._set_banner("model", f"Model refused: {error}")
+            self.legend.set_classes(())
+            self._update_status(force=True)
+            return
+        self.model_error = ""
+        self._set_banner("model", "")
+        if self.worker is None:
+            self.worker = self.deps.make_worker(model.segmenter, model.analyzer, self.roi_for)
+            self.worker.add_listener(lambda _result: self._bridge.result_ready.emit())
+        else:
+            self.worker.set_model(model.segmenter, model.analyzer)
+        self.model = model
+        self._epoch_t = None
+        classes = getattr(model.segmenter, "classes", None) or getattr(
+            getattr(model.segmenter, "contract", None), "classes", ())
+        self.legend.set_classes(tuple(classes))
+        self._update_status(force=True)
+
+    def roi_for(self, frame: Frame) -> Roi:
+        """The ROI the model sees; called from the worker thread (reads one attribute)."""
+        roi = self._roi
+        if roi is None:
+            return Roi.full(frame.image)
+        return roi.clamp(frame.width, frame.height)
+
+    # ================================================================ the tick
+    def _tick(self) -> None:
+        loaded = self._loader.poll()
+        if loaded is not None:
+            self._apply_loaded_model(*loaded)
+        self._follow_source_state()
+        if not self.frozen and self.source is not None:
+            frame = self.source.latest()
+            if frame is not None and frame is not self.shown_frame:
+                self._show_frame(frame)
+        self._refresh_overlay()
+        if self.file_controls.isVisible():
+            self.file_controls.refresh()
+        self._update_status()
+
+    def _show_frame(self, frame: Frame) -> None:
+        first = self.shown_frame is None or self.shown_frame.image.shape != frame.image.shape
+        self.image_item.setImage(frame.image, autoLevels=False, levels=(0, 255))
+        self.shown_frame = frame
+        self._input_rate.tick(time.monotonic())
+        if first:
+            self.view.autoRange(padding=0.0)
+        if self._roi is None:
+            self._init_roi(frame)
+        if self.model is not None and self.worker is not None:
+            if self._epoch_t is None:
+                self._epoch_t = frame.t_capture
+            self.worker.submit(frame)
+
+    def _follow_source_state(self) -> None:
+        if self.source is None:
+            return
+        status = self.source.status
+        if status.state is SourceState.NO_SIGNAL:
+            self._set_banner("nosignal", "NO SIGNAL  -  " + (status.message or "reconnecting..."))
+        else:
+            self._set_banner("nosignal", "")
+        if status.state is SourceState.ERROR:
+            self._set_banner("source", f"Source error: {status.message}")
+        elif status.state is SourceState.ENDED:
+            self._set_banner("source", "End of clip")
+        elif self.banners["source"].text().startswith(("Source error", "End of clip")):
+            self._set_banner("source", "")
+        self._follow_worker_errors()
+
+    def _follow_worker_errors(self) -> None:
+        """Per-frame inference failures: show the newest while they keep coming."""
+        count = int(getattr(self.worker, "error_count", 0) or 0)
+        now = time.monotonic()
+        if count > self._errors_seen:
+            self._errors_seen = count
+            self._error_until = now + 2.0
+            errors = getattr(self.worker, "errors", None) or ["inference failed"]
+            self._set_banner("model", f"Model error: {errors[-1]}")
+        elif self._error_until and now > self._error_until and self.model is not None:
+            self._error_until = 0.0
+            self._set_banner("model", "")
+
+    def _refresh_overlay(self) -> None:
+        result = self.worker.latest() if (self.worker is not None and self.model) else None
+        if result is not None and (self._epoch_t is None or result.t_capture < self._epoch_t):
+            result = None  # from another source or the previous model
+        if result is not None and result.frame_id != self._last_result_id:
+            self._last_result_id = result.frame_id
+            self._ai_rate.tick(time.monotonic())
+            self._latencies = (self._latencies + [result.latency_s])[-30:]
+        decision = decide_overlay(result, self.shown_frame, model_ready_since=self._epoch_t
+                                  if self.model else None, budget_s=self.budget_s)
+        self._set_banner("lagging", "AI lagging  -  overlay hidden" if decision.lagging else "")
+        controls = self.overlay_controls
+        if decision.paint is None or not controls.enabled:
+            if self.overlay.visible:
+                self.overlay.hide()
+            self.painted = decision.paint if controls.enabled else None
+            self._show_target_text(decision.paint)
+            return
+        self.overlay.show(decision.paint, opacity=controls.opacity_value, fill=controls.fill,
+                          spacing_mm=self.spacing_mm)
+        self.painted = decision.paint
+        self._show_target_text(decision.paint)
+
+    def _show_target_text(self, seg: Segmentation | None) -> None:
+        if seg is None or seg.target is None:
+            text = "Target: -" if seg is None else "Target: not found"
+        else:
+            from app.ui.overlay import target_text
+
+            text = "Target: " + target_text(seg.target, seg.roi, self.spacing_mm)
+        if self.target_label.text() != text:
+            self.target_label.setText(text)
+
+    # ================================================================ ROI + calibration
+    def _init_roi(self, frame: Frame) -> None:
+        roi = None
+        store = self.deps.roi_store
+        if store is not None:
+            try:
+                roi = store.get(self._roi_key)
+            except Exception:
+                roi = None
+        if roi is None:
+            if self.source is not None and hasattr(self.source, "simulator"):
+                roi = Roi.full(frame.image)  # the phantom image is all ultrasound
+            else:
+                try:
+                    roi = self.deps.detect_roi(frame.image)
+                except Exception:
+                    roi = Roi.full(frame.image)
+        self._place_roi(roi.clamp(frame.width, frame.height), frame)
+
+    def _place_roi(self, roi: Roi, frame: Frame) -> None:
+        self._roi = roi
+        self.roi_item.blockSignals(True)
+        self.roi_item.maxBounds = QtCore.QRectF(0, 0, frame.width, frame.height)
+        self.roi_item.setPos((roi.x, roi.y), update=False)
+        self.roi_item.setSize((roi.w, roi.h))
+        self.roi_item.blockSignals(False)
+        self.roi_item.setVisible(True)
+
+    def _roi_dragged(self) -> None:
+        if self.shown_frame is None:
+            return
+        x, y = self.roi_item.pos()
+        w, h = self.roi_item.size()
+        roi = Roi(int(round(x)), int(round(y)), int(round(w)), int(round(h)))
+        self._roi = roi.clamp(self.shown_frame.width, self.shown_frame.height)
+        store = self.deps.roi_store
+        if store is not None:
+            try:
+                store.set(self._roi_key, self._roi)
+            except Exception as exc:
+                self.statusBar().showMessage(f"Could not remember the image area: {exc}", 5000)
+
+    def redetect_roi(self) -> None:
+        if self.shown_frame is None:
+            return
+        try:
+            roi = self.deps.detect_roi(self.shown_frame.image)
+        except Exception:
+            roi = Roi.full(self.shown_frame.image)
+        self._place_roi(roi.clamp(self.shown_frame.width, self.shown_frame.height),
+                        self.shown_frame)
+        self._roi_dragged()
+
+    @property
+    def spacing_mm(self) -> float | None:
+        """mm per pixel: from the source when it knows, else the user's calibration."""
+        if self.shown_frame is not None and self.shown_frame.pixel_spacing_mm:
+            return self.shown_frame.pixel_spacing_mm
+        return self._calibrated_mm.get(self._roi_key)
+
+    def start_calibration(self) -> None:
+        self._calib_points = []
+        self._set_banner("calibrate", "Click two points on the depth ruler")
+
+    def _scene_clicked(self, event) -> None:
+        if self._calib_points is None:
+            return
+        point = self.view.mapSceneToView(event.scenePos())
+        self._calib_points.append((point.x(), point.y()))
+        if len(self._calib_points) < 2:
+            return
+        p1, p2 = self._calib_points
+        self._calib_points = None
+        self._set_banner("calibrate", "")
+        mm, ok = QtWidgets.QInputDialog.getDouble(self, "Calibrate depth",
+                                                  "Distance between the two points (mm):",
+                                                  10.0, 0.1, 500.0, 1)
+        if ok:
+            self.set_calibration(p1, p2, mm)
+
+    def set_calibration(self, p1: tuple[float, float], p2: tuple[float, float],
+                        mm: float) -> float | None:
+        try:
+            if self.deps.spacing_from_two_points is not None:
+                spacing = float(self.deps.spacing_from_two_points(p1, p2, mm))
+            else:
+                spacing = mm / math.dist(p1, p2)
+        except (ValueError, ZeroDivisionError) as exc:
+            self.statusBar().showMessage(f"Calibration refused: {exc}", 6000)
+            return None
+        self._calibrated_mm[self._roi_key] = spacing
+        self._update_status(force=True)
+        return spacing
+
+    # ================================================================ user actions
+    def toggle_freeze(self) -> None:
+        self.frozen = not self.frozen
+        self._set_banner("frozen", "FROZEN  -  Space to resume" if self.frozen else "")
+
+    def toggle_overlay(self) -> None:
+        self.overlay_controls.show_box.toggle()
+
+    def toggle_full_screen(self) -> None:
+        self.showNormal() if self.isFullScreen() else self.showFullScreen()
+
+    def snapshot(self) -> SnapshotPaths | None:
+        """Save raw PNG, overlay PNG and JSON of the frame on screen; say where."""
+        frame = self.shown_frame
+        if frame is None:
+            self.statusBar().showMessage("Snapshot: no image yet", 5000)
+            return None
+        controls = self.overlay_controls
+        info = {"mode": self.mode, "model_version": self.model.version if self.model else None,
+                "provider": self.model.provider if self.model else None,
+                "source_spec": self.source_spec, "overlay_shown": self.overlay.visible}
+        try:
+            paths = save_snapshot(self.deps.snapshot_dir, frame, self.painted,
+                                  opacity=controls.opacity_value, fill=controls.fill,
+                                  spacing_mm=self.spacing_mm, info=info)
+        except OSError as exc:
+            self.statusBar().showMessage(f"Snapshot failed: {exc}", 8000)
+            return None
+        self.last_snapshot = paths
+        self.statusBar().showMessage(f"Snapshot saved: {paths.raw_png.parent}/"
+                                     f"{paths.json.stem}_*.png + .json", 10000)
+        return paths
+
+    # ================================================================ status + banners
+    def _set_banner(self, name: str, text: str) -> None:
+        label = self.banners[name]
+        if label.text() != text:
+            label.setText(text)
+        if label.isVisibleTo(self) != bool(text):
+            label.setVisible(bool(text))
+
+    def banner_text(self, name: str) -> str:
+        """Text of a banner if shown, else "" (for tests and the screenshot script)."""
+        label = self.banners[name]
+        return label.text() if not label.isHidden() else ""
+
+    def _update_status(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now < self._status_due:
+            return
+        self._status_due = now + 0.25
+        labels = self.status_labels
+        state = self.source.status.state.value if self.source is not None else "none"
+        name = self.source.name if self.source is not None else "-"
+        labels["source"].setText(f"{name} ({state})")
+        labels["provider"].setText(f"ORT {self.model.provider}" if self.model else "ORT -")
+        labels["model"].setText(f"model {self.model.version}" if self.model else (
+            "model refused" if self.model_error else "model loading"))
+        labels["input"].setText(f"in {self._input_rate.rate(now):.0f} fps")
+        labels["ai"].setText(f"AI {self._ai_rate.rate(now):.0f} fps")
+        latency = median(self._latencies)
+        labels["latency"].setText("lat -" if latency is None else f"lat {latency * 1000:.0f} ms")
+        spacing = self.spacing_mm
+        labels["scale"].setText("scale ?" if not spacing else f"{spacing:.3f} mm/px")
+
+    # ================================================================ shutdown
+    def shutdown(self) -> None:
+        self._timer.stop()
+        if self.worker is not None:
+            self.worker.stop()
+        if self.source is not None:
+            self.source.stop()
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 (Qt API name)
+        self.shutdown()
+        super().closeEvent(event)
