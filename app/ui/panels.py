@@ -62,7 +62,7 @@ class OverlayControls(QtWidgets.QGroupBox):
         layout.addWidget(QtWidgets.QLabel("Opacity"), 1, 0)
         layout.addWidget(self.opacity, 1, 1)
         for signal in (self.show_box.toggled, self.fill_box.toggled, self.opacity.valueChanged):
-            signal.connect(self.changed.emit)
+            signal.connect(lambda *_: self.changed.emit())
 
     @property
     def enabled(self) -> bool:

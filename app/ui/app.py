@@ -1,0 +1,102 @@
+"""GUI entry point: `run_gui(args)` builds the real dependencies and runs the window."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from app.pipeline.frames import Frame, Roi
+from app.sources.base import FrameSource
+from app.ui.controller import Deps, LoadedModel
+
+
+def make_model_loader(provider: str = "auto", threads: int | None = None,
+                      default_path: Callable[[str], Path] | None = None,
+                      ) -> Callable[[str, str | None], LoadedModel]:
+    """(mode, path or None) -> LoadedModel; raises with a readable message for a bad model.
+
+    default_path: where a mode's model lives when no path is given (tests point it at their
+    own models); None = the shipped models (app.pipeline.models).
+    """
+
+    def load(mode: str, path: str | None) -> LoadedModel:
+        from app.pipeline.models import load_mode
+
+        if path is None and default_path is not None:
+            path = str(default_path(mode))
+        segmenter, analyzer = load_mode(mode, path, provider, threads or 2)
+        return LoadedModel(segmenter, analyzer)
+
+    return load
+
+
+def make_worker(segmenter: Any, analyzer: Any, roi_provider: Callable[[Frame], Roi]) -> Any:
+    from app.pipeline.worker import InferenceWorker
+
+    return InferenceWorker(segmenter, analyzer, roi_provider)
+
+
+def real_deps(provider: str = "auto", threads: int | None = None, *,
+              open_source: Callable[[str], FrameSource] | None = None,
+              default_path: Callable[[str], Path] | None = None,
+              snapshot_dir: Path | None = None) -> Deps:
+    """The app's real dependencies; tests swap single pieces (e.g. open_source) for fakes."""
+    if open_source is None:
+        from app.sources.factory import open_source
+    deps = Deps(open_source=open_source,
+                load_model=make_model_loader(provider, threads, default_path),
+                make_worker=make_worker,
+                snapshot_dir=snapshot_dir or Path.cwd() / "snapshots")
+    # Optional pieces: without them the window still works (full-frame ROI, manual scale).
+    from app.pipeline import roi as roi_module
+
+    deps.detect_roi = getattr(roi_module, "detect_roi", Roi.full)
+    if hasattr(roi_module, "RoiStore"):
+        deps.roi_store = roi_module.RoiStore()
+    deps.spacing_from_two_points = getattr(roi_module, "spacing_from_two_points", None)
+    try:
+        from app.sources.devices import list_capture_devices
+
+        deps.list_devices = list_capture_devices
+    except ImportError:
+        pass
+    return deps
+
+
+def ensure_app() -> Any:
+    from PySide6 import QtWidgets
+
+    app = QtWidgets.QApplication.instance()
+    if app is None:
+        app = QtWidgets.QApplication(sys.argv[:1])
+        app.setApplicationName("SonoGuide")
+    return app
+
+
+def run_gui(args: argparse.Namespace) -> int:
+    """Open the window on args.source in args.mode; returns the Qt exit code."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
+                                                 or os.environ.get("WAYLAND_DISPLAY")
+                                                 or os.environ.get("QT_QPA_PLATFORM")):
+        print("sonoguide: no display found (set DISPLAY, or run under xvfb-run)", file=sys.stderr)
+        return 2
+    app = ensure_app()
+    from app.ui.window import MainWindow
+
+    deps = real_deps(getattr(args, "provider", None) or "auto", getattr(args, "threads", None))
+    try:
+        window = MainWindow(deps, source=getattr(args, "source", None) or "phantom",
+                            mode=getattr(args, "mode", None) or "plexus",
+                            model_path=getattr(args, "model", None))
+    except ValueError as exc:
+        print(f"sonoguide: {exc}", file=sys.stderr)
+        return 2
+    window.show()
+    try:
+        return int(app.exec())
+    finally:
+        window.shutdown()

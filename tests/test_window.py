@@ -1,0 +1,276 @@
+"""The real main window, driven with fake sources and real tiny ONNX models (tests/model_factory).
+
+Fake frames: mid-grey background, one bright disc (model class 1: nerve / vein) and one dark
+disc (class 2: vessel / artery), moving a little every frame so every frame is new.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+from PySide6 import QtCore  # noqa: E402
+
+from app.pipeline.frames import Roi  # noqa: E402
+from app.sources.base import FrameSource, SourceState  # noqa: E402
+from tests.model_factory import JUGULAR, PLEXUS, make_model  # noqa: E402
+
+SIZE = (120, 160)  # h, w
+
+
+def fake_image(i: int) -> np.ndarray:
+    h, w = SIZE
+    yy, xx = np.mgrid[0:h, 0:w]
+    image = np.full(SIZE, 128, np.uint8)
+    cx = 50 + (i % 20)
+    image[(xx - cx) ** 2 + (yy - 60) ** 2 < 18 ** 2] = 250
+    image[(xx - 115) ** 2 + (yy - 70) ** 2 < 14 ** 2] = 5
+    return image
+
+
+class FakeSource(FrameSource):
+    """Publishes frames at `fps`; after `lose_after` frames it reports NO SIGNAL and goes quiet,
+    like an unplugged capture card."""
+
+    def __init__(self, name: str = "fake", fps: float = 30.0, lose_after: int | None = None,
+                 spacing: float | None = 0.1) -> None:
+        super().__init__(name, fps)
+        self.lose_after = lose_after
+        self.spacing = spacing
+        self.last_image: np.ndarray | None = None
+
+    def _run(self) -> None:
+        self._set_status(SourceState.LIVE)
+        t, i = time.monotonic(), 0
+        while not self._stop_event.is_set():
+            if self.lose_after is not None and i >= self.lose_after:
+                self._set_status(SourceState.NO_SIGNAL, "capture lost")
+                self._stop_event.wait(0.05)
+                continue
+            self.last_image = fake_image(i)
+            self._publish(self.last_image, pixel_spacing_mm=self.spacing)
+            i += 1
+            t += 1.0 / self.nominal_fps
+            if not self._sleep_until(t):
+                return
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("models")
+    return {
+        "plexus": make_model(folder / "plexus.onnx", PLEXUS, version="plexus-t"),
+        "jugular": make_model(folder / "jugular.onnx", JUGULAR, version="jugular-t"),
+        "slow": make_model(folder / "slow.onnx", PLEXUS, kind="slow", version="slow-t"),
+        "bad": make_model(folder / "bad.onnx", PLEXUS, kind="wrong_shape"),
+    }
+
+
+class Harness:
+    def __init__(self, qtbot, models: dict[str, Path], tmp_path: Path) -> None:
+        from app.ui.app import real_deps
+
+        self.sources: list[FakeSource] = []
+        self.loaded: list[tuple[str, str | None]] = []
+        self.source_kwargs: dict = {}
+        self.deps = real_deps("cpu", 1, open_source=self._open, default_path=models.__getitem__,
+                              snapshot_dir=tmp_path / "snaps")
+        real_load = self.deps.load_model
+
+        def load(mode: str, path: str | None):
+            self.loaded.append((mode, path))
+            return real_load(mode, path)
+
+        self.deps.load_model = load
+        self.deps.roi_store = None
+        self.deps.detect_roi = Roi.full
+        self.qtbot = qtbot
+
+    def _open(self, spec: str) -> FakeSource:
+        source = FakeSource(spec, **self.source_kwargs)
+        self.sources.append(source)
+        return source
+
+    def window(self, **kwargs):
+        from app.ui.window import MainWindow
+
+        window = MainWindow(self.deps, source=kwargs.pop("source", "fake"), **kwargs)
+        self.qtbot.addWidget(window, before_close_func=lambda w: w.shutdown())
+        window.show()
+        self.qtbot.waitExposed(window)
+        window.activateWindow()
+        return window
+
+
+@pytest.fixture
+def harness(qtbot, models, tmp_path) -> Harness:
+    return Harness(qtbot, models, tmp_path)
+
+
+def wait_model(qtbot, window, timeout: int = 10000) -> None:
+    qtbot.waitUntil(lambda: window.model is not None, timeout=timeout)
+
+
+def test_frames_are_shown_and_fresh_overlay_painted(qtbot, harness):
+    window = harness.window(mode="plexus")
+    qtbot.waitUntil(lambda: window.shown_frame is not None, timeout=5000)
+    first_id = window.shown_frame.frame_id
+    qtbot.waitUntil(lambda: window.shown_frame.frame_id >= first_id + 5, timeout=5000)
+    np.testing.assert_array_equal(window.image_item.image, window.shown_frame.image)
+    # Aspect ratio locked: the 160x120 frame is never stretched to the view's shape.
+    assert window.view.state["aspectLocked"] == 1.0
+    wait_model(qtbot, window)
+    qtbot.waitUntil(lambda: window.overlay.visible, timeout=5000)
+    assert len(window.overlay.visible_contours()) >= 2  # nerve disc + vessel disc
+    assert "nerve" in window.overlay.label_text and "mm" in window.overlay.label_text
+    assert window.legend.names() == ["nerve", "vessel"]
+    assert not window.banner_text("lagging")
+
+
+def test_mode_switch_loads_the_other_model(qtbot, harness):
+    window = harness.window(mode="plexus")
+    wait_model(qtbot, window)
+    assert window.model.version == "plexus-t"
+    window.mode_switch.buttons["jugular"].click()
+    qtbot.waitUntil(lambda: window.model is not None and window.model.version == "jugular-t",
+                    timeout=10000)
+    assert harness.loaded[-1] == ("jugular", None)
+    assert window.legend.names() == ["vein", "artery"]
+    assert "jugular-t" in window.status_labels["model"].text()
+    qtbot.waitUntil(lambda: window.overlay.visible, timeout=5000)
+    assert window.painted.classes == JUGULAR
+    assert window.painted.target is not None and window.painted.target.class_name == "vein"
+
+
+def test_slow_model_overlay_hidden_as_stale(qtbot, harness, models):
+    window = harness.window(mode="plexus", model_path=str(models["slow"]))
+    wait_model(qtbot, window, timeout=20000)
+    qtbot.waitUntil(lambda: bool(window.banner_text("lagging")), timeout=10000)
+    assert "AI lagging" in window.banner_text("lagging")
+    # Decided in the same GUI step as the banner: no old contour on the newer frame.
+    assert not window.overlay.visible
+    assert window.painted is None
+    # The live image keeps moving meanwhile.
+    shown = window.shown_frame.frame_id
+    qtbot.waitUntil(lambda: window.shown_frame.frame_id > shown + 3, timeout=5000)
+
+
+def test_lost_capture_shows_no_signal_and_keeps_last_frame(qtbot, harness):
+    harness.source_kwargs = {"lose_after": 8}
+    window = harness.window(mode="plexus")
+    qtbot.waitUntil(lambda: bool(window.banner_text("nosignal")), timeout=5000)
+    assert "NO SIGNAL" in window.banner_text("nosignal")
+    source = harness.sources[-1]
+    qtbot.waitUntil(lambda: window.shown_frame.frame_id == 7, timeout=3000)
+    np.testing.assert_array_equal(window.image_item.image, source.last_image)
+    # Still responsive: the overlay toggle and freeze work while the signal is gone.
+    window.toggle_overlay()
+    assert not window.overlay_controls.enabled
+    window.toggle_freeze()
+    assert window.banner_text("frozen")
+
+
+def test_bad_model_refused_while_video_keeps_running(qtbot, harness, models):
+    window = harness.window(mode="plexus", model_path=str(models["bad"]))
+    qtbot.waitUntil(lambda: bool(window.banner_text("model")), timeout=10000)
+    text = window.banner_text("model")
+    assert text.startswith("Model refused:") and "bad.onnx" in text and "channels" in text
+    assert window.model is None and not window.overlay.visible
+    qtbot.waitUntil(lambda: window.shown_frame is not None, timeout=5000)
+    seen = window.shown_frame.frame_id
+    qtbot.waitUntil(lambda: window.shown_frame.frame_id > seen + 5, timeout=5000)
+    # Switching to a good model recovers.
+    window.set_mode("jugular")
+    wait_model(qtbot, window)
+    assert not window.banner_text("model")
+
+
+def test_snapshot_writes_pngs_and_json(qtbot, harness, tmp_path):
+    window = harness.window(mode="plexus")
+    wait_model(qtbot, window)
+    qtbot.waitUntil(lambda: window.overlay.visible, timeout=5000)
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_S)
+    qtbot.waitUntil(lambda: window.last_snapshot is not None, timeout=3000)
+    paths = window.last_snapshot
+    assert paths.raw_png.is_file() and paths.overlay_png.is_file()
+    assert paths.raw_png.parent == tmp_path / "snaps"
+    record = json.loads(paths.json.read_text())
+    assert record["mode"] == "plexus" and record["model_version"] == "plexus-t"
+    classes = {s["class"] for s in record["overlay"]["structures"]}
+    assert classes == {"nerve", "vessel"}
+    assert record["overlay"]["target"]["depth_mm"] > 0
+    assert paths.json.stem in window.statusBar().currentMessage()
+    import cv2
+
+    raw, over = cv2.imread(str(paths.raw_png)), cv2.imread(str(paths.overlay_png))
+    assert raw.shape == over.shape == (*SIZE, 3)
+    assert np.abs(raw.astype(int) - over.astype(int)).sum() > 0  # the overlay is drawn
+
+
+def test_keyboard_space_freezes_and_o_toggles_overlay(qtbot, harness):
+    window = harness.window(mode="plexus")
+    wait_model(qtbot, window)
+    qtbot.waitUntil(lambda: window.overlay.visible, timeout=5000)
+
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_O)
+    assert not window.overlay_controls.enabled
+    qtbot.waitUntil(lambda: not window.overlay.visible, timeout=2000)
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_O)
+    qtbot.waitUntil(lambda: window.overlay.visible, timeout=3000)
+
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_Space)
+    assert window.frozen and window.banner_text("frozen")
+    frozen_id = window.shown_frame.frame_id
+    source = harness.sources[-1]
+    published = source.frames_published
+    qtbot.waitUntil(lambda: source.frames_published > published + 5, timeout=3000)
+    assert window.shown_frame.frame_id == frozen_id
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: window.shown_frame.frame_id > frozen_id, timeout=3000)
+    assert not window.banner_text("frozen")
+
+
+def test_roi_drag_limits_what_the_model_sees(qtbot, harness):
+    window = harness.window(mode="plexus")
+    qtbot.waitUntil(lambda: window.shown_frame is not None, timeout=5000)
+    assert window.roi_for(window.shown_frame) == Roi(0, 0, 160, 120)
+    window.roi_item.setPos((10, 20))
+    window.roi_item.setSize((80, 60))  # emits sigRegionChangeFinished
+    qtbot.waitUntil(lambda: window.roi_for(window.shown_frame) == Roi(10, 20, 80, 60),
+                    timeout=2000)
+    wait_model(qtbot, window)
+    qtbot.waitUntil(lambda: window.painted is not None and window.painted.roi == Roi(10, 20, 80,
+                                                                                      60),
+                    timeout=5000)
+
+
+def test_calibration_gives_depth_without_source_spacing(qtbot, harness):
+    harness.source_kwargs = {"spacing": None}
+    window = harness.window(mode="plexus")
+    wait_model(qtbot, window)
+    qtbot.waitUntil(lambda: window.overlay.visible, timeout=5000)
+    assert "calibrate" in window.overlay.label_text
+    assert window.set_calibration((0.0, 0.0), (0.0, 100.0), 20.0) == pytest.approx(0.2)
+    qtbot.waitUntil(lambda: "mm" in window.overlay.label_text, timeout=3000)
+
+
+def test_worker_listener_runs_off_the_gui_thread_safely(qtbot, harness):
+    """The worker thread only emits a queued signal; repaint happens on the GUI thread."""
+    window = harness.window(mode="plexus")
+    wait_model(qtbot, window)
+    painted_threads: list[threading.Thread] = []
+    original = window.overlay.show
+
+    def spy(*args, **kwargs):
+        painted_threads.append(threading.current_thread())
+        return original(*args, **kwargs)
+
+    window.overlay.show = spy
+    qtbot.waitUntil(lambda: len(painted_threads) >= 3, timeout=5000)
+    assert all(t is threading.main_thread() for t in painted_threads)
