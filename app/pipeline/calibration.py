@@ -1,0 +1,166 @@
+"""Scale and remembered ROIs: two-point calibration on the depth ruler, and a per-source store.
+
+A capture card does not say how many mm a pixel is; the user clicks two marks on the scanner's
+depth ruler and types their distance. The ROI and that spacing are remembered per source
+(source_key) in a small JSON file, so the next session with the same scanner starts calibrated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.pipeline.frames import Roi
+
+log = logging.getLogger(__name__)
+
+MIN_CALIBRATION_PX = 1.0  # two clicks closer than this cannot give a meaningful scale
+
+
+def spacing_from_two_points(p1: tuple[float, float], p2: tuple[float, float],
+                            distance_mm: float) -> float:
+    """mm per pixel from two points `distance_mm` apart (e.g. two depth-ruler marks)."""
+    try:
+        x1, y1 = (float(v) for v in p1)
+        x2, y2 = (float(v) for v in p2)
+        distance = float(distance_mm)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"calibration needs two (x, y) points and a distance in mm: {exc}") \
+            from exc
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+        raise ValueError("calibration points must be finite pixel coordinates")
+    if not math.isfinite(distance) or distance <= 0:
+        raise ValueError(f"the distance between the points must be a positive number of mm, "
+                         f"got {distance_mm!r}")
+    pixels = math.hypot(x2 - x1, y2 - y1)
+    if pixels < MIN_CALIBRATION_PX:
+        raise ValueError("the two calibration points are identical (or less than a pixel apart); "
+                         "click two different ruler marks")
+    return distance / pixels
+
+
+def default_config_dir() -> Path:
+    """Per-user settings folder for SonoGuide on this OS."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "sonoguide"
+
+
+@dataclass(frozen=True)
+class RoiSetting:
+    roi: Roi | None = None
+    pixel_spacing_mm: float | None = None
+
+
+_KEEP = object()  # "leave this field as it is" in RoiStore.set
+
+
+def _roi_from_json(value: object) -> Roi | None:
+    if value is None:
+        return None
+    if (isinstance(value, list) and len(value) == 4
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            and value[2] > 0 and value[3] > 0 and value[0] >= 0 and value[1] >= 0):
+        return Roi(*value)
+    raise ValueError(f"roi must be [x, y, w, h] with w, h > 0, got {value!r}")
+
+
+def _spacing_from_json(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) \
+            and value > 0:
+        return float(value)
+    raise ValueError(f"pixel_spacing_mm must be a positive number, got {value!r}")
+
+
+class RoiStore:
+    """ROI and pixel spacing per source key, kept in a JSON file; never raises on bad files."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = Path(path) if path is not None else default_config_dir() / "rois.json"
+        self._lock = threading.Lock()
+        self._entries: dict[str, RoiSetting] = self._load()
+
+    def get(self, key: str) -> RoiSetting | None:
+        with self._lock:
+            return self._entries.get(key)
+
+    def set(self, key: str, roi: Roi | None | object = _KEEP,
+            pixel_spacing_mm: float | None | object = _KEEP) -> RoiSetting:
+        """Remember `roi` and/or `pixel_spacing_mm` for `key` (a field left out is kept;
+        None forgets it) and save at once."""
+        if roi is not _KEEP and roi is not None and not isinstance(roi, Roi):
+            raise ValueError(f"roi must be a Roi or None, got {roi!r}")
+        if roi is not _KEEP and isinstance(roi, Roi):
+            _roi_from_json([roi.x, roi.y, roi.w, roi.h])  # validates
+        if pixel_spacing_mm is not _KEEP:
+            pixel_spacing_mm = _spacing_from_json(pixel_spacing_mm)
+        with self._lock:
+            old = self._entries.get(key, RoiSetting())
+            new = RoiSetting(old.roi if roi is _KEEP else roi,
+                             old.pixel_spacing_mm if pixel_spacing_mm is _KEEP
+                             else pixel_spacing_mm)
+            self._entries[key] = new
+            self._save()
+        return new
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            if self._entries.pop(key, None) is not None:
+                self._save()
+
+    def keys(self) -> list[str]:
+        with self._lock:
+            return sorted(self._entries)
+
+    # --- file ------------------------------------------------------------------------------
+    def _load(self) -> dict[str, RoiSetting]:
+        if not self.path.exists():
+            return {}
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+            if not isinstance(raw, dict):
+                raise ValueError("top level is not a JSON object")
+        except (OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
+            aside = self.path.with_name(self.path.name + ".corrupt")
+            log.warning("ROI store %s is unreadable (%s); starting empty, old file kept as %s",
+                        self.path, exc, aside.name)
+            try:
+                os.replace(self.path, aside)
+            except OSError:
+                pass
+            return {}
+        entries: dict[str, RoiSetting] = {}
+        for key, value in raw.items():
+            try:
+                if not isinstance(value, dict):
+                    raise ValueError("entry is not a JSON object")
+                entries[str(key)] = RoiSetting(_roi_from_json(value.get("roi")),
+                                               _spacing_from_json(value.get("pixel_spacing_mm")))
+            except ValueError as exc:
+                log.warning("ROI store %s: ignoring entry %r: %s", self.path, key, exc)
+        return entries
+
+    def _save(self) -> None:
+        data = {key: {"roi": None if s.roi is None else [s.roi.x, s.roi.y, s.roi.w, s.roi.h],
+                      "pixel_spacing_mm": s.pixel_spacing_mm}
+                for key, s in sorted(self._entries.items())}
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+            os.replace(tmp, self.path)  # atomic: a crash mid-write never leaves half a file
+        except OSError as exc:
+            log.warning("cannot save ROI store %s (%s); settings kept for this session only",
+                        self.path, exc)

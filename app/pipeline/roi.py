@@ -1,0 +1,129 @@
+"""Where the B-mode image is on the scanner screen, and how model coordinates map back to it.
+
+A capture card delivers the whole scanner screen (menus, patient name, depth ruler). The ultrasound
+image is the one large area that is grey (no colour) and speckled everywhere, or, deep down where
+the echo dies out, flat but still a shade off the screen background. Text, ruler ticks and icons
+are thin, so a morphological opening removes them; coloured panels are rejected by their colour.
+
+Coordinate mapping between model input, ROI and full frame lives here and nowhere else.
+The per-source ROI/spacing store and the ruler calibration live in calibration.py and are
+re-exported here.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from app.pipeline.calibration import (  # noqa: F401 (re-exported: one import for the ROI stage)
+    RoiSetting,
+    RoiStore,
+    default_config_dir,
+    spacing_from_two_points,
+)
+from app.pipeline.frames import Roi
+
+STD_WINDOW = 5  # local standard deviation window (px, odd)
+TEXTURE_STD = 2.0  # grey levels: speckle is above, flat screen areas are below
+MAX_CHROMA = 24  # max-min over R,G,B above this is a coloured UI element, not B-mode
+DARK_DELTA = (2, 25)  # flat pixels this much off the background still count (deep dark tissue)
+MIN_AREA_FRACTION = 0.02  # a smaller winner is not an image: fall back to the full frame
+
+
+def _gray_and_grey_mask(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Grey image as float32 and where the pixel has no colour (B-mode is achromatic)."""
+    if image.ndim == 2:
+        return image.astype(np.float32), np.ones(image.shape, bool)
+    rgb = np.ascontiguousarray(image[:, :, :3])
+    r, g, b = cv2.split(rgb)  # cv2 per-channel ops are ~20x faster than numpy axis reductions
+    chroma = cv2.subtract(cv2.max(cv2.max(r, g), b), cv2.min(cv2.min(r, g), b))
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return gray, chroma <= MAX_CHROMA
+
+
+def _local_std(gray: np.ndarray, window: int) -> np.ndarray:
+    mean = cv2.blur(gray, (window, window))
+    mean_sq = cv2.blur(gray * gray, (window, window))
+    return np.sqrt(np.maximum(mean_sq - mean * mean, 0.0))
+
+
+def _background_level(gray: np.ndarray, flat: np.ndarray) -> int:
+    """The screen's background grey: the commonest value among flat pixels."""
+    values = gray[flat]
+    if values.size == 0:
+        return 0
+    return int(np.argmax(np.bincount(np.clip(values, 0, 255).astype(np.uint8).ravel(),
+                                     minlength=256)))
+
+
+def image_mask(image: np.ndarray) -> np.ndarray:
+    """uint8 0/1 map of pixels that look like B-mode image (before removing thin things)."""
+    gray, achromatic = _gray_and_grey_mask(image)
+    std = _local_std(gray, STD_WINDOW)
+    textured = (std > TEXTURE_STD).astype(np.uint8)
+    # the std window reaches r px past every edge; erode so the mask ends where the image does
+    textured = cv2.erode(textured, np.ones((STD_WINDOW, STD_WINDOW), np.uint8))
+    bg = _background_level(gray, (std <= TEXTURE_STD / 2) & achromatic)
+    off = np.abs(gray - bg)
+    dark_tissue = (off >= DARK_DELTA[0]) & (off <= DARK_DELTA[1]) & (gray <= bg + DARK_DELTA[1])
+    return ((textured.astype(bool) | dark_tissue) & achromatic).astype(np.uint8)
+
+
+def detect_roi(image: np.ndarray) -> Roi:
+    """Bounding box of the B-mode image on a scanner screen; the full frame if none is found."""
+    if image is None or image.ndim not in (2, 3) or image.shape[0] < 16 or image.shape[1] < 16:
+        return Roi(0, 0, 0, 0) if image is None else Roi.full(image)
+    height, width = image.shape[:2]
+    mask = image_mask(image)
+    # opening removes text, ruler ticks and icons: anything thinner than ~1/60 of the screen
+    k = max(5, (min(height, width) // 60) | 1)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count <= 1:
+        return Roi.full(image)
+    # the image is the component with the most area (flat panels were rejected by colour/level)
+    best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    x, y, w, h, area = (int(v) for v in stats[best])
+    if area < MIN_AREA_FRACTION * height * width:
+        return Roi.full(image)
+    return Roi(x, y, w, h)
+
+
+# --- coordinate mapping (the one place) ----------------------------------------------------
+
+def map_model_to_full(points_xy: np.ndarray, roi: Roi, model_hw: tuple[int, int]) -> np.ndarray:
+    """Model-input pixel coordinates (x, y) -> full-frame pixel coordinates.
+
+    The model sees the whole ROI resized to model_hw = (height, width); pixel centres map onto
+    pixel centres, the convention of cv2.resize: x_full = roi.x + (x + 0.5) * roi.w / W - 0.5.
+    """
+    pts = np.asarray(points_xy, dtype=np.float32).reshape(-1, 2)
+    mh, mw = model_hw
+    sx, sy = roi.w / mw, roi.h / mh
+    out = np.empty_like(pts)
+    out[:, 0] = roi.x + (pts[:, 0] + 0.5) * sx - 0.5
+    out[:, 1] = roi.y + (pts[:, 1] + 0.5) * sy - 0.5
+    return out
+
+
+def map_full_to_model(points_xy: np.ndarray, roi: Roi, model_hw: tuple[int, int]) -> np.ndarray:
+    """Inverse of map_model_to_full (e.g. a click on the screen -> model input pixel)."""
+    pts = np.asarray(points_xy, dtype=np.float32).reshape(-1, 2)
+    mh, mw = model_hw
+    out = np.empty_like(pts)
+    out[:, 0] = (pts[:, 0] - roi.x + 0.5) * mw / roi.w - 0.5
+    out[:, 1] = (pts[:, 1] - roi.y + 0.5) * mh / roi.h - 0.5
+    return out
+
+
+def map_roi_to_full(points_xy: np.ndarray, roi: Roi) -> np.ndarray:
+    """ROI pixel coordinates (e.g. contours of Segmentation.labels) -> full-frame pixels."""
+    pts = np.asarray(points_xy, dtype=np.float32).reshape(-1, 2)
+    return pts + np.array([roi.x, roi.y], np.float32)
+
+
+def depth_mm(y_full: float, roi: Roi, pixel_spacing_mm: float | None) -> float | None:
+    """Depth below the top of the ROI (the skin line) in mm; None without a pixel spacing."""
+    if pixel_spacing_mm is None:
+        return None
+    return max(0.0, (y_full - roi.y) * pixel_spacing_mm)
