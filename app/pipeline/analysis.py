@@ -1,0 +1,198 @@
+"""Model probabilities -> what the overlay shows: structures, the mode's target and its depth.
+
+Works in model space (small, fast) and maps only contours and centroids to full-frame pixels
+through the ROI. Qt-free; one Analyzer per model, used from one thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from app.pipeline.frames import Roi, Structure, Target
+from app.pipeline.roi import depth_mm, map_model_to_full
+from app.pipeline.segmenter import Prediction
+
+MODES = ("plexus", "jugular")
+TARGET_CLASS = {"plexus": "nerve", "jugular": "vein"}
+PRESENCE_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class Analysis:
+    labels: np.ndarray  # (roi.h, roi.w) uint8 class index; specks and absent classes removed
+    structures: tuple[Structure, ...]
+    target: Target | None
+    present: dict[str, float]  # class -> presence probability (empty without a presence head)
+
+    def __iter__(self):  # allows `labels, structures, target, present = analyzer.analyze(...)`
+        return iter((self.labels, self.structures, self.target, self.present))
+
+
+class Analyzer:
+    """Per class: argmax -> connected components -> contours in full-frame coordinates.
+
+    min_area_frac: components smaller than this fraction of the model image are specks.
+    cluster_gap_frac: nerve fascicles closer than this fraction of the model width count as one
+      plexus (the target is the centroid of the largest such cluster).
+    smoothing: EMA weight of the newest frame's probabilities (1.0 = off). Consecutive frames of
+      the same source and ROI are blended so contours do not flicker; any change of ROI, source,
+      model shape or a gap in time/frame ids starts afresh so an old image never bleeds in.
+    """
+
+    def __init__(self, classes: tuple[str, ...] | list[str], mode: str, *,
+                 min_area_frac: float = 0.002, cluster_gap_frac: float = 0.04,
+                 smoothing: float = 0.5, max_gap_s: float = 0.25,
+                 max_frame_gap: int = 10) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if not 0.0 < smoothing <= 1.0:
+            raise ValueError(f"smoothing must be in (0, 1], got {smoothing}")
+        self.classes = tuple(classes)
+        self.mode = mode
+        self.target_class = TARGET_CLASS[mode]
+        self.min_area_frac = min_area_frac
+        self.cluster_gap_frac = cluster_gap_frac
+        self.smoothing = smoothing
+        self.max_gap_s = max_gap_s
+        self.max_frame_gap = max_frame_gap
+        self._ema: np.ndarray | None = None
+        self._ema_key: tuple | None = None
+        self._ema_stamp: tuple[int | None, float | None] = (None, None)
+
+    def reset(self) -> None:
+        """Forget the temporal state (call on seek, source switch, freeze...)."""
+        self._ema = None
+        self._ema_key = None
+
+    # ----------------------------------------------------------------------------------------
+    def analyze(self, pred: Prediction, roi: Roi, pixel_spacing_mm: float | None, *,
+                frame_id: int | None = None, t_capture: float | None = None,
+                source: str = "") -> Analysis:
+        probs = self._smoothed(pred.probs, roi, source, frame_id, t_capture)
+        n_cls, model_h, model_w = probs.shape
+        if n_cls != len(self.classes):
+            raise ValueError(f"prediction has {n_cls} classes, analyzer expects "
+                             f"{len(self.classes)} ({', '.join(self.classes)})")
+        present = {}
+        if pred.presence is not None:
+            present = {name: float(p) for name, p in zip(self.classes, pred.presence, strict=True)
+                       if name != "background"}
+        labels = probs.argmax(axis=0).astype(np.uint8)
+        min_area = max(1, round(self.min_area_frac * model_h * model_w))
+        # Full-frame pixels per model pixel: areas scale by this product.
+        px_per_model = (roi.w / model_w) * (roi.h / model_h)
+
+        structures: list[Structure] = []
+        components: dict[int, list[tuple[Structure, np.ndarray]]] = {}
+        for idx, name in enumerate(self.classes):
+            if idx == 0:
+                continue
+            mask = labels == idx
+            if present.get(name, 1.0) < PRESENCE_THRESHOLD:
+                labels[mask] = 0  # model says the class is absent: show nothing of it
+                continue
+            found = self._components(mask, probs[idx], name, roi, (model_h, model_w),
+                                     min_area, px_per_model, pixel_spacing_mm, labels)
+            components[idx] = found
+            structures.extend(s for s, _ in found)
+
+        target = self._target(components, probs, roi, (model_h, model_w), pixel_spacing_mm)
+        labels_roi = cv2.resize(labels, (roi.w, roi.h), interpolation=cv2.INTER_NEAREST)
+        return Analysis(labels_roi, tuple(structures), target, present)
+
+    # ----------------------------------------------------------------------------------------
+    def _smoothed(self, probs: np.ndarray, roi: Roi, source: str, frame_id: int | None,
+                  t_capture: float | None) -> np.ndarray:
+        if self.smoothing >= 1.0:
+            return probs
+        key = (source, roi, probs.shape)
+        last_id, last_t = self._ema_stamp
+        gap = (
+            (frame_id is not None and last_id is not None
+             and not 0 < frame_id - last_id <= self.max_frame_gap)
+            or (t_capture is not None and last_t is not None
+                and not 0 <= t_capture - last_t <= self.max_gap_s)
+        )
+        self._ema_stamp = (frame_id, t_capture)
+        if self._ema is None or key != self._ema_key or gap:
+            self._ema = probs.astype(np.float32, copy=True)
+            self._ema_key = key
+            return self._ema
+        a = np.float32(self.smoothing)
+        self._ema = a * probs + (np.float32(1.0) - a) * self._ema
+        return self._ema
+
+    def _components(self, mask: np.ndarray, prob: np.ndarray, name: str, roi: Roi,
+                    model_hw: tuple[int, int], min_area: int, px_per_model: float,
+                    spacing: float | None, labels: np.ndarray) -> list[tuple[Structure,
+                                                                              np.ndarray]]:
+        count, cc, stats, centroids = cv2.connectedComponentsWithStats(
+            mask.view(np.uint8), connectivity=8)
+        found = []
+        for i in range(1, count):
+            x, y, w, h, area = (int(v) for v in stats[i])
+            component = cc[y:y + h, x:x + w] == i
+            if area < min_area:
+                labels[y:y + h, x:x + w][component] = 0  # a speck: gone from the overlay too
+                continue
+            contours, _ = cv2.findContours(component.view(np.uint8), cv2.RETR_EXTERNAL,
+                                           cv2.CHAIN_APPROX_SIMPLE)
+            outline = max(contours, key=cv2.contourArea).reshape(-1, 2).astype(np.float32)
+            outline += np.float32([x, y])
+            full_mask = cc == i
+            area_full = area * px_per_model
+            structure = Structure(
+                class_name=name,
+                contour=map_model_to_full(outline, roi, model_hw).astype(np.float32),
+                area_px=float(area_full),
+                centroid=_to_full_point(centroids[i], roi, model_hw),
+                confidence=float(prob[full_mask].mean()),
+                area_mm2=None if spacing is None else float(area_full * spacing * spacing),
+            )
+            found.append((structure, full_mask))
+        return found
+
+    def _target(self, components: dict[int, list[tuple[Structure, np.ndarray]]],
+                probs: np.ndarray, roi: Roi, model_hw: tuple[int, int],
+                spacing: float | None) -> Target | None:
+        if self.target_class not in self.classes:
+            return None
+        idx = self.classes.index(self.target_class)
+        found = components.get(idx, [])
+        if not found:
+            return None
+        if self.mode == "jugular":
+            structure, _ = max(found, key=lambda sm: sm[0].area_px)
+            cx, cy = structure.centroid
+            confidence = structure.confidence
+        else:
+            cx, cy, confidence = self._largest_cluster(found, probs[idx], roi, model_hw)
+        return Target(self.target_class, float(cx), float(cy), depth_mm(cy, roi, spacing),
+                      float(confidence))
+
+    def _largest_cluster(self, found: list[tuple[Structure, np.ndarray]], prob: np.ndarray,
+                         roi: Roi, model_hw: tuple[int, int]) -> tuple[float, float, float]:
+        """Centroid of the biggest group of nerve fascicles: a plexus is several blobs."""
+        nerve = np.zeros(model_hw, np.uint8)
+        for _, mask in found:
+            nerve[mask] = 1
+        gap = max(1, round(self.cluster_gap_frac * model_hw[1]))
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * gap + 1, 2 * gap + 1))
+        count, clusters = cv2.connectedComponents(cv2.dilate(nerve, kernel), connectivity=8)
+        best, best_area = None, -1
+        for c in range(1, count):
+            members = (clusters == c) & (nerve == 1)
+            area = int(members.sum())
+            if area > best_area:
+                best, best_area = members, area
+        ys, xs = np.nonzero(best)
+        cx, cy = _to_full_point((xs.mean(), ys.mean()), roi, model_hw)
+        return cx, cy, float(prob[best].mean())
+
+
+def _to_full_point(xy, roi: Roi, model_hw: tuple[int, int]) -> tuple[float, float]:
+    point = map_model_to_full(np.asarray([xy], np.float32), roi, model_hw)[0]
+    return float(point[0]), float(point[1])

@@ -1,0 +1,39 @@
+"""The shipped models, one per mode, and loading a mode's segmenter + analyzer together."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import app
+from app.pipeline.analysis import MODES, TARGET_CLASS, Analyzer
+from app.pipeline.segmenter import ModelLoadError, Segmenter
+
+DEFAULT_MODE = "jugular"
+# models/ at the repository root (next to the app package); SONOGUIDE_MODELS_DIR overrides it.
+MODELS_DIR = Path(os.environ.get("SONOGUIDE_MODELS_DIR")
+                  or Path(app.__file__).resolve().parents[1] / "models")
+
+
+def default_model_path(mode: str) -> Path:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    return MODELS_DIR / f"{mode}.onnx"
+
+
+def load_mode(mode: str, model_path: str | Path | None = None, provider: str = "auto",
+              intra_op_threads: int = 2) -> tuple[Segmenter, Analyzer]:
+    """Segmenter and Analyzer for `mode`; ModelLoadError (message names the file) if unusable,
+    including a model that lacks the mode's target class (e.g. a plexus model in jugular mode).
+    """
+    path = Path(model_path) if model_path is not None else default_model_path(mode)
+    if not path.exists() and model_path is None:
+        raise ModelLoadError(f"{path}: the {mode} model is not installed (model file not found); "
+                             "video runs without overlay")
+    segmenter = Segmenter(path, provider=provider, intra_op_threads=intra_op_threads)
+    wanted = TARGET_CLASS[mode]
+    if wanted not in segmenter.classes:
+        raise ModelLoadError(
+            f"{path}: model classes {list(segmenter.classes)} lack '{wanted}', which {mode} "
+            f"mode targets; pick the {mode} model")
+    return segmenter, Analyzer(segmenter.classes, mode)
