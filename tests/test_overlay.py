@@ -1,0 +1,118 @@
+"""Overlay look and behaviour: palette, doubt shown as dashes, pooled items, snapshot rendering."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.pipeline.frames import Frame, Roi, Segmentation, Structure, Target
+from app.ui import theme
+from app.ui.controller import decide_overlay
+from app.ui.overlay import contour_style, target_text
+from app.ui.snapshot import render_overlay_bgr
+
+PLEXUS = ("background", "nerve", "vessel")
+
+
+def square(x: float, y: float, r: float) -> np.ndarray:
+    return np.array([[x - r, y - r], [x + r, y - r], [x + r, y + r], [x - r, y + r]],
+                    np.float32)
+
+
+def structure(name: str, x: float, y: float, confidence: float = 0.9) -> Structure:
+    return Structure(name, square(x, y, 10), 400.0, (x, y), confidence)
+
+
+def seg(frame_id: int = 0, t: float = 0.0, structures=(), target=None) -> Segmentation:
+    return Segmentation(frame_id, t, t + 0.02, PLEXUS, Roi(0, 0, 100, 80),
+                        np.zeros((80, 100), np.uint8), tuple(structures), target)
+
+
+def frame(frame_id: int, t: float) -> Frame:
+    return Frame(np.zeros((80, 100), np.uint8), frame_id, t)
+
+
+def test_palette_is_okabe_ito_per_class():
+    for name, colour in (("nerve", "#F0E442"), ("artery", "#D55E00"), ("vein", "#0072B2"),
+                         ("vessel", "#CC79A7")):
+        assert contour_style(structure(name, 5, 5), ("background", name), 1.0, True).colour == \
+            colour
+
+
+def test_unsure_structure_is_dashed_and_fainter():
+    sure = contour_style(structure("nerve", 5, 5, 0.95), PLEXUS, 0.8, True)
+    unsure = contour_style(structure("nerve", 5, 5, 0.3), PLEXUS, 0.8, True)
+    assert not sure.dashed and unsure.dashed
+    assert unsure.line_alpha < sure.line_alpha and unsure.fill_alpha < sure.fill_alpha
+
+
+def test_fill_off_and_opacity_follow_the_controls():
+    style = contour_style(structure("nerve", 5, 5), PLEXUS, 0.5, False)
+    assert style.fill_alpha == 0.0 and style.line_alpha == pytest.approx(0.5)
+
+
+def test_target_text_depth_from_model_or_calibration():
+    roi = Roi(0, 10, 100, 80)
+    assert target_text(Target("nerve", 50, 60, 12.34, 0.9), roi, None) == "nerve  12.3 mm"
+    # No depth from the analyzer: computed below the ROI top from a calibrated spacing.
+    assert target_text(Target("nerve", 50, 60, None, 0.9), roi, 0.2) == "nerve  10.0 mm"
+    assert "calibrate" in target_text(Target("nerve", 50, 60, None, 0.9), roi, None)
+    assert target_text(Target("vein", 50, 60, 8.0, 0.2), roi, None).endswith("?")
+
+
+def test_decide_overlay_paints_fresh_hides_stale():
+    fresh = decide_overlay(seg(5, 1.00), frame(6, 1.03), model_ready_since=0.0, budget_s=0.1)
+    assert fresh.paint is not None and not fresh.lagging
+    stale = decide_overlay(seg(5, 1.00), frame(12, 1.20), model_ready_since=0.0, budget_s=0.1)
+    assert stale.paint is None and stale.lagging
+    warming = decide_overlay(None, frame(3, 0.5), model_ready_since=0.0, budget_s=0.1)
+    assert warming.paint is None and not warming.lagging
+    stuck = decide_overlay(None, frame(60, 2.0), model_ready_since=0.0, budget_s=0.1)
+    assert stuck.lagging
+    no_model = decide_overlay(seg(5, 1.0), frame(12, 1.2), model_ready_since=None, budget_s=0.1)
+    assert no_model.paint is None and not no_model.lagging
+
+
+def test_snapshot_render_draws_class_colour_on_the_contour():
+    image = np.full((80, 100), 100, np.uint8)
+    out = render_overlay_bgr(image, seg(structures=[structure("nerve", 40, 40)]), fill=False)
+    b, g, r = out[30, 40]  # on the top edge of the square around (40, 40)
+    assert r > 180 and g > 180 and b < 120  # yellow
+    assert tuple(out[40, 40]) == (100, 100, 100)  # inside untouched without fill
+    filled = render_overlay_bgr(image, seg(structures=[structure("nerve", 40, 40)]), fill=True)
+    assert tuple(filled[40, 40]) != (100, 100, 100)
+    assert tuple(render_overlay_bgr(image, None)[40, 40]) == (100, 100, 100)
+
+
+@pytest.fixture
+def view(qtbot):
+    import pyqtgraph as pg
+
+    widget = pg.GraphicsLayoutWidget()
+    qtbot.addWidget(widget)
+    view = widget.addViewBox()
+    yield view
+    widget.close()  # keeps the widget (and so the view) alive through the test
+
+
+def test_overlay_items_are_reused_between_frames(view):
+    from app.ui.overlay import OverlayItems
+
+    overlay = OverlayItems(view)
+    two = seg(1, structures=[structure("nerve", 20, 20), structure("vessel", 60, 40)],
+              target=Target("nerve", 20, 20, 9.5, 0.9))
+    overlay.show(two, opacity=1.0, fill=True, spacing_mm=None)
+    items_before = set(map(id, view.addedItems))
+    assert len(overlay.visible_contours()) == 2 and overlay.label_text == "nerve  9.5 mm"
+    one = seg(2, structures=[structure("vessel", 60, 40, confidence=0.2)])
+    for _ in range(5):
+        overlay.show(one, opacity=1.0, fill=True, spacing_mm=None)
+    assert set(map(id, view.addedItems)) == items_before  # no item churn
+    (contour,) = overlay.visible_contours()
+    from PySide6 import QtCore
+
+    assert contour.pen().style() == QtCore.Qt.PenStyle.DashLine  # unsure vessel
+    assert contour.pen().color().name().upper() == theme.CLASS_COLOURS["vessel"]
+    assert overlay.label_text == ""  # no target this frame
+    overlay.hide()
+    assert not overlay.visible and overlay.visible_contours() == []
