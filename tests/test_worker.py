@@ -1,0 +1,181 @@
+"""InferenceWorker: newest frame wins, results belong to their frames, faults do not stop it."""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+
+import numpy as np
+import pytest
+
+from app.pipeline.analysis import Analyzer
+from app.pipeline.frames import Frame, Roi, Segmentation
+from app.pipeline.segmenter import Segmenter
+from app.pipeline.worker import InferenceWorker
+from tests.model_factory import JUGULAR, make_model
+
+H, W = 240, 320
+
+
+@pytest.fixture(scope="module")
+def fast_segmenter(tmp_path_factory):
+    return Segmenter(make_model(tmp_path_factory.mktemp("m") / "thr.onnx"), provider="cpu")
+
+
+@pytest.fixture(scope="module")
+def slow_segmenter(tmp_path_factory):
+    return Segmenter(make_model(tmp_path_factory.mktemp("m") / "slow.onnx", kind="slow"),
+                     provider="cpu")
+
+
+def _bright_x(frame_id: int) -> int:
+    """Where frame `frame_id` shows its bright (nerve) square: moves with the id."""
+    return 20 + 12 * (frame_id % 20)
+
+
+def _frame(frame_id: int) -> Frame:
+    image = np.full((H, W), 128, np.uint8)
+    x = _bright_x(frame_id)
+    image[100:140, x:x + 40] = 250
+    return Frame(image, frame_id, time.monotonic(), source="test", pixel_spacing_mm=0.1)
+
+
+def _wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
+
+
+def _idle(worker: InferenceWorker) -> bool:
+    return (worker.frames_inferred + worker.frames_dropped + worker.error_count
+            >= worker.frames_submitted)
+
+
+def test_slow_model_drops_frames_keeps_memory_flat_and_results_match_their_frames(
+        slow_segmenter):
+    worker = InferenceWorker(slow_segmenter, Analyzer(slow_segmenter.classes, "plexus",
+                                                      smoothing=1.0))
+    results: list[Segmentation] = []
+    worker.add_listener(results.append)
+    alive = [0]
+    most_alive = 0
+
+    def gone() -> None:
+        alive[0] -= 1
+
+    try:
+        for i in range(40):  # ~1.3 s at 30 fps while one inference takes ~150-300 ms
+            frame = _frame(i)
+            alive[0] += 1
+            weakref.finalize(frame, gone)
+            worker.submit(frame)
+            del frame
+            most_alive = max(most_alive, alive[0])
+            time.sleep(1 / 30)
+        _wait_for(lambda: _idle(worker))
+    finally:
+        worker.stop()
+
+    # Nothing queued: at most the waiting frame and the one in the model are alive.
+    assert most_alive <= 3
+    assert worker.frames_submitted == 40
+    assert worker.frames_dropped > 0
+    assert worker.frames_inferred + worker.frames_dropped == 40
+    assert len(results) == worker.frames_inferred < 40
+    assert results[-1].frame_id == 39, "the newest frame is always processed"
+    ids = [r.frame_id for r in results]
+    assert ids == sorted(set(ids))
+    for result in results:  # each overlay shows its own frame's structure, not a neighbour's
+        nerve = [s for s in result.structures if s.class_name == "nerve"]
+        assert len(nerve) == 1
+        assert nerve[0].centroid[0] == pytest.approx(_bright_x(result.frame_id) + 19.5, abs=2)
+        assert result.t_capture <= result.t_done
+    assert worker.latest() is results[-1]
+    stats = worker.stats()
+    assert stats.frames_dropped == worker.frames_dropped and stats.provider == "CPU"
+    assert stats.last_inference_ms is not None and stats.latency_p95_ms is not None
+
+
+def test_an_error_is_recorded_and_the_worker_keeps_going(fast_segmenter):
+    worker = InferenceWorker(fast_segmenter, Analyzer(fast_segmenter.classes, "plexus"))
+    results: list[Segmentation] = []
+    worker.add_listener(results.append)
+    try:
+        worker.submit(Frame(np.zeros((0, 0), np.uint8), 7, time.monotonic()))  # broken frame
+        _wait_for(lambda: worker.error_count == 1)
+        worker.submit(_frame(8))
+        _wait_for(lambda: len(results) == 1)
+    finally:
+        worker.stop()
+    assert results[0].frame_id == 8
+    assert len(worker.errors) == 1 and "frame 7" in worker.errors[0]
+    assert "empty ROI" in worker.errors[0]
+
+
+def test_a_failing_listener_does_not_stop_other_listeners(fast_segmenter):
+    worker = InferenceWorker(fast_segmenter, Analyzer(fast_segmenter.classes, "plexus"))
+    got: list[int] = []
+
+    def broken(_: Segmentation) -> None:
+        raise RuntimeError("UI went away")
+
+    worker.add_listener(broken)
+    worker.add_listener(lambda seg: got.append(seg.frame_id))
+    try:
+        for i in range(3):
+            worker.submit(_frame(i))
+            _wait_for(lambda i=i: i in got)
+    finally:
+        worker.stop()
+    assert got == [0, 1, 2]
+    assert worker.error_count == 3 and "UI went away" in worker.errors[0]
+
+
+def test_roi_provider_decides_what_the_model_sees(fast_segmenter):
+    roi = Roi(W // 2, 0, W, H)  # reaches past the frame: the worker clamps it
+    worker = InferenceWorker(fast_segmenter, Analyzer(fast_segmenter.classes, "plexus"),
+                             roi_provider=lambda frame: roi)
+    try:
+        worker.submit(_frame(0))  # bright square at x = 20..60: left of the ROI
+        _wait_for(lambda: worker.latest() is not None)
+        left = worker.latest()
+        worker.submit(_frame(15))  # x = 200..240: inside the ROI
+        _wait_for(lambda: worker.latest().frame_id == 15)
+        inside = worker.latest()
+    finally:
+        worker.stop()
+    assert left.roi == Roi(W // 2, 0, W // 2, H)
+    assert left.labels.shape == (H, W // 2)
+    assert left.structures == ()
+    assert [s.class_name for s in inside.structures] == ["nerve"]
+    assert inside.structures[0].centroid[0] == pytest.approx(219.5, abs=2)
+
+
+def test_set_model_switches_mode_and_forgets_the_old_overlay(fast_segmenter, tmp_path):
+    jugular = Segmenter(make_model(tmp_path / "ij.onnx", classes=JUGULAR), provider="cpu")
+    worker = InferenceWorker(fast_segmenter, Analyzer(fast_segmenter.classes, "plexus"))
+    try:
+        worker.submit(_frame(0))
+        _wait_for(lambda: worker.latest() is not None)
+        assert worker.latest().classes == fast_segmenter.classes
+        worker.set_model(jugular, Analyzer(JUGULAR, "jugular"))
+        assert worker.latest() is None
+        worker.submit(_frame(1))
+        _wait_for(lambda: worker.latest() is not None)
+        assert worker.latest().classes == JUGULAR
+        assert worker.stats().model == "ij"
+    finally:
+        worker.stop()
+
+
+def test_stop_is_prompt_and_final(fast_segmenter):
+    worker = InferenceWorker(fast_segmenter, Analyzer(fast_segmenter.classes, "plexus"))
+    stopped = threading.Event()
+    threading.Thread(target=lambda: (worker.stop(), stopped.set()), daemon=True).start()
+    assert stopped.wait(5.0)
+    assert not worker.running
+    worker.submit(_frame(0))  # after stop: ignored, no crash
+    assert worker.latest() is None
