@@ -1,0 +1,169 @@
+"""The pipeline without a window: source -> worker, counted, timed and reported.
+
+Used by `sonoguide --headless` and the benchmark. Every frame id the source published counts
+as input, including ids this loop never saw (the source's mailbox replaced them): those count
+as dropped, the same as frames the worker's mailbox replaced.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from app.pipeline.frames import Frame, Segmentation
+from app.pipeline.worker import InferenceWorker
+from app.sources.base import FrameSource, SourceState
+
+SOURCE_START_TIMEOUT_S = 5.0  # no first frame within this: the source counts as failed
+STALL_TIMEOUT_S = 3.0  # no new frame for this long after the first: stop and report
+DRAIN_TIMEOUT_S = 2.0  # after the last frame, wait this long for its overlay
+
+
+def run_headless(source: FrameSource, worker: InferenceWorker | None,
+                 max_frames: int | None = None, *, duration_s: float | None = None,
+                 errors: list[str] | None = None, model_info: dict | None = None,
+                 stop_event: threading.Event | None = None,
+                 on_frame: Callable[[Frame], None] | None = None) -> dict:
+    """Run until max_frames frames came in, duration_s passed, the source ended or failed, or
+    stop_event is set. Starts and stops the source; stops the worker at the end.
+
+    errors: problems met before the run (e.g. a model that failed to load), kept in the report.
+    model_info: name/version to report when there is no worker (model missing).
+    """
+    errors = list(errors or [])
+    results: list[Segmentation] = []
+    results_lock = threading.Lock()
+
+    def collect(seg: Segmentation) -> None:
+        with results_lock:
+            results.append(seg)
+
+    if worker is not None:
+        worker.add_listener(collect)
+    stop_event = stop_event or threading.Event()
+    first_id = last_id = first_seen_id = None
+    seen = 0
+    t_first = t_last = None
+    t_start = time.monotonic()
+    ended_by = "max_frames"
+    # Ids rise by one per published frame, so the first id of this run is the count so far:
+    # frames published before this loop saw its first one still count as input (and dropped).
+    first_expected_id = source.frames_published
+    source.start()
+    try:
+        while True:
+            if stop_event.is_set():
+                ended_by = "stopped"
+                break
+            if duration_s is not None and time.monotonic() - t_start >= duration_s:
+                ended_by = "duration"
+                break
+            wait = SOURCE_START_TIMEOUT_S if first_id is None else STALL_TIMEOUT_S
+            frame = _next_frame(source, -1 if last_id is None else last_id, wait, stop_event)
+            if frame is None:
+                state = source.status
+                if stop_event.is_set():
+                    ended_by = "stopped"
+                elif state.state in (SourceState.ENDED, SourceState.ERROR):
+                    ended_by = f"source {state.state.value}"
+                else:
+                    ended_by = "source stalled"
+                    errors.append(f"source {source.name}: no new frame for {wait:.0f} s "
+                                  f"(state: {state.state.value}"
+                                  f"{': ' + state.message if state.message else ''})")
+                break
+            if first_id is None:
+                first_id = min(first_expected_id, frame.frame_id)
+                first_seen_id, t_first = frame.frame_id, frame.t_capture
+            last_id, t_last = frame.frame_id, frame.t_capture
+            seen += 1
+            if worker is not None:
+                worker.submit(frame)
+            if on_frame is not None:
+                on_frame(frame)
+            if max_frames is not None and last_id - first_id + 1 >= max_frames:
+                break
+    finally:
+        if worker is not None:
+            _drain(worker, last_id)
+            worker.stop()
+            worker.remove_listener(collect)
+            errors.extend(f"inference: {e}" for e in worker.errors)
+        status = source.status
+        source.stop()
+    if status.state == SourceState.ERROR or (status.message and status.state != SourceState.LIVE):
+        errors.append(f"source {source.name}: {status.state.value}: {status.message}")
+
+    frames_in = 0 if first_id is None else last_id - first_id + 1
+    with results_lock:
+        done = [r for r in results if first_id is not None and first_id <= r.frame_id <= last_id]
+    latencies = np.array([r.latency_s * 1000.0 for r in done]) if done else np.zeros(0)
+    span_in = (t_last - t_first) if t_first is not None and t_last is not None else 0.0
+    span_out = (done[-1].t_done - done[0].t_done) if len(done) >= 2 else 0.0
+    segmenter = worker.segmenter if worker is not None else None
+    return {
+        "source": source.name,
+        "source_state": status.state.value,
+        "ended_by": ended_by,
+        "frames_in": frames_in,
+        "frames_seen": seen,
+        "frames_inferred": len(done),
+        "frames_dropped": frames_in - len(done),
+        "inferred_fraction": round(len(done) / frames_in, 4) if frames_in else 0.0,
+        "input_fps": round((last_id - first_seen_id) / span_in, 2) if span_in > 0 else 0.0,
+        "inference_fps": round((len(done) - 1) / span_out, 2) if span_out > 0 else 0.0,
+        "latency_ms": _percentiles(latencies),
+        "inference_ms": _percentiles(np.array(_inference_ms(worker))),
+        "provider": segmenter.provider if segmenter is not None else None,
+        "provider_note": segmenter.provider_note if segmenter is not None else "",
+        "model": ({"name": segmenter.name, "version": segmenter.contract.version,
+                   "classes": list(segmenter.classes), "path": str(segmenter.path)}
+                  if segmenter is not None else (model_info or None)),
+        "mode": worker.analyzer.mode if worker is not None else None,
+        "wall_s": round(time.monotonic() - t_start, 3),
+        "errors": errors,
+    }
+
+
+def _next_frame(source: FrameSource, after_id: int, wait: float,
+                stop_event: threading.Event) -> Frame | None:
+    """Newest frame after `after_id`, in short slices so a stop request is seen promptly."""
+    deadline = time.monotonic() + wait
+    while not stop_event.is_set():
+        frame = source.wait_frame(after_id, min(0.1, max(0.0, deadline - time.monotonic())))
+        if frame is not None:
+            return frame
+        state = source.status.state
+        if state in (SourceState.ENDED, SourceState.ERROR) or time.monotonic() >= deadline:
+            return None
+    return None
+
+
+def _drain(worker: InferenceWorker, last_id: int | None) -> None:
+    """Give the frame submitted last the time to come out of the model."""
+    if last_id is None:
+        return
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        latest = worker.latest()
+        if latest is not None and latest.frame_id >= last_id:
+            return
+        if worker.frames_inferred + worker.frames_dropped + worker.error_count \
+                >= worker.frames_submitted:
+            return
+        time.sleep(0.005)
+
+
+def _inference_ms(worker: InferenceWorker | None) -> list[float]:
+    return list(worker.inference_ms_history) if worker is not None else []
+
+
+def _percentiles(values: np.ndarray) -> dict[str, float | None]:
+    if values.size == 0:
+        return {"p50": None, "p95": None, "max": None}
+    return {"p50": round(float(np.percentile(values, 50)), 2),
+            "p95": round(float(np.percentile(values, 95)), 2),
+            "max": round(float(values.max()), 2)}

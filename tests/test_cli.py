@@ -1,0 +1,183 @@
+"""`sonoguide` CLI and the headless runner, end to end with real sources and real ONNX models."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+
+import numpy as np
+import pytest
+
+from app import cli
+from app.pipeline.analysis import Analyzer
+from app.pipeline.runner import run_headless
+from app.pipeline.segmenter import Segmenter
+from app.pipeline.worker import InferenceWorker
+from app.sources.base import FrameSource, SourceState
+from tests.clips import write_clip
+from tests.model_factory import JUGULAR, make_model
+
+REPORT_KEYS = {"source", "source_state", "ended_by", "frames_in", "frames_seen",
+               "frames_inferred", "frames_dropped", "inferred_fraction", "input_fps",
+               "inference_fps", "latency_ms", "inference_ms", "provider", "provider_note",
+               "model", "mode", "wall_s", "errors", "source_spec"}
+
+
+@pytest.fixture(scope="module")
+def plexus_model(tmp_path_factory):
+    return make_model(tmp_path_factory.mktemp("m") / "plexus-test.onnx")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return write_clip(tmp_path_factory.mktemp("c") / "scan.avi", n_frames=15, size=(160, 128))
+
+
+def _run(argv, capsys) -> tuple[int, str, str]:
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_headless_clip_writes_a_full_report(tmp_path, plexus_model, clip, capsys):
+    report_path = tmp_path / "out" / "r.json"
+    code, out, err = _run(["--headless", "--source", str(clip), "--mode", "plexus",
+                           "--model", str(plexus_model), "--provider", "cpu",
+                           "--max-frames", "10", "--report", str(report_path)], capsys)
+
+    assert code == 0, err
+    report = json.loads(report_path.read_text())
+    assert REPORT_KEYS <= set(report)
+    assert report["frames_in"] == 10
+    assert 0 < report["frames_inferred"] <= 10
+    assert report["frames_dropped"] == 10 - report["frames_inferred"]
+    assert report["provider"] == "CPU"
+    assert report["model"]["name"] == "plexus-test" and report["model"]["version"] == "test-1"
+    assert report["source"] == "file:scan.avi" and report["mode"] == "plexus"
+    assert set(report["latency_ms"]) == {"p50", "p95", "max"}
+    assert report["latency_ms"]["p50"] > 0 and report["errors"] == []
+    assert "10 frames in" in out and "plexus-test" in out and out.count("\n") == 1
+
+
+def test_headless_clip_without_limit_plays_once(plexus_model, clip, capsys, tmp_path):
+    report_path = tmp_path / "r.json"
+    code, _, err = _run(["--headless", "--source", str(clip), "--mode", "plexus",
+                         "--model", str(plexus_model), "--report", str(report_path)], capsys)
+    assert code == 0, err
+    report = json.loads(report_path.read_text())
+    assert report["frames_in"] == 15 and report["ended_by"] == "source ended"
+
+
+@pytest.mark.parametrize("model_kind", ["missing", "corrupt", "wrong_mode"])
+def test_bad_model_still_runs_video_and_says_why(tmp_path, clip, capsys, model_kind):
+    model = tmp_path / "m.onnx"
+    if model_kind == "corrupt":
+        model.write_bytes(b"\x00garbage")
+    elif model_kind == "wrong_mode":
+        make_model(model, classes=JUGULAR)  # an IJ model in plexus mode
+    report_path = tmp_path / "r.json"
+    code, out, err = _run(["--headless", "--source", str(clip), "--mode", "plexus",
+                           "--model", str(model), "--max-frames", "5",
+                           "--report", str(report_path)], capsys)
+
+    assert code == 0, "the video ran, so this is not a failure to run"
+    assert str(model) in err and "without overlay" in err
+    report = json.loads(report_path.read_text())
+    assert report["frames_in"] == 5 and report["frames_inferred"] == 0
+    assert report["provider"] is None and report["latency_ms"]["p95"] is None
+    assert len(report["errors"]) == 1 and str(model) in report["errors"][0]
+    assert "no overlay" in out
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("nowhere/scan.mp4", "not found"),
+    ("phantom:knee", "unknown phantom scene"),
+    ("camera:x", "camera index"),
+])
+def test_unusable_source_is_a_clear_message_and_nonzero_exit(spec, message, plexus_model,
+                                                             capsys):
+    code, _, err = _run(["--headless", "--source", spec, "--model", str(plexus_model)], capsys)
+    assert code == 1
+    assert "source" in err and message in err
+
+
+def test_bad_arguments_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--mode", "knee"])
+    assert info.value.code == 2
+
+
+@pytest.mark.parametrize("argv, source, mode", [
+    ([], "phantom:jugular", "jugular"),
+    (["--mode", "plexus"], "phantom:plexus", "plexus"),
+    (["--source", "phantom", "--mode", "plexus"], "phantom:plexus", "plexus"),
+    (["--source", "camera:1"], "camera:1", "jugular"),
+])
+def test_no_headless_opens_the_window_with_the_mode_phantom(monkeypatch, argv, source, mode):
+    import app.ui.app
+
+    seen = {}
+
+    def fake_run_gui(args):
+        seen.update(vars(args))
+        return 0
+
+    monkeypatch.setattr(app.ui.app, "run_gui", fake_run_gui)
+    assert cli.main(argv) == 0
+    assert seen["source"] == source and seen["mode"] == mode
+    assert seen["provider"] == "auto" and seen["model"] is None
+
+
+@pytest.mark.skipif(importlib.util.find_spec("app.sources.phantom") is None,
+                    reason="app.sources.phantom not there yet")
+def test_headless_phantom_end_to_end(tmp_path, capsys):
+    model = make_model(tmp_path / "ij.onnx", classes=JUGULAR, size=(96, 96), presence=True)
+    report_path = tmp_path / "r.json"
+    code, out, err = _run(["--headless", "--source", "phantom", "--model", str(model),
+                           "--max-frames", "30", "--report", str(report_path)], capsys)
+    assert code == 0, err
+    report = json.loads(report_path.read_text())
+    assert report["frames_in"] == 30 and report["frames_inferred"] > 0
+    assert report["source_spec"] == "phantom:jugular" and report["mode"] == "jugular"
+    assert report["input_fps"] > 0
+
+
+class BurstSource(FrameSource):
+    """Publishes frames three at a time: a reader can only ever see the last of each burst."""
+
+    def __init__(self, bursts: int, fail: bool = False) -> None:
+        super().__init__("burst", nominal_fps=30)
+        self.bursts, self.fail = bursts, fail
+
+    def _run(self) -> None:
+        self._set_status(SourceState.LIVE)
+        image = np.full((64, 64), 250, np.uint8)
+        for _ in range(self.bursts):
+            for _ in range(3):
+                self._publish(image)
+            if not self._sleep_until(time.monotonic() + 0.03):
+                return
+        if self.fail:
+            raise OSError("capture card unplugged")
+        self._set_status(SourceState.ENDED, "end of stream")
+
+
+def test_runner_counts_frames_it_never_saw_as_dropped(plexus_model):
+    segmenter = Segmenter(plexus_model, provider="cpu")
+    worker = InferenceWorker(segmenter, Analyzer(segmenter.classes, "plexus"))
+
+    report = run_headless(BurstSource(bursts=6), worker, max_frames=None)
+
+    assert report["frames_in"] == 18
+    assert report["frames_seen"] <= 6 + 1
+    assert report["frames_inferred"] <= report["frames_seen"]
+    assert report["frames_dropped"] == 18 - report["frames_inferred"] >= 11
+    assert report["ended_by"] == "source ended" and not worker.running
+
+
+def test_runner_reports_a_source_error(plexus_model):
+    report = run_headless(BurstSource(bursts=2, fail=True), None, max_frames=None)
+    assert report["frames_in"] == 6 and report["frames_inferred"] == 0
+    assert report["ended_by"] == "source error"
+    assert any("capture card unplugged" in e for e in report["errors"])
