@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_headless_cli(args: argparse.Namespace) -> int:
     from app.pipeline.models import load_mode
-    from app.pipeline.runner import run_headless
+    from app.pipeline.runner import detected_roi_provider, run_headless
     from app.pipeline.segmenter import ModelLoadError
     from app.pipeline.worker import InferenceWorker
     from app.sources.factory import open_source
@@ -90,7 +90,7 @@ def run_headless_cli(args: argparse.Namespace) -> int:
         segmenter, analyzer = load_mode(args.mode, args.model, args.provider, args.threads)
         if segmenter.provider_note:
             errors.append(f"provider: {segmenter.provider_note}")
-        worker = InferenceWorker(segmenter, analyzer, _roi_provider())
+        worker = InferenceWorker(segmenter, analyzer, detected_roi_provider())
     except (ModelLoadError, ValueError) as exc:
         errors.append(f"model: {exc}")
         model_info = {"name": Path(args.model).stem if args.model else args.mode,
@@ -122,24 +122,6 @@ def summary_line(report: dict) -> str:
             f"at {report['inference_fps']:.1f} fps, {lat_text}; "
             f"model {model.get('name', '-')} v{model.get('version', '-')} on "
             f"{report['provider'] or '-'}; {len(report['errors'])} error(s)")
-
-
-def _roi_provider():
-    """Detect the scanner's image area once on the first frame, then keep it (as the window
-    does); the full frame when ROI detection is not available."""
-    try:
-        from app.pipeline.roi import detect_roi
-    except ImportError:
-        return None
-    cache: dict[tuple[str, int, int], object] = {}
-
-    def provide(frame):
-        key = (frame.source, frame.width, frame.height)
-        if key not in cache:
-            cache[key] = detect_roi(frame.image)
-        return cache[key]
-
-    return provide
 
 
 def _positive_int(text: str) -> int:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from app.pipeline.frames import Frame, Segmentation
+from app.pipeline.frames import Frame, Roi, Segmentation
 from app.pipeline.worker import InferenceWorker
 from app.sources.base import FrameSource, SourceState
 
@@ -126,6 +126,24 @@ def run_headless(source: FrameSource, worker: InferenceWorker | None,
         "wall_s": round(time.monotonic() - t_start, 3),
         "errors": errors,
     }
+
+
+def detected_roi_provider() -> Callable[[Frame], Roi] | None:
+    """ROI found once per source and frame size (app.pipeline.roi.detect_roi), then kept, as the
+    window does; None (full frame) when ROI detection is not installed."""
+    try:
+        from app.pipeline.roi import detect_roi
+    except ImportError:
+        return None
+    cache: dict[tuple[str, int, int], Roi] = {}
+
+    def provide(frame: Frame) -> Roi:
+        key = (frame.source, frame.width, frame.height)
+        if key not in cache:
+            cache[key] = detect_roi(frame.image)
+        return cache[key]
+
+    return provide
 
 
 def _next_frame(source: FrameSource, after_id: int, wait: float,
