@@ -1,0 +1,101 @@
+"""python -m training {split,train,evaluate,export,compare,bench} ... (see --help)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    t = sub.add_parser("train", help="train (or resume) from a config")
+    t.add_argument("--config", required=True)
+    t.add_argument("--data-root", help="folder holding the datasets (default /work/shared/data "
+                   "or $SONOGUIDE_DATA_ROOT)")
+    t.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    t.add_argument("--epochs", type=int, help="override the config's epochs")
+    t.add_argument("--out", help="override the config's run folder")
+
+    e = sub.add_parser("export", help="export a trained run to a contract ONNX model")
+    e.add_argument("--config", required=True)
+    e.add_argument("--run", help="run folder (default: the config's out)")
+    e.add_argument("--output", help="ONNX path (default: the config's export)")
+    e.add_argument("--data-root")
+
+    v = sub.add_parser("evaluate", help="metrics of an ONNX model on a config's validation data")
+    v.add_argument("--config", required=True)
+    v.add_argument("--model", required=True)
+    v.add_argument("--data-root")
+    v.add_argument("--output", help="JSON path; a Markdown table is written beside it")
+
+    c = sub.add_parser("compare", help="train+evaluate+bench several nets x losses")
+    c.add_argument("--config", required=True)
+    c.add_argument("--nets", default="unet,linknet,fcn")
+    c.add_argument("--losses", default="combo,ce+lovasz")
+    c.add_argument("--epochs", type=int, default=8)
+    c.add_argument("--out", default="runs/compare")
+    c.add_argument("--data-root")
+    c.add_argument("--device")
+
+    b = sub.add_parser("bench", help="ONNX Runtime CPU speed, batch 1 (and an int8 variant)")
+    b.add_argument("models", nargs="+")
+    b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--runs", type=int, default=300)
+    b.add_argument("--int8-config", help="config whose training data calibrates an int8 copy")
+    b.add_argument("--data-root")
+
+    s = sub.add_parser("split", help="write a seeded train/val split file (once; never change it)")
+    s.add_argument("--config", required=True)
+    s.add_argument("--output", required=True)
+    s.add_argument("--stratify", default="vessel")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--data-root")
+
+    a = p.parse_args(argv)
+    from training.train import Config
+
+    cfg = Config.load(a.config)
+    if a.cmd == "train":
+        from training.train import train
+
+        if a.epochs:
+            cfg.raw["epochs"] = a.epochs
+        if a.out:
+            cfg.raw["out"] = a.out
+        print(train(cfg, a.data_root, a.device))
+    elif a.cmd == "export":
+        from training.pipeline import export_run
+
+        print(export_run(cfg, a.run, a.output, a.data_root))
+    elif a.cmd == "evaluate":
+        from training.evaluate import evaluate_config
+
+        report = evaluate_config(cfg, a.model, a.data_root, a.output)
+        print(report["markdown"])
+    elif a.cmd == "compare":
+        from training.compare import compare
+
+        print(compare(cfg, a.nets.split(","), a.losses.split(","), a.epochs, Path(a.out),
+                      a.data_root, a.device))
+    elif a.cmd == "bench":
+        from training.pipeline import bench_models
+
+        bench_models(a.models, a.threads, a.runs, cfg=None, data_root=a.data_root)
+    elif a.cmd == "split":
+        from training.data import FolderSpec, load_folder, make_split
+        from training.train import data_root
+
+        src = cfg["train"][0]
+        samples = load_folder(FolderSpec.from_config(src, base=data_root(a.data_root)),
+                              cfg.classes)
+        split = make_split(samples, cfg.classes.index(a.stratify), seed=a.seed)
+        Path(a.output).write_text(json.dumps(split, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,241 @@
+"""Labelled image folders -> (image uint8 HxW, mask uint8 HxW class index) pairs.
+
+Three on-disk layouts are read: usgra-seg (RGB colour masks), a generic images/ + masks/ folder
+with a colour or index palette, and the Kaggle ultrasound-nerve-segmentation layout
+(NAME.tif + NAME_mask.tif). Every problem (missing mask, size mismatch, unknown colour) raises
+DatasetError naming the file: nothing is skipped silently, so a bad label cannot hide in training.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from app.pipeline.contract import ModelContract
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+# usgra-seg masks, as RGB triplets (the README's colours).
+USGRA_PALETTE = {"background": (0, 0, 0), "nerve": (128, 0, 0), "vessel": (0, 128, 0)}
+
+
+class DatasetError(ValueError):
+    """A labelled folder that cannot be read as asked; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str  # file stem, what splits refer to
+    image: np.ndarray  # (H, W) uint8 grayscale
+    mask: np.ndarray  # (H, W) uint8 class index into the dataset's class list
+    spacing_mm: float | None = None  # mm per image pixel where known (phantom)
+    group: str = ""  # scene or dataset, for per-group metrics
+
+
+def preprocess(image: np.ndarray, contract: ModelContract) -> np.ndarray:
+    """The contract's preprocessing, the ONE place training and evaluation do it.
+
+    Whole image resized to (W, H) with INTER_AREA, then *scale, -mean, /std -> float32 (H, W).
+    Resizing an image that already has the model size is a no-op, so training may resize first,
+    augment at model size, then call this.
+    """
+    gray = to_gray(image)
+    if gray.shape != (contract.height, contract.width):
+        gray = cv2.resize(gray, (contract.width, contract.height), interpolation=cv2.INTER_AREA)
+    x = gray.astype(np.float32) * np.float32(contract.scale)
+    return (x - np.float32(contract.mean)) / np.float32(contract.std)
+
+
+def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Class masks are resized with nearest neighbour: interpolated labels would be meaningless."""
+    if mask.shape == (height, width):
+        return mask
+    return cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        return image
+    if image.ndim == 3 and image.shape[2] == 1:
+        return image[:, :, 0]
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        return cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2GRAY)
+    raise DatasetError(f"image of shape {image.shape} is neither grayscale nor colour")
+
+
+def read_image(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise DatasetError(f"cannot read image {path}")
+    if img.dtype != np.uint8:
+        if img.dtype == np.uint16:  # 16-bit scans: keep the dynamic range, drop the low byte
+            img = (img >> 8).astype(np.uint8)
+        else:
+            raise DatasetError(f"{path}: pixel type {img.dtype} is not 8 or 16 bit")
+    return to_gray(img)
+
+
+def colour_mask_to_index(rgb: np.ndarray, palette: dict[int, tuple[int, int, int]],
+                         path: Path) -> np.ndarray:
+    """RGB colour mask -> class index; any colour outside the palette is an error."""
+    out = np.zeros(rgb.shape[:2], np.uint8)
+    known = np.zeros(rgb.shape[:2], bool)
+    for idx, colour in palette.items():
+        hit = np.all(rgb == np.asarray(colour, np.uint8), axis=-1)
+        out[hit] = idx
+        known |= hit
+    if not known.all():
+        ys, xs = np.nonzero(~known)
+        bad = tuple(int(v) for v in rgb[ys[0], xs[0]])
+        raise DatasetError(f"{path}: unknown mask colour RGB{bad} at x={xs[0]}, y={ys[0]} "
+                           f"({int((~known).sum())} pixels); palette has "
+                           f"{sorted(set(palette.values()))}")
+    return out
+
+
+def index_mask(raw: np.ndarray, values: dict[int, int], path: Path) -> np.ndarray:
+    """Index mask (stored value -> class index); values outside the table are an error."""
+    if raw.ndim == 3:
+        raw = raw[:, :, 0]
+    table = np.full(256, 255, np.uint8)
+    for value, idx in values.items():
+        table[value] = idx
+    out = table[raw]
+    if (out == 255).any():
+        bad = sorted(set(np.unique(raw[out == 255]).tolist()))[:5]
+        raise DatasetError(f"{path}: unknown mask value(s) {bad}; known {sorted(values)}")
+    return out
+
+
+@dataclass(frozen=True)
+class FolderSpec:
+    """How to read one labelled folder.
+
+    layout: "folder" (images/NAME.ext + masks/NAME.ext) or "kaggle" (NAME.tif + NAME_mask.tif).
+    colours: class name -> RGB triplet, for colour masks; or values: stored value -> class name,
+    for index masks. Class names must be in the target class list (extra target classes are
+    simply absent from this data).
+    """
+
+    root: Path
+    layout: str = "folder"
+    colours: dict[str, tuple[int, int, int]] | None = None
+    values: dict[int, str] | None = None
+
+    @classmethod
+    def from_config(cls, cfg: dict, base: Path | None = None) -> FolderSpec:
+        root = Path(cfg["root"]).expanduser()
+        if base is not None and not root.is_absolute():
+            root = base / root
+        kind = cfg.get("kind", "folder")
+        if kind == "usgra-seg":
+            return cls(root, "folder", colours=dict(USGRA_PALETTE))
+        if kind == "kaggle":
+            return cls(root, "kaggle", values={0: "background", 255: cfg.get("class", "nerve")})
+        colours = cfg.get("colours")
+        values = cfg.get("values")
+        if (colours is None) == (values is None):
+            raise DatasetError(f"dataset {root}: give exactly one of 'colours' or 'values'")
+        return cls(root, "folder",
+                   colours={k: tuple(v) for k, v in colours.items()} if colours else None,
+                   values={int(k): v for k, v in values.items()} if values else None)
+
+
+def _class_index(name: str, classes: tuple[str, ...], where: Path) -> int:
+    if name not in classes:
+        raise DatasetError(f"{where}: class {name!r} is not one of {classes}")
+    return classes.index(name)
+
+
+def list_pairs(spec: FolderSpec) -> list[tuple[str, Path, Path]]:
+    """(name, image path, mask path) for every image; a missing mask is an error."""
+    if not spec.root.is_dir():
+        raise DatasetError(f"dataset folder {spec.root} does not exist")
+    pairs = []
+    if spec.layout == "kaggle":
+        for img in sorted(spec.root.glob("*.tif")):
+            if img.stem.endswith("_mask"):
+                continue
+            mask = img.with_name(f"{img.stem}_mask.tif")
+            if not mask.exists():
+                raise DatasetError(f"{img}: mask {mask.name} is missing")
+            pairs.append((img.stem, img, mask))
+    else:
+        img_dir, mask_dir = spec.root / "images", spec.root / "masks"
+        if not img_dir.is_dir() or not mask_dir.is_dir():
+            raise DatasetError(f"{spec.root}: needs images/ and masks/ folders")
+        for img in sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            candidates = [mask_dir / (img.stem + s) for s in IMAGE_SUFFIXES]
+            mask = next((c for c in candidates if c.exists()), None)
+            if mask is None:
+                raise DatasetError(f"{img}: no mask {img.stem}.* in {mask_dir}")
+            pairs.append((img.stem, img, mask))
+        orphans = {p.stem for p in mask_dir.iterdir()} - {n for n, _, _ in pairs}
+        if orphans:
+            raise DatasetError(f"{mask_dir}: mask(s) without an image: {sorted(orphans)[:5]}")
+    if not pairs:
+        raise DatasetError(f"{spec.root}: no images found")
+    return pairs
+
+
+def read_pair(spec: FolderSpec, name: str, img_path: Path, mask_path: Path,
+              classes: tuple[str, ...]) -> Sample:
+    image = read_image(img_path)
+    raw = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise DatasetError(f"cannot read mask {mask_path}")
+    if raw.shape[:2] != image.shape:
+        raise DatasetError(f"{mask_path}: mask size {raw.shape[1]}x{raw.shape[0]} differs from "
+                           f"image {img_path.name} size {image.shape[1]}x{image.shape[0]}")
+    if spec.colours is not None:
+        if raw.ndim != 3 or raw.shape[2] < 3:
+            raise DatasetError(f"{mask_path}: expected an RGB colour mask, got shape {raw.shape}")
+        rgb = cv2.cvtColor(raw[:, :, :3], cv2.COLOR_BGR2RGB)  # OpenCV reads BGR
+        palette = {_class_index(n, classes, mask_path): c for n, c in spec.colours.items()}
+        mask = colour_mask_to_index(rgb, palette, mask_path)
+    else:
+        assert spec.values is not None
+        table = {v: _class_index(n, classes, mask_path) for v, n in spec.values.items()}
+        mask = index_mask(raw, table, mask_path)
+    return Sample(name, image, mask)
+
+
+def load_folder(spec: FolderSpec, classes: tuple[str, ...],
+                names: list[str] | None = None) -> list[Sample]:
+    """Read every pair (or just `names`, in that order); errors name the offending file."""
+    pairs = list_pairs(spec)
+    if names is not None:
+        by_name = {n: (n, i, m) for n, i, m in pairs}
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise DatasetError(f"{spec.root}: split names files that are not there: {missing[:5]}")
+        pairs = [by_name[n] for n in names]
+    return [read_pair(spec, n, i, m, classes) for n, i, m in pairs]
+
+
+def make_split(samples: list[Sample], stratify_class: int, val_fraction: float = 0.2,
+               seed: int = 0) -> dict[str, list[str]]:
+    """Seeded split by file, stratified by whether `stratify_class` appears in the mask."""
+    rng = np.random.default_rng(seed)
+    split: dict[str, list[str]] = {"train": [], "val": []}
+    for has in (True, False):
+        group = sorted(s.name for s in samples if bool((s.mask == stratify_class).any()) == has)
+        order = rng.permutation(len(group))
+        n_val = int(round(len(group) * val_fraction))
+        split["val"] += [group[i] for i in order[:n_val]]
+        split["train"] += [group[i] for i in order[n_val:]]
+    return {k: sorted(v) for k, v in split.items()}
+
+
+def read_split(path: Path) -> dict[str, list[str]]:
+    data = json.loads(Path(path).read_text())
+    if not isinstance(data, dict) or "train" not in data or "val" not in data:
+        raise DatasetError(f"{path}: a split file needs 'train' and 'val' lists")
+    overlap = set(data["train"]) & set(data["val"])
+    if overlap:
+        raise DatasetError(f"{path}: files in both train and val: {sorted(overlap)[:5]}")
+    return data

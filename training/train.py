@@ -1,0 +1,271 @@
+"""Train one segmentation network from a JSON config; resumes from its last checkpoint.
+
+Config (see training/configs/plexus.json): classes, input (the contract's preprocessing), net,
+loss, presence_weight, epochs, batch, lr, augment, train/val sources, out (run folder).
+Each epoch writes <out>/last.pt (model, optimiser, schedule, history, RNG) and the curves PNG,
+so an interrupted run continues where it stopped when the same command is run again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from app.pipeline.contract import ModelContract
+from training.augment import AugmentConfig, augment
+from training.data import FolderSpec, Sample, load_folder, preprocess, read_split, resize_mask
+from training.losses import get_loss, presence_loss
+from training.nets import SegNet, build_net
+
+DATA_ROOT_ENV = "SONOGUIDE_DATA_ROOT"
+DEFAULT_DATA_ROOT = Path("/work/shared/data")
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Config:
+    raw: dict
+    path: Path | None = None
+
+    @classmethod
+    def load(cls, path: str | Path) -> Config:
+        return cls(json.loads(Path(path).read_text()), Path(path))
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.raw["classes"])
+
+    def contract(self) -> ModelContract:
+        spec = self.raw["input"]
+        return ModelContract(self.classes, int(spec["height"]), int(spec["width"]),
+                             float(spec["scale"]), float(spec["mean"]), float(spec["std"]),
+                             str(self.raw.get("version", "dev")),
+                             str(self.raw.get("trained_on", self.raw.get("name", ""))))
+
+    def __getitem__(self, key: str):
+        return self.raw[key]
+
+    def get(self, key: str, default=None):
+        return self.raw.get(key, default)
+
+
+def data_root(override: str | Path | None = None) -> Path:
+    return Path(override or os.environ.get(DATA_ROOT_ENV) or DEFAULT_DATA_ROOT)
+
+
+def load_sources(sources: list[dict], classes: tuple[str, ...], root: Path,
+                 size: tuple[int, int]) -> list[Sample]:
+    """Read each source of a config's "train" or "val" list.
+
+    {"kind": "usgra-seg" | "folder" | "kaggle", "root": ..., "split": file, "part": "train"}
+    or {"kind": "phantom", "scene": ..., "n": frames, "seed": ..., "stride": 1}.
+    """
+    out: list[Sample] = []
+    for src in sources:
+        if src["kind"] == "phantom":
+            from training.phantom_data import phantom_samples
+
+            out += phantom_samples(src["scene"], int(src["n"]), int(src["seed"]), classes,
+                                   size=tuple(src.get("size", size)),
+                                   stride=int(src.get("stride", 1)))
+            continue
+        spec = FolderSpec.from_config(src, base=root)
+        names = None
+        if "split" in src:
+            split_path = Path(src["split"])
+            names = read_split(split_path if split_path.is_absolute() else REPO / split_path)[
+                src.get("part", "train")]
+        samples = load_folder(spec, classes, names)
+        spacing = src.get("pixel_spacing_mm")
+        out += [Sample(s.name, s.image, s.mask, spacing, src["kind"]) for s in samples]
+    return out
+
+
+def to_model_size(samples: list[Sample], contract: ModelContract) -> list[Sample]:
+    """Resize once up front (INTER_AREA as the contract does) so augmentation works at model size."""
+    h, w = contract.height, contract.width
+    out = []
+    for s in samples:
+        img = s.image
+        if img.shape != (h, w):
+            import cv2
+
+            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+        out.append(Sample(s.name, img, resize_mask(s.mask, h, w), s.spacing_mm, s.group))
+    return out
+
+
+def make_batch(samples: list[Sample], contract: ModelContract, aug: AugmentConfig | None,
+               rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    xs, ys = [], []
+    for s in samples:
+        img, mask = (augment(s.image, s.mask, aug, rng) if aug else (s.image, s.mask))
+        xs.append(preprocess(img, contract))
+        ys.append(mask)
+    return (torch.from_numpy(np.stack(xs)[:, None]), torch.from_numpy(np.stack(ys)).long())
+
+
+def split_outputs(out) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return (out[0], out[1]) if isinstance(out, tuple) else (out, None)
+
+
+def lr_at(step: int, total: int, base: float, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to 2% of the base rate."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return base * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+@torch.no_grad()
+def validate(net: SegNet, samples: list[Sample], contract: ModelContract, loss_fn,
+             batch: int, device: torch.device) -> dict:
+    """Loss and pooled Dice per foreground class at model size (the quick per-epoch check)."""
+    net.eval()
+    n_cls = len(contract.classes)
+    inter, total = np.zeros(n_cls), np.zeros(n_cls)
+    losses = []
+    rng = np.random.default_rng(0)
+    for i in range(0, len(samples), batch):
+        x, y = make_batch(samples[i:i + batch], contract, None, rng)
+        logits, _ = split_outputs(net(x.to(device)))
+        losses.append(float(loss_fn(logits, y.to(device))))
+        pred = logits.argmax(1).cpu().numpy()
+        truth = y.numpy()
+        for c in range(1, n_cls):
+            inter[c] += np.sum((pred == c) & (truth == c))
+            total[c] += np.sum(pred == c) + np.sum(truth == c)
+    dice = {contract.classes[c]: float(2 * inter[c] / total[c]) if total[c] else 1.0
+            for c in range(1, n_cls)}
+    return {"val_loss": float(np.mean(losses)), "val_dice": dice}
+
+
+def plot_curves(history: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    a.plot(ep, [h["train_loss"] for h in history], label="train")
+    a.plot(ep, [h["val_loss"] for h in history], label="validation")
+    a.set_xlabel("epoch")
+    a.set_ylabel("loss")
+    a.legend()
+    for name in history[0]["val_dice"]:
+        b.plot(ep, [h["val_dice"][name] for h in history], label=name)
+    b.set_xlabel("epoch")
+    b.set_ylabel("validation Dice (pooled, model size)")
+    b.set_ylim(0, 1)
+    b.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def train(cfg: Config, root: Path | None = None, device: str | None = None,
+          max_steps: int | None = None, quiet: bool = False) -> Path:
+    """Train (or resume) and return the run folder holding last.pt and curves.png."""
+    seed = int(cfg.get("seed", 0))
+    torch.manual_seed(seed)
+    dev = pick_device(device)
+    if dev.type == "cpu":
+        torch.set_num_threads(int(cfg.get("threads", min(2, os.cpu_count() or 1))))
+    contract = cfg.contract()
+    size = (contract.height, contract.width)
+    root = data_root(root)
+    train_set = to_model_size(load_sources(cfg["train"], contract.classes, root, size), contract)
+    val_set = to_model_size(load_sources(cfg["val"], contract.classes, root, size), contract)
+    out = Path(cfg["out"])
+    if not out.is_absolute():
+        out = REPO / out
+    out.mkdir(parents=True, exist_ok=True)
+    net = build_net(cfg["net"], len(contract.classes),
+                    pretrained=bool(cfg["net"].get("pretrained", True))).to(dev)
+    loss_fn = get_loss(cfg.get("loss", "combo"))
+    w_presence = float(cfg.get("presence_weight", 0.3))
+    aug = AugmentConfig.from_dict(cfg.get("augment")) if cfg.get("augment", {}) is not None \
+        else None
+    batch, epochs = int(cfg.get("batch", 8)), int(cfg.get("epochs", 40))
+    steps_per_epoch = max(1, len(train_set) // batch)
+    total = epochs * steps_per_epoch
+    opt = torch.optim.AdamW(net.parameters(), lr=float(cfg.get("lr", 1e-3)),
+                            weight_decay=float(cfg.get("weight_decay", 1e-4)))
+    rng = np.random.default_rng(seed)
+    history: list[dict] = []
+    start_epoch, step = 0, 0
+    ckpt = out / "last.pt"
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location=dev, weights_only=False)
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optim"])
+        history, start_epoch, step = state["history"], state["epoch"], state["step"]
+        rng.bit_generator.state = state["rng"]
+        if not quiet:
+            print(f"resuming {ckpt} at epoch {start_epoch}")
+    (out / "config.json").write_text(json.dumps(cfg.raw, indent=2))
+    warmup = min(steps_per_epoch * 2, total // 10 + 1)
+    for epoch in range(start_epoch, epochs):
+        net.train()
+        order = rng.permutation(len(train_set))
+        losses, t0 = [], time.perf_counter()
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", disable=quiet,
+                   leave=False)
+        for b in bar:
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, total, float(cfg.get("lr", 1e-3)), warmup)
+            idx = order[b * batch:(b + 1) * batch]
+            x, y = make_batch([train_set[i] for i in idx], contract, aug, rng)
+            x, y = x.to(dev), y.to(dev)
+            logits, pres = split_outputs(net(x))
+            loss = loss_fn(logits, y)
+            if pres is not None:
+                loss = loss + w_presence * presence_loss(pres, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
+            step += 1
+            if max_steps is not None and step >= max_steps:
+                break
+        row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
+               "seconds": round(time.perf_counter() - t0, 1),
+               **validate(net, val_set, contract, loss_fn, batch * 2, dev)}
+        history.append(row)
+        if not quiet:
+            dice = ", ".join(f"{k} {v:.3f}" for k, v in row["val_dice"].items())
+            print(f"epoch {epoch + 1}: train {row['train_loss']:.3f} val {row['val_loss']:.3f} "
+                  f"Dice {dice} ({row['seconds']} s)", flush=True)
+        torch.save({"model": net.state_dict(), "optim": opt.state_dict(), "history": history,
+                    "epoch": epoch + 1, "step": step, "rng": rng.bit_generator.state,
+                    "config": cfg.raw}, ckpt)
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+        plot_curves(history, out / "curves.png", cfg.get("name", out.name))
+        if max_steps is not None and step >= max_steps:
+            break
+    return out
+
+
+def load_trained(run: Path, device: str = "cpu") -> tuple[SegNet, Config]:
+    state = torch.load(Path(run) / "last.pt", map_location=device, weights_only=False)
+    cfg = Config(state["config"])
+    net = build_net(cfg["net"], len(cfg.classes), pretrained=False)
+    net.load_state_dict(state["model"])
+    return net.eval(), cfg
