@@ -125,3 +125,23 @@ def test_without_gpu_the_provider_falls_back_to_cpu_quietly(threshold_model, cap
 def test_unknown_provider_is_refused(threshold_model):
     with pytest.raises(ValueError, match="provider must be one of"):
         Segmenter(threshold_model, provider="npu")
+
+
+@pytest.mark.parametrize("request_name, trt_libs, want, note", [
+    ("auto", False, ["CUDA", "CPU"], ""),
+    ("auto", True, ["TensorRT", "CUDA", "CPU"], ""),
+    ("tensorrt", False, ["CUDA", "CPU"], "TensorRT requested but its libraries are missing"),
+    ("cuda", True, ["CUDA", "CPU"], ""),
+    ("cpu", True, ["CPU"], ""),
+])
+def test_provider_plan_when_a_gpu_answers(monkeypatch, request_name, trt_libs, want, note):
+    from app.pipeline import providers
+
+    monkeypatch.setattr(providers, "nvidia_gpu_count", lambda: 1)
+    monkeypatch.setattr(providers, "tensorrt_libraries_present", lambda: trt_libs)
+    monkeypatch.setattr(providers, "_preload_cuda_libraries", lambda ort: None)
+
+    plan, got_note = providers.provider_plan(request_name)
+
+    names = [providers.short_name(p if isinstance(p, str) else p[0]) for p in plan]
+    assert names == want and got_note.startswith(note)

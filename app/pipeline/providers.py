@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -30,8 +31,8 @@ def nvidia_gpu_count() -> int:
     """Number of CUDA devices the driver reports; 0 when there is no usable NVIDIA GPU."""
     if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
         return 0
-    if os.name == "posix" and not Path("/dev/nvidiactl").exists():
-        return 0  # no driver node: skip loading libcuda at all
+    if os.name == "posix" and not (Path("/dev/nvidiactl").exists() or Path("/dev/dxg").exists()):
+        return 0  # no NVIDIA driver node (nor WSL2's GPU bridge): skip loading libcuda at all
     for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
         try:
             lib = ctypes.CDLL(name)
@@ -65,7 +66,11 @@ def tensorrt_libraries_present() -> bool:
 
 def trt_cache_dir() -> Path:
     path = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sonoguide" / "trt"
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:  # read-only home: cache for this session only
+        path = Path(tempfile.gettempdir()) / "sonoguide-trt"
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

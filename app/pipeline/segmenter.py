@@ -38,9 +38,11 @@ class Segmenter:
         self.contract = self._read_contract()
         self._input_name, self._logits_name, self._presence_name = self._check_io()
         self.provider = short_name(self._session.get_providers()[0])
-        if provider.lower() not in ("auto", "cpu") and not self.provider_note and \
-                self.provider.lower() != provider.lower():
-            self.provider_note = f"{provider} requested; ONNX Runtime chose {self.provider}"
+        wanted = short_name(plan[0] if isinstance(plan[0], str) else plan[0][0])
+        if self.provider != wanted and not self.provider_note:
+            # A GPU answered but ORT could not use it (e.g. CUDA/cuDNN libraries missing).
+            self.provider_note = (f"{wanted} could not be used (see ONNX Runtime's message); "
+                                  f"running on {self.provider}")
         self._warm_up()
 
     # --- public ------------------------------------------------------------------------------
