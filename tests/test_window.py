@@ -274,3 +274,18 @@ def test_worker_listener_runs_off_the_gui_thread_safely(qtbot, harness):
     window.overlay.show = spy
     qtbot.waitUntil(lambda: len(painted_threads) >= 3, timeout=5000)
     assert all(t is threading.main_thread() for t in painted_threads)
+
+
+def test_qt_binding_survives_many_signal_emits():
+    """PySide6 6.12.0 dropped a reference to True per emit: the live view aborted in seconds."""
+    import sys
+
+    class Emitter(QtCore.QObject):
+        ping = QtCore.Signal()
+
+    emitter = Emitter()
+    emitter.ping.connect(lambda: None)
+    before = sys.getrefcount(True)
+    for _ in range(2000):
+        emitter.ping.emit()
+    assert sys.getrefcount(True) >= before - 50  # other threads may hold a few briefly

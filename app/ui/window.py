@@ -298,7 +298,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._set_banner("model", "")
         if self.worker is None:
             self.worker = self.deps.make_worker(model.segmenter, model.analyzer, self.roi_for)
-            self.worker.add_listener(lambda _result: self._bridge.result_ready.emit())
+            self.worker.add_listener(self._on_result)
         else:
             self.worker.set_model(model.segmenter, model.analyzer)
         self.model = model
@@ -307,6 +307,10 @@ class MainWindow(QtWidgets.QMainWindow):
             getattr(model.segmenter, "contract", None), "classes", ())
         self.legend.set_classes(tuple(classes))
         self._update_status(force=True)
+
+    def _on_result(self, _result: Segmentation) -> None:
+        """Worker thread: only a queued signal crosses over; painting stays on the GUI thread."""
+        self._bridge.result_ready.emit()
 
     def roi_for(self, frame: Frame) -> Roi:
         """The ROI the model sees; called from the worker thread (reads one attribute)."""
@@ -569,6 +573,9 @@ class MainWindow(QtWidgets.QMainWindow):
     def shutdown(self) -> None:
         self._timer.stop()
         if self.worker is not None:
+            remove = getattr(self.worker, "remove_listener", None)
+            if remove is not None:  # no Qt signal emitted into a window being torn down
+                remove(self._on_result)
             self.worker.stop()
         if self.source is not None:
             self.source.stop()
