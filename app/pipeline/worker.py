@@ -24,7 +24,8 @@ from app.pipeline.slot import LatestSlot
 log = logging.getLogger(__name__)
 Listener = Callable[[Segmentation], None]
 MAX_ERRORS_KEPT = 100
-STATS_WINDOW = 120  # recent results used for fps and latency figures
+STATS_WINDOW = 120  # recent results used for latency figures
+FPS_WINDOW_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -132,8 +133,9 @@ class InferenceWorker:
             segmenter = self._segmenter
             inferred, submitted = self.frames_inferred, self.frames_submitted
         fps = 0.0
-        if len(recent) >= 2 and recent[-1][0] > recent[0][0]:
-            fps = (len(recent) - 1) / (recent[-1][0] - recent[0][0])
+        window = [t for t, _ in recent if t >= time.monotonic() - FPS_WINDOW_S]
+        if len(window) >= 2 and window[-1] > window[0]:
+            fps = (len(window) - 1) / (window[-1] - window[0])  # 0 once results stop coming
         latencies = [lat * 1000.0 for _, lat in recent]
         return WorkerStats(
             frames_submitted=submitted,
