@@ -130,6 +130,7 @@ def test_frames_are_shown_and_fresh_overlay_painted(qtbot, harness):
     assert len(window.overlay.visible_contours()) >= 2  # nerve disc + vessel disc
     assert "nerve" in window.overlay.label_text and "mm" in window.overlay.label_text
     assert window.legend.names() == ["nerve", "vessel"]
+    assert all(text.endswith("%") for text in window.legend.confidence_texts())
     assert not window.banner_text("lagging")
 
 

@@ -78,31 +78,56 @@ class OverlayControls(QtWidgets.QGroupBox):
 
 
 class Legend(QtWidgets.QGroupBox):
-    """Colour key for the current model's classes, plus how doubt is drawn."""
+    """Colour key for the current model's classes with how sure the model is about each one
+    right now, plus how doubt is drawn."""
 
     def __init__(self) -> None:
         super().__init__("Legend")
-        self._layout = QtWidgets.QVBoxLayout(self)
-        self._rows: list[QtWidgets.QLabel] = []
+        self._layout = QtWidgets.QGridLayout(self)
+        self._classes: tuple[str, ...] = ()
+        self._rows: list[tuple[QtWidgets.QLabel, QtWidgets.QLabel]] = []
         self._note = QtWidgets.QLabel("- - -  dashed / faint = unsure")
         self._note.setObjectName("muted")
-        self._layout.addWidget(self._note)
+        self._layout.addWidget(self._note, 99, 0, 1, 2)
 
     def set_classes(self, classes: tuple[str, ...]) -> None:
-        for row in self._rows:
-            row.deleteLater()
+        for name_label, value_label in self._rows:
+            name_label.deleteLater()
+            value_label.deleteLater()
         self._rows = []
-        for index, name in enumerate(classes):
-            if index == 0:
-                continue  # background is never drawn
-            row = QtWidgets.QLabel(
-                f'<span style="color:{theme.class_colour(name, index)}; font-size:26pt">'
-                f"&#9632;</span>&nbsp;&nbsp;{name}")
-            self._layout.insertWidget(len(self._rows), row)
-            self._rows.append(row)
+        self._classes = tuple(c for c in classes[1:])  # background is never drawn
+        for row, name in enumerate(self._classes):
+            colour = theme.class_colour(name, row + 1)
+            name_label = QtWidgets.QLabel(
+                f'<span style="color:{colour}; font-size:26pt">&#9632;</span>&nbsp;&nbsp;{name}')
+            value_label = QtWidgets.QLabel("")
+            value_label.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight
+                                     | QtCore.Qt.AlignmentFlag.AlignVCenter)
+            self._layout.addWidget(name_label, row, 0)
+            self._layout.addWidget(value_label, row, 1)
+            self._rows.append((name_label, value_label))
+
+    def set_confidence(self, confidence: dict[str, float] | None) -> None:
+        """Best confidence per class on screen now; None = no overlay (blank)."""
+        for name, (_, value_label) in zip(self._classes, self._rows, strict=True):
+            if confidence is None:
+                text, colour = "", theme.MUTED
+            elif name not in confidence:
+                text, colour = "not seen", theme.MUTED
+            else:
+                value = confidence[name]
+                unsure = value < theme.LOW_CONFIDENCE
+                text = f"{value * 100:.0f}%" + (" ?" if unsure else "")
+                colour = theme.WARN if unsure else theme.TEXT
+            if value_label.text() != text:
+                value_label.setText(text)
+                value_label.setStyleSheet(f"color: {colour};")
 
     def names(self) -> list[str]:
-        return [row.text().rsplit(";", 1)[-1] for row in self._rows]
+        return list(self._classes)
+
+    def confidence_texts(self) -> list[str]:
+        return [value_label.text() for _, value_label in self._rows]
 
 
 class FileControls(QtWidgets.QGroupBox):

@@ -41,6 +41,7 @@ QStatusBar {{ border-top: 1px solid #2A2F35; }}
 QStatusBar QLabel {{ padding: 2px 10px; color: {TEXT}; }}
 QFrame#panel, QGroupBox {{ background: {PANEL}; border: 1px solid #2A2F35; border-radius: 6px; }}
 QGroupBox {{ margin-top: 18px; padding: 10px 8px 8px 8px; font-weight: bold; }}
+QGroupBox QLabel, QGroupBox QCheckBox {{ background: transparent; }}
 QGroupBox::title {{ subcontrol-origin: margin; left: 10px; padding: 0 4px; color: {MUTED}; }}
 QPushButton {{ background: #262B31; border: 1px solid #3A4048; border-radius: 6px;
                padding: 8px 12px; }}

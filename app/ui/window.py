@@ -393,12 +393,24 @@ class MainWindow(QtWidgets.QMainWindow):
             if self.overlay.visible:
                 self.overlay.hide()
             self.painted = decision.paint if controls.enabled else None
-            self._show_target_text(decision.paint)
+            self._show_found(decision.paint)
             return
         self.overlay.show(decision.paint, opacity=controls.opacity_value, fill=controls.fill,
                           spacing_mm=self.spacing_mm)
         self.painted = decision.paint
-        self._show_target_text(decision.paint)
+        self._show_found(decision.paint)
+
+    def _show_found(self, seg: Segmentation | None) -> None:
+        """Target line and per-class confidence in the side panel."""
+        self._show_target_text(seg)
+        if seg is None:
+            self.legend.set_confidence(None)
+            return
+        best: dict[str, float] = {}
+        for structure in seg.structures:
+            best[structure.class_name] = max(best.get(structure.class_name, 0.0),
+                                             structure.confidence)
+        self.legend.set_confidence(best)
 
     def _show_target_text(self, seg: Segmentation | None) -> None:
         if seg is None or seg.target is None:
