@@ -93,6 +93,8 @@ class Harness:
         self.qtbot = qtbot
 
     def _open(self, spec: str) -> FakeSource:
+        if spec.startswith("camera:9"):
+            raise ValueError("capture device 9 did not open")
         source = FakeSource(spec, **self.source_kwargs)
         self.sources.append(source)
         return source
@@ -290,3 +292,32 @@ def test_qt_binding_survives_many_signal_emits():
     for _ in range(2000):
         emitter.ping.emit()
     assert sys.getrefcount(True) >= before - 50  # other threads may hold a few briefly
+
+
+def test_file_source_gets_clip_controls_and_detected_roi(qtbot, harness, tmp_path):
+    from app.sources.factory import open_source
+    from tests.clips import write_clip
+
+    clip = write_clip(tmp_path / "clip.avi", n_frames=90)
+    harness.deps.open_source = open_source
+    harness.deps.detect_roi = lambda image: Roi(8, 16, 100, 80)
+    window = harness.window(source=str(clip))
+    assert window.file_controls.isVisible() and not window.phantom_controls.isVisible()
+    qtbot.waitUntil(lambda: window.shown_frame is not None, timeout=5000)
+    assert window.roi_for(window.shown_frame) == Roi(8, 16, 100, 80)  # auto-detected
+    window.file_controls.play.click()
+    qtbot.waitUntil(lambda: window.source.paused, timeout=3000)
+    qtbot.waitUntil(lambda: window.file_controls.play.text() == "Play", timeout=3000)
+
+
+def test_source_that_cannot_open_says_why_and_keeps_the_old_one(qtbot, harness):
+    window = harness.window(mode="plexus")
+    qtbot.waitUntil(lambda: window.shown_frame is not None, timeout=5000)
+    old = window.source
+    assert window.open_source("camera:9") is False
+    assert window.banner_text("source") == "Cannot open camera:9: capture device 9 did not open"
+    assert window.source is old
+    seen = window.shown_frame.frame_id
+    qtbot.waitUntil(lambda: window.shown_frame.frame_id > seen + 3, timeout=3000)
+    assert window.open_source("fake-2") and not window.banner_text("source")
+    qtbot.waitUntil(lambda: window.shown_frame.source == "fake-2", timeout=3000)
