@@ -90,7 +90,7 @@ def run_headless_cli(args: argparse.Namespace) -> int:
         segmenter, analyzer = load_mode(args.mode, args.model, args.provider, args.threads)
         if segmenter.provider_note:
             errors.append(f"provider: {segmenter.provider_note}")
-        worker = InferenceWorker(segmenter, analyzer, detected_roi_provider())
+        worker = InferenceWorker(segmenter, analyzer, detected_roi_provider(errors))
     except (ModelLoadError, ValueError) as exc:
         errors.append(f"model: {exc}")
         model_info = {"name": Path(args.model).stem if args.model else args.mode,

@@ -28,8 +28,7 @@ def load_mode(mode: str, model_path: str | Path | None = None, provider: str = "
     """
     path = Path(model_path) if model_path is not None else default_model_path(mode)
     if not path.exists() and model_path is None:
-        raise ModelLoadError(f"{path}: the {mode} model is not installed (model file not found); "
-                             "video runs without overlay")
+        raise ModelLoadError(f"{path}: the {mode} model is not installed (model file not found)")
     segmenter = Segmenter(path, provider=provider, intra_op_threads=intra_op_threads)
     wanted = TARGET_CLASS[mode]
     if wanted not in segmenter.classes:

@@ -33,7 +33,7 @@ def run_headless(source: FrameSource, worker: InferenceWorker | None,
     errors: problems met before the run (e.g. a model that failed to load), kept in the report.
     model_info: name/version to report when there is no worker (model missing).
     """
-    errors = list(errors or [])
+    errors = errors if errors is not None else []  # shared: the ROI provider may add to it
     results: list[Segmentation] = []
     results_lock = threading.Lock()
 
@@ -94,7 +94,7 @@ def run_headless(source: FrameSource, worker: InferenceWorker | None,
             errors.extend(f"inference: {e}" for e in worker.errors)
         status = source.status
         source.stop()
-    if status.state == SourceState.ERROR or (status.message and status.state != SourceState.LIVE):
+    if status.state in (SourceState.ERROR, SourceState.NO_SIGNAL):
         errors.append(f"source {source.name}: {status.state.value}: {status.message}")
 
     frames_in = 0 if first_id is None else last_id - first_id + 1
@@ -128,9 +128,10 @@ def run_headless(source: FrameSource, worker: InferenceWorker | None,
     }
 
 
-def detected_roi_provider() -> Callable[[Frame], Roi] | None:
+def detected_roi_provider(errors: list[str] | None = None) -> Callable[[Frame], Roi] | None:
     """ROI found once per source and frame size (app.pipeline.roi.detect_roi), then kept, as the
-    window does; None (full frame) when ROI detection is not installed."""
+    window does; None (full frame) when ROI detection is not installed. If detection fails the
+    full frame is used (the overlay still works) and the failure is noted in `errors`."""
     try:
         from app.pipeline.roi import detect_roi
     except ImportError:
@@ -140,7 +141,13 @@ def detected_roi_provider() -> Callable[[Frame], Roi] | None:
     def provide(frame: Frame) -> Roi:
         key = (frame.source, frame.width, frame.height)
         if key not in cache:
-            cache[key] = detect_roi(frame.image)
+            try:
+                cache[key] = detect_roi(frame.image)
+            except Exception as exc:  # a detector fault must not cost the overlay
+                cache[key] = Roi.full(frame.image)
+                if errors is not None:
+                    errors.append(f"ROI detection failed on frame {frame.frame_id} "
+                                  f"({type(exc).__name__}: {exc}); using the full frame")
         return cache[key]
 
     return provide
