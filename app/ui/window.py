@@ -43,6 +43,7 @@ BANNER_COLOURS = {  # banner name -> background; order = stacking order on scree
     "frozen": theme.ACCENT,
     "calibrate": theme.ACCENT,
 }
+LAGGING_HOLD_S = 0.5  # keep "AI lagging" up at least this long once shown (no flicker)
 
 
 def _source_key(spec: str) -> str:
@@ -98,6 +99,8 @@ class MainWindow(QtWidgets.QMainWindow):
                                           QtCore.Qt.ConnectionType.QueuedConnection)
         self._status_due = 0.0
         self._errors_seen, self._error_until = 0, 0.0
+        self._lagging_until = 0.0  # the banner is held briefly so it does not flicker
+        self._open_error_until = 0.0
 
         self._build_view()
         self._build_side_panel()
@@ -230,6 +233,7 @@ class MainWindow(QtWidgets.QMainWindow):
             new.start()
         except Exception as exc:
             self._set_banner("source", f"Cannot open {spec}: {exc}")
+            self._open_error_until = time.monotonic() + 8.0
             return False
         old, self.source, self.source_spec = self.source, new, spec
         if old is not None:  # stopping may wait on a device: never on the GUI thread
@@ -360,7 +364,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self._set_banner("source", f"Source error: {status.message}")
         elif status.state is SourceState.ENDED:
             self._set_banner("source", "End of clip")
-        elif self.banners["source"].text().startswith(("Source error", "End of clip")):
+        elif self.banners["source"].text().startswith(("Source error", "End of clip")) or (
+                self._open_error_until and time.monotonic() > self._open_error_until):
+            self._open_error_until = 0.0
             self._set_banner("source", "")
         self._follow_worker_errors()
 
@@ -387,7 +393,11 @@ class MainWindow(QtWidgets.QMainWindow):
             self._latencies = (self._latencies + [result.latency_s])[-30:]
         decision = decide_overlay(result, self.shown_frame, model_ready_since=self._epoch_t
                                   if self.model else None, budget_s=self.budget_s)
-        self._set_banner("lagging", "AI lagging  -  overlay hidden" if decision.lagging else "")
+        now = time.monotonic()
+        if decision.lagging:
+            self._lagging_until = now + LAGGING_HOLD_S
+        lagging = decision.lagging or (decision.paint is None and now < self._lagging_until)
+        self._set_banner("lagging", "AI lagging  -  overlay hidden" if lagging else "")
         controls = self.overlay_controls
         if decision.paint is None or not controls.enabled:
             if self.overlay.visible:
