@@ -34,7 +34,8 @@ class Analysis:
 class Analyzer:
     """Per class: argmax -> connected components -> contours in full-frame coordinates.
 
-    min_area_frac: components smaller than this fraction of the model image are specks.
+    min_area_frac: components smaller than this fraction of the model image are specks (0.001 is
+      ~65 px of a 256x256 model, ~1.5 mm across on a 40 mm wide image: below a nerve fascicle).
     cluster_gap_frac: nerve fascicles closer than this fraction of the model width count as one
       plexus (the target is the centroid of the largest such cluster).
     smoothing: EMA weight of the newest frame's probabilities (1.0 = off). Consecutive frames of
@@ -43,7 +44,7 @@ class Analyzer:
     """
 
     def __init__(self, classes: tuple[str, ...] | list[str], mode: str, *,
-                 min_area_frac: float = 0.002, cluster_gap_frac: float = 0.04,
+                 min_area_frac: float = 0.001, cluster_gap_frac: float = 0.04,
                  smoothing: float = 0.5, max_gap_s: float = 0.25,
                  max_frame_gap: int = 10) -> None:
         if mode not in MODES:
