@@ -1,0 +1,423 @@
+"""Patient anatomy as 2-D transverse scenes, in millimetres.
+
+Coordinates: x lateral (0 under the probe centre, + to screen right), y depth below the skin.
+A scene is a painter-ordered list of tissue regions (polygons), specular interfaces (fascia,
+bone surfaces, pleura) and the two vessels that move (the pulsating artery and the compressible
+vein). Each builder draws one random "patient" from an rng: sizes, depths, IJV position and side
+vary the way they do between people. Nothing here touches pixels; see tissue.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.phantom.labels import ARTERY, BACKGROUND, NERVE, VEIN
+
+# name -> (mean backscatter, round-trip attenuation dB/cm, texture)
+# Backscatter is relative to generic soft tissue (1.0). Attenuation is the effective value after
+# the scanner's TGC has compensated ~3.2 dB/cm, so fluid (0.2) gives posterior enhancement and
+# bone / air give shadows.
+TISSUES: dict[str, tuple[float, float, str]] = {
+    "deep": (0.7, 3.4, "plain"),
+    "skin": (1.5, 3.6, "plain"),
+    "fat": (0.35, 3.0, "fat"),
+    "muscle": (0.28, 3.8, "muscle"),
+    "gland": (1.45, 3.8, "plain"),
+    "connective": (1.6, 3.6, "plain"),
+    "blood": (0.012, 0.2, "plain"),
+    "fascicle": (0.2, 3.0, "plain"),
+    "cartilage": (0.07, 2.0, "plain"),
+    "bone": (0.25, 220.0, "plain"),
+    "air": (0.0, 400.0, "plain"),
+}
+TEXTURES = ("plain", "fat", "muscle")
+
+
+def ellipse(cx: float, cy: float, a: float, b: float, n: int = 48, tri: float = 0.0,
+            tri_angle: float = -np.pi / 2, wobble: np.ndarray | None = None) -> np.ndarray:
+    """Closed polygon (n, 2): ellipse with optional triangular bulge (IJV) and wobble."""
+    th = np.linspace(0.0, 2 * np.pi, n, endpoint=False)
+    r = 1.0 + tri * np.cos(3 * (th - tri_angle))
+    if wobble is not None:
+        k = np.arange(1, len(wobble) + 1)[:, None]
+        r = r + (wobble[:, None] * np.cos(k * th[None, :] + k)).sum(0)
+    return np.stack([cx + a * r * np.cos(th), cy + b * r * np.sin(th)], 1)
+
+
+def band(x0: float, x1: float, top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
+    """Polygon between two depth profiles sampled evenly from x0 to x1."""
+    xs = np.linspace(x0, x1, len(top))
+    return np.concatenate([np.stack([xs, top], 1), np.stack([xs[::-1], bottom[::-1]], 1)])
+
+
+def wavy(rng: np.random.Generator, x0: float, x1: float, y: float, amp: float,
+         n: int = 24, tilt: float = 0.0) -> np.ndarray:
+    """A smooth random depth profile around y (for layer boundaries and fascia)."""
+    xs = np.linspace(x0, x1, n)
+    k = rng.uniform(0.3, 1.5, 3)
+    ph = rng.uniform(0, 2 * np.pi, 3)
+    u = (xs - x0) / max(x1 - x0, 1e-6) * 2 * np.pi
+    waves = sum(np.sin(k[i] * u + ph[i]) for i in range(3)) / 2
+    return y + tilt * (xs - (x0 + x1) / 2) + amp * waves
+
+
+@dataclass
+class Part:
+    polygon: np.ndarray  # (N, 2) mm, closed
+    tissue: str
+    label: int = BACKGROUND
+    rim: float = 0.0  # specular boundary brightness, stronger where the beam hits it square
+    rim_mm: float = 0.3
+
+
+@dataclass
+class Line:
+    points: np.ndarray  # (N, 2) mm, open polyline
+    brightness: float
+    thickness_mm: float = 0.3
+    reverb: float = 0.0  # air interface: copies at 2x, 3x.. the depth with this decay
+    broken: float = 0.5  # 0 continuous .. 1 very patchy brightness along the line
+
+
+@dataclass
+class Vessel:
+    label: int  # ARTERY or VEIN
+    cx: float
+    cy: float
+    a: float  # lateral semi-axis (lumen), mm
+    b: float  # vertical semi-axis (lumen), mm
+    wall_mm: float
+    wall_brightness: float
+    tri: float = 0.0  # triangular IJV shape
+
+    def lumen(self) -> np.ndarray:
+        return ellipse(self.cx, self.cy, self.a, self.b, n=64, tri=self.tri)
+
+    def outer(self) -> np.ndarray:
+        w = self.wall_mm
+        return ellipse(self.cx, self.cy, self.a + w, self.b + w, n=64, tri=self.tri)
+
+    def parts(self) -> list[Part]:
+        return [Part(self.outer(), "connective", rim=self.wall_brightness,
+                     rim_mm=0.6 * self.wall_mm),
+                Part(self.lumen(), "blood", self.label)]
+
+
+@dataclass
+class Anatomy:
+    scene: str
+    parts: list[Part] = field(default_factory=list)
+    lines: list[Line] = field(default_factory=list)
+    labels: list[tuple[np.ndarray, int]] = field(default_factory=list)  # label-only polygons
+    artery: Vessel | None = None  # pulsates
+    vein: Vessel | None = None  # collapses under pressure, breathes
+    shadows: list[np.ndarray] = field(default_factory=list)  # edge-shadow points (x, y) mm
+
+    def add_vessel(self, v: Vessel) -> None:
+        self.parts.extend(v.parts())
+        # refraction at the lateral edges of round fluid structures: thin shadows below them
+        self.shadows += [(v.cx - v.a - v.wall_mm, v.cy), (v.cx + v.a + v.wall_mm, v.cy)]
+
+    def mirrored(self) -> Anatomy:
+        """The other side of the neck: the same patient seen left-right flipped."""
+        def flip(p: np.ndarray) -> np.ndarray:
+            q = np.array(p, dtype=np.float64, copy=True)
+            q[:, 0] *= -1
+            return q
+
+        def flip_v(v: Vessel | None) -> Vessel | None:
+            if v is None:
+                return None
+            return Vessel(v.label, -v.cx, v.cy, v.a, v.b, v.wall_mm, v.wall_brightness, v.tri)
+
+        return Anatomy(
+            self.scene,
+            [Part(flip(p.polygon), p.tissue, p.label, p.rim, p.rim_mm) for p in self.parts],
+            [Line(flip(ln.points), ln.brightness, ln.thickness_mm, ln.reverb, ln.broken)
+             for ln in self.lines],
+            [(flip(poly), code) for poly, code in self.labels],
+            flip_v(self.artery), flip_v(self.vein),
+            [(-x, y) for x, y in self.shadows])
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared layers
+
+
+def _skin_and_fat(a: Anatomy, rng: np.random.Generator, fat_mm: float, half: float = 45) -> float:
+    """Skin, subcutaneous fat with septa, platysma-like fascia; returns fat bottom depth."""
+    skin = rng.uniform(1.0, 1.6)
+    a.parts.append(Part(band(-half, half, np.zeros(2), np.full(2, skin)), "skin"))
+    bottom = wavy(rng, -half, half, skin + fat_mm, 0.8)
+    a.parts.append(Part(band(-half, half, np.full(24, skin), bottom), "fat"))
+    a.lines.append(Line(np.array([[-half, 0.1], [half, 0.1]]), 9.0, 0.2, broken=0.1))
+    a.lines.append(Line(np.stack([np.linspace(-half, half, 24), np.full(24, skin)], 1), 4.0, 0.2))
+    xs = np.linspace(-half, half, 24)
+    a.lines.append(Line(np.stack([xs, bottom], 1), rng.uniform(5, 9), 0.12))
+    for _ in range(int(rng.integers(2, 6))):  # septa in the fat
+        y = rng.uniform(skin + 0.5, skin + fat_mm - 0.3)
+        x0 = rng.uniform(-half, half - 10)
+        x1 = x0 + rng.uniform(6, 25)
+        a.lines.append(Line(np.stack([np.linspace(x0, x1, 10),
+                                      wavy(rng, x0, x1, y, 0.5, 10, rng.uniform(-0.1, 0.1))], 1),
+                            rng.uniform(2.5, 6), 0.15, broken=0.7))
+    return float(np.mean(bottom))
+
+
+def _muscle(a: Anatomy, rng: np.random.Generator, x0: float, x1: float, top: float,
+            bottom: float, taper: float = 0.0,
+            fascia: float = 7.0) -> tuple[np.ndarray, np.ndarray]:
+    """A muscle belly between two wavy boundaries with bright fascia on both."""
+    n = 24
+    t = wavy(rng, x0, x1, top, 0.7, n)
+    b = wavy(rng, x0, x1, bottom, 0.9, n)
+    if taper:  # thin towards one end (SCM medial edge)
+        w = np.linspace(0, 1, n) ** 1.5 if taper > 0 else np.linspace(1, 0, n) ** 1.5
+        b = b - (b - t) * w * abs(taper)
+    a.parts.append(Part(band(x0, x1, t, b), "muscle"))
+    xs = np.linspace(x0, x1, n)
+    a.lines.append(Line(np.stack([xs, t], 1), fascia * rng.uniform(0.7, 1.2), 0.12))
+    a.lines.append(Line(np.stack([xs, b], 1), fascia * rng.uniform(0.7, 1.2), 0.12))
+    return t, b
+
+
+def _bone(a: Anatomy, rng: np.random.Generator, cx: float, top: float, w: float, h: float,
+          bright: float = 16.0) -> None:
+    """A bone cross-section: bright convex upper surface, complete shadow below."""
+    poly = ellipse(cx, top + h, w / 2, h, n=40, wobble=rng.normal(0, 0.03, 3))
+    a.parts.append(Part(poly, "bone"))
+    upper = poly[(poly[:, 1] <= top + h)]
+    upper = upper[np.argsort(upper[:, 0])]
+    a.lines.append(Line(upper, bright, 0.45, broken=0.3))
+
+
+def _background(a: Anatomy, half: float = 45, depth: float = 80) -> None:
+    a.parts.append(Part(band(-half, half, np.zeros(2), np.full(2, depth)), "deep"))
+
+
+def _scatter_fascia(a: Anatomy, rng: np.random.Generator, n: int, y0: float, y1: float,
+                    half: float = 35) -> None:
+    """Short intermuscular fascia and connective strands: the bright wavy streaks that fill
+    real B-mode images between the named structures."""
+    for _ in range(n):
+        y = rng.uniform(y0, y1)
+        x0 = rng.uniform(-half, half)
+        x1 = x0 + rng.uniform(3, 16)
+        xs = np.linspace(x0, x1, 10)
+        a.lines.append(Line(np.stack([xs, wavy(rng, x0, x1, y, rng.uniform(0.1, 0.4) * (x1 - x0)
+                                                / 10, 10, rng.uniform(-0.25, 0.25))], 1),
+                            rng.uniform(1.5, 7.0), rng.uniform(0.08, 0.2),
+                            broken=rng.uniform(0.3, 0.8)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenes
+
+
+def jugular(rng: np.random.Generator) -> Anatomy:
+    """Internal jugular vein / common carotid at the mid neck, medial to screen right."""
+    a = Anatomy("jugular")
+    _background(a)
+    fat_bottom = _skin_and_fat(a, rng, rng.uniform(2.0, 5.0))
+    # sternocleidomastoid: lateral-superficial lens, thinning medially
+    scm_top = fat_bottom + 0.3
+    scm_bot = scm_top + rng.uniform(5.0, 9.0)
+    _, scm_b = _muscle(a, rng, -45, rng.uniform(6, 14), scm_top, scm_bot, taper=0.8)
+
+    r_a = rng.uniform(3.0, 4.6)  # carotid lumen radius
+    ax = rng.uniform(-1.0, 6.0)
+    ay = scm_bot + r_a + rng.uniform(2.0, 6.0)
+    va = rng.uniform(4.5, 8.5)  # IJV semi-axes
+    vb = va * rng.uniform(0.55, 0.95)
+    # where the IJV lies relative to the carotid: the overlapping case is the dangerous one
+    pos = rng.choice(["lateral", "anterolateral", "overlap"], p=[0.45, 0.35, 0.20])
+    if pos == "lateral":
+        vx = ax - r_a - va - rng.uniform(0.8, 3.0)
+        vy = ay + rng.uniform(-2.5, 1.5)
+    elif pos == "anterolateral":
+        vx = ax - (r_a + va) * rng.uniform(0.45, 0.75)
+        vy = ay - r_a - vb * rng.uniform(0.3, 0.6)
+    else:
+        vx = ax + rng.uniform(-2.5, 2.0)
+        vy = ay - r_a - vb - rng.uniform(0.8, 2.0)
+    vy = max(vy, scm_top + vb + 1.0)
+    # the carotid stays below the vein's floor wherever their columns overlap
+    ay = max(ay, _vein_floor_over(vx, vy, va, vb, ax, r_a) + r_a + 1.2)
+
+    # thyroid lobe medial to the carotid, under thin strap muscles; trachea at the medial edge
+    _scatter_fascia(a, rng, int(rng.integers(6, 14)), scm_bot, 45)
+    tx = ax + r_a + rng.uniform(7.0, 11.0)
+    _muscle(a, rng, ax + r_a - 2, 45, fat_bottom + 0.3, fat_bottom + rng.uniform(2.5, 4.5),
+            fascia=6.0)
+    thy = ellipse(tx, ay - rng.uniform(0, 3), rng.uniform(8, 11), rng.uniform(6.5, 9.5), 40,
+                  tri=0.08, tri_angle=np.pi, wobble=rng.normal(0, 0.03, 4))
+    a.parts.append(Part(thy, "gland", rim=4.0, rim_mm=0.35))
+    tr_x = tx + rng.uniform(6, 10)
+    tr_top = fat_bottom + rng.uniform(6, 10)
+    tr_r = rng.uniform(8, 11)
+    a.parts.append(Part(ellipse(tr_x, tr_top + tr_r, tr_r + 1.6, tr_r + 1.6, 48), "cartilage"))
+    a.parts.append(Part(ellipse(tr_x, tr_top + tr_r + 1.6, tr_r, tr_r, 48), "air"))
+    th = np.linspace(np.pi * 1.05, np.pi * 1.95, 30)
+    arc = np.stack([tr_x + tr_r * np.cos(th), tr_top + 1.6 + tr_r + tr_r * np.sin(th)], 1)
+    a.lines.append(Line(arc, 18.0, 0.5, reverb=0.45, broken=0.2))
+
+    # prevertebral muscle and transverse process deep
+    deep_top = max(ay, vy) + max(r_a, vb) + rng.uniform(3, 6)
+    _muscle(a, rng, -45, 45, deep_top, deep_top + rng.uniform(5, 8), fascia=5.0)
+    _bone(a, rng, ax + rng.uniform(-10, -3), deep_top + rng.uniform(5, 9),
+          rng.uniform(8, 13), rng.uniform(2, 4))
+
+    artery = Vessel(ARTERY, ax, ay, r_a, r_a * rng.uniform(0.93, 1.0), rng.uniform(0.45, 0.7),
+                    rng.uniform(9, 14))
+    vein = Vessel(VEIN, vx, vy, va, vb, rng.uniform(0.2, 0.3), rng.uniform(3, 5),
+                  tri=rng.uniform(0.0, 0.14))
+    a.add_vessel(vein)
+    a.add_vessel(artery)
+    # vagus nerve in the sheath between them, posteriorly
+    nx, ny = (ax + vx) / 2, max(ay, vy) + rng.uniform(2, 4)
+    a.parts.append(Part(ellipse(nx, ny, 1.3, 1.1, 20), "fascicle", NERVE, rim=5.0, rim_mm=0.3))
+    a.artery, a.vein = artery, vein
+    return a
+
+
+def _vein_floor_over(vx: float, vy: float, va: float, vb: float, ax: float, r: float) -> float:
+    """Deepest point of the vein's lower edge over the artery's columns (or -inf)."""
+    xs = np.linspace(ax - r - 1.5, ax + r + 1.5, 21)
+    u = (xs - vx) / (va + 0.5)
+    inside = np.abs(u) < 1
+    if not inside.any():
+        return -np.inf
+    return float((vy + (vb + 0.5) * np.sqrt(1 - u[inside] ** 2)).max())
+
+
+def supraclavicular(rng: np.random.Generator) -> Anatomy:
+    """Brachial plexus above the clavicle: subclavian artery, trunks, first rib, pleura."""
+    a = Anatomy("supraclavicular")
+    _background(a)
+    fat_bottom = _skin_and_fat(a, rng, rng.uniform(3.0, 7.0))
+    _muscle(a, rng, -45, 45, fat_bottom + 0.3, fat_bottom + rng.uniform(1.5, 3.0), fascia=6.0)
+    r_a = rng.uniform(2.8, 4.3)
+    ax = rng.uniform(2.0, 9.0)
+    ay = fat_bottom + rng.uniform(7.0, 14.0)
+    # middle scalene lateral-deep, anterior scalene medial
+    _muscle(a, rng, -45, ax - 8, ay - 2, ay + rng.uniform(8, 12), fascia=6.0)
+    _muscle(a, rng, ax + r_a + 2, 45, ay - 9, ay + 1, fascia=5.0)
+
+    _scatter_fascia(a, rng, int(rng.integers(5, 12)), fat_bottom, ay + 12)
+    # plexus: "bunch of grapes" lateral and superficial to the artery
+    px = ax - r_a - rng.uniform(6.0, 9.0)
+    py = ay - rng.uniform(1.0, 4.0)
+    cw, ch = rng.uniform(5.0, 8.0), rng.uniform(3.0, 5.0)
+    a.parts.append(Part(ellipse(px, py, cw, ch, 32, wobble=rng.normal(0, 0.05, 3)), "connective"))
+    _fascicles(a, rng, px, py, cw, ch, int(rng.integers(6, 12)))
+    a.labels.append((ellipse(px, py, cw + 0.4, ch + 0.4, 32), NERVE))
+
+    # first rib under the artery/plexus, pleura medial to it
+    rib_top = ay + r_a + rng.uniform(1.5, 3.5)
+    rib_x = (ax + px) / 2 + rng.uniform(-2, 2)
+    rib_w = rng.uniform(14, 20)
+    _bone(a, rng, rib_x, rib_top, rib_w, rng.uniform(3, 5), bright=18.0)
+    pl_y = rib_top + rng.uniform(0.5, 3.0)
+    x0 = rib_x + rib_w / 2 - 1.0
+    xs = np.linspace(x0, 45, 20)
+    pl = np.stack([xs, wavy(rng, x0, 45, pl_y, 0.3, 20, rng.uniform(-0.05, 0.1))], 1)
+    lung = np.concatenate([pl, [[45, 90], [x0, 90]]])
+    a.parts.append(Part(lung, "air"))
+    a.lines.append(Line(pl, 15.0, 0.45, reverb=0.5, broken=0.25))
+    if rng.random() < 0.5:  # pleura lateral to the rib as well
+        x1 = rib_x - rib_w / 2 + 1.0
+        xs = np.linspace(-45, x1, 20)
+        pl2 = np.stack([xs, wavy(rng, -45, x1, pl_y + rng.uniform(0, 2), 0.3, 20)], 1)
+        a.parts.append(Part(np.concatenate([pl2, [[x1, 90], [-45, 90]]]), "air"))
+        a.lines.append(Line(pl2, 14.0, 0.45, reverb=0.5, broken=0.25))
+
+    artery = Vessel(ARTERY, ax, ay, r_a, r_a * rng.uniform(0.9, 1.0), rng.uniform(0.45, 0.7),
+                    rng.uniform(9, 13))
+    a.add_vessel(artery)
+    a.artery = artery
+    if rng.random() < 0.5:  # a small superficial vessel (transverse cervical / suprascapular)
+        sv = Vessel(VEIN if rng.random() < 0.5 else ARTERY, px + rng.uniform(-4, 6),
+                    fat_bottom + rng.uniform(2.5, 4.0), rng.uniform(1.0, 1.8),
+                    rng.uniform(0.8, 1.4), 0.3, 5.0)
+        a.add_vessel(sv)
+    return a
+
+
+def _fascicles(a: Anatomy, rng: np.random.Generator, cx: float, cy: float, w: float, h: float,
+               n: int) -> list[tuple[float, float, float]]:
+    """Hypoechoic round fascicles with bright rims, packed inside an ellipse."""
+    placed: list[tuple[float, float, float]] = []
+    for _ in range(n * 12):
+        if len(placed) >= n:
+            break
+        r = rng.uniform(0.9, 1.8)
+        ang = rng.uniform(0, 2 * np.pi)
+        rad = np.sqrt(rng.uniform(0, 1))
+        x = cx + (w - r) * rad * np.cos(ang)
+        y = cy + (h - r) * rad * np.sin(ang)
+        if all((x - px) ** 2 + (y - py) ** 2 > (r + pr + 0.35) ** 2 for px, py, pr in placed):
+            placed.append((x, y, r))
+    for x, y, r in placed:
+        a.parts.append(Part(ellipse(x, y, r, r * rng.uniform(0.8, 1.0), 20), "fascicle",
+                            rim=rng.uniform(4, 7), rim_mm=0.2))
+    return placed
+
+
+def interscalene(rng: np.random.Generator) -> Anatomy:
+    """Interscalene groove: C5-C7 roots stacked between anterior and middle scalene."""
+    a = Anatomy("interscalene")
+    _background(a)
+    fat_bottom = _skin_and_fat(a, rng, rng.uniform(2.0, 4.5))
+    gx = rng.uniform(-5.0, 3.0)  # the groove
+    _scatter_fascia(a, rng, int(rng.integers(6, 14)), fat_bottom, 45)
+    scm_bot = fat_bottom + rng.uniform(4.0, 7.0)
+    _muscle(a, rng, gx - 6, 45, fat_bottom + 0.3, scm_bot, taper=-0.3)
+    top = scm_bot + rng.uniform(0.5, 2.0)
+    r5 = rng.uniform(1.3, 2.0)
+    roots = []
+    y = top + r5 + 0.5
+    for r in (r5, r5 * rng.uniform(1.05, 1.3), r5 * rng.uniform(1.1, 1.4)):
+        x = gx + rng.uniform(-1.0, 1.0)
+        roots.append((x, y + r, r))
+        y += 2 * r + rng.uniform(0.8, 2.5)
+    bottom = y + 1.0
+    # middle scalene lateral (bigger), anterior scalene medial
+    _muscle(a, rng, -45, gx - max(r for *_, r in roots) - 0.8, top - 1.0,
+            bottom + rng.uniform(6, 10), fascia=6.5)
+    _muscle(a, rng, gx + max(r for *_, r in roots) + 0.8, gx + rng.uniform(12, 18), top,
+            bottom + rng.uniform(1, 4), fascia=6.5)
+    a.parts.append(Part(band(gx - 2.5, gx + 2.5, np.full(2, top - 0.5), np.full(2, bottom)),
+                        "connective"))
+    for x, yy, r in roots:
+        a.parts.append(Part(ellipse(x, yy, r, r * rng.uniform(0.85, 1.0), 24), "fascicle", NERVE,
+                            rim=rng.uniform(2.5, 4.5), rim_mm=0.2))
+    _bone(a, rng, gx + rng.uniform(-6, 4), bottom + rng.uniform(7, 12), rng.uniform(10, 15),
+          rng.uniform(2, 4))
+    if rng.random() < 0.7:  # carotid and IJV at the medial edge of the view
+        r_a = rng.uniform(3.0, 4.2)
+        ax = gx + rng.uniform(16, 22)
+        ay = top + rng.uniform(3, 8)
+        artery = Vessel(ARTERY, ax, ay, r_a, r_a, 0.55, 11.0)
+        vein = Vessel(VEIN, ax - r_a - rng.uniform(3, 5), ay - rng.uniform(2, 5),
+                      rng.uniform(3.5, 6), rng.uniform(2.5, 4), 0.3, 4.0, rng.uniform(0, 0.12))
+        ay_min = _vein_floor_over(vein.cx, vein.cy, vein.a, vein.b, ax, r_a) + r_a + 1.2
+        artery.cy = max(ay, ay_min)
+        a.add_vessel(vein)
+        a.add_vessel(artery)
+        a.artery, a.vein = artery, vein
+    return a
+
+
+SCENES = {"jugular": jugular, "supraclavicular": supraclavicular,
+          "plexus": supraclavicular, "interscalene": interscalene}
+
+
+def make_anatomy(scene: str, rng: np.random.Generator, mirror: bool | None = None) -> Anatomy:
+    """One random patient of a scene; `mirror` None picks the side at random."""
+    if scene not in SCENES:
+        raise ValueError(f"unknown phantom scene {scene!r}; choose one of {sorted(SCENES)}")
+    anatomy = SCENES[scene](rng)
+    flip = bool(rng.random() < 0.5) if mirror is None else mirror
+    return anatomy.mirrored() if flip else anatomy

@@ -1,0 +1,256 @@
+"""Scanning simulator: one phantom patient under a linear probe, rendered frame by frame.
+
+Per patient (and per depth / frequency setting) the static tissue maps are built once
+(tissue.py). Per frame only: a smooth inverse deformation on a coarse grid (motion.py),
+upsampled and applied with cv2.remap to the speckle, specular/attenuation maps and labels;
+blending of two speckle realisations for slow decorrelation; the needle; TGC; log compression
+with gain and dynamic range. Everything is numpy + OpenCV.
+
+Controls are plain methods, safe to call from another thread while a source renders.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from app.phantom.anatomy import Anatomy, make_anatomy
+from app.phantom.motion import Pose, VeinChains, inverse_map
+from app.phantom.needle import NeedleState, draw_needle
+from app.phantom.tissue import Grid, TissueMaps, build_tissue
+
+_DB = 20.0 / math.log(10.0)
+_TISSUE_GREY_DB = 12.0  # display offset: generic tissue lands at a dark grey at 0 dB gain
+
+
+@dataclass
+class PhantomFrame:
+    image: np.ndarray  # (H, W) uint8 B-mode
+    labels: np.ndarray  # (H, W) uint8 phantom label codes (app.phantom.labels)
+    needle_tip: tuple[float, float] | None  # (x, y) px
+    pixel_spacing_mm: float
+    t: float
+    scene: str = ""
+    info: dict = field(default_factory=dict)  # pressure, heart rate, phase.. for tests/logs
+
+
+def _pulse_wave(phase: float) -> float:
+    """Arterial diameter over one beat, 0..1: fast systolic rise, slower diastolic run-off."""
+    p = phase % 1.0
+    rise = 0.18
+    if p < rise:
+        return 0.5 - 0.5 * math.cos(math.pi * p / rise)
+    return 0.5 + 0.5 * math.cos(math.pi * (p - rise) / (1.0 - rise))
+
+
+class PhantomSimulator:
+    SCENES = ("jugular", "plexus", "supraclavicular", "interscalene")
+
+    def __init__(self, scene: str = "jugular", seed: int = 0, size: tuple[int, int] = (512, 512),
+                 depth_mm: float = 40.0, *, probe_width_mm: float = 38.0,
+                 frequency_mhz: float = 10.0, slide_margin_mm: float = 15.0,
+                 realisations: int = 2, mirror: bool | None = None,
+                 anatomy: Anatomy | None = None) -> None:
+        """size is (height, width) in pixels, like a numpy shape."""
+        if scene not in self.SCENES:
+            raise ValueError(f"unknown phantom scene {scene!r}; choose one of {self.SCENES}")
+        h, w = int(size[0]), int(size[1])
+        if h < 32 or w < 32:
+            raise ValueError(f"phantom size {size} too small (min 32x32)")
+        self.scene = "supraclavicular" if scene == "plexus" else scene
+        self.seed = int(seed)
+        self.size = (h, w)
+        self.probe_width_mm = float(probe_width_mm)
+        self.slide_margin_mm = float(slide_margin_mm)
+        self.realisations = int(realisations)
+        self.anatomy = anatomy if anatomy is not None else make_anatomy(
+            self.scene, np.random.default_rng([self.seed, 0]), mirror)
+        self._chains = VeinChains.from_vessel(self.anatomy.vein) if self.anatomy.vein else None
+        # controls
+        self._depth_mm = float(np.clip(depth_mm, 20.0, 60.0))
+        self._frequency = float(frequency_mhz)
+        self._pose = Pose()
+        self._pressure = 0.0
+        self._gain_db = 0.0
+        self._dr_db = 72.0
+        self._needle: NeedleState | None = None
+        self._hr = 72.0
+        self._rr = 14.0  # breaths per minute
+        self._resp_amp = 0.12  # fraction of vein height gained/lost with breathing
+        self._pulse_amp = 0.075  # fractional radius change of the artery per beat
+        self._decorr_hz = 0.05  # speckle decorrelation speed
+        self._phase_ref = (0.0, float(np.random.default_rng([self.seed, 2]).random()))
+        self._last_t = 0.0
+        self._lock = threading.Lock()
+        self._maps: TissueMaps | None = None
+        self._built_for: tuple[float, float] | None = None
+
+    # --- controls (plain methods; any thread) -------------------------------------------------
+    def set_probe_offset(self, mm: float) -> None:
+        m = self.slide_margin_mm
+        self._pose = Pose(float(np.clip(mm, -m, m)), self._pose.tilt_deg)
+
+    def set_tilt(self, deg: float) -> None:
+        self._pose = Pose(self._pose.offset_mm, float(np.clip(deg, -15.0, 15.0)))
+
+    def set_pressure(self, pressure: float) -> None:
+        self._pressure = float(np.clip(pressure, 0.0, 1.0))
+
+    def set_needle(self, depth_mm: float | None, angle_deg: float = 30.0, in_plane: bool = True,
+                   x_mm: float = 0.0) -> None:
+        """Needle tip depth below the skin in mm (None removes it); angle to the skin surface."""
+        if depth_mm is None:
+            self._needle = None
+        else:
+            self._needle = NeedleState(float(np.clip(depth_mm, 0.0, 80.0)), float(angle_deg),
+                                       bool(in_plane), float(x_mm))
+
+    def set_gain(self, db: float) -> None:
+        self._gain_db = float(np.clip(db, -30.0, 30.0))
+
+    def set_dynamic_range(self, db: float) -> None:
+        self._dr_db = float(np.clip(db, 20.0, 100.0))
+
+    def set_depth(self, mm: float) -> None:
+        self._depth_mm = float(np.clip(mm, 20.0, 60.0))
+
+    def set_frequency(self, mhz: float) -> None:
+        self._frequency = float(np.clip(mhz, 4.0, 18.0))
+
+    def set_heart_rate(self, bpm: float) -> None:
+        bpm = float(np.clip(bpm, 30.0, 200.0))
+        t = self._last_t  # keep the cardiac phase continuous across the change
+        self._phase_ref = (t, self._cardiac_phase(t))
+        self._hr = bpm
+
+    def set_respiratory_rate(self, per_min: float) -> None:
+        self._rr = float(np.clip(per_min, 4.0, 40.0))
+
+    # --- read-outs -----------------------------------------------------------------------------
+    @property
+    def pixel_spacing_mm(self) -> float:
+        return self._depth_mm / self.size[0]
+
+    @property
+    def depth_mm(self) -> float:
+        return self._depth_mm
+
+    @property
+    def heart_rate(self) -> float:
+        return self._hr
+
+    @property
+    def pressure(self) -> float:
+        return self._pressure
+
+    @property
+    def gain_db(self) -> float:
+        return self._gain_db
+
+    @property
+    def dynamic_range_db(self) -> float:
+        return self._dr_db
+
+    @property
+    def probe_offset_mm(self) -> float:
+        return self._pose.offset_mm
+
+    @property
+    def tilt_deg(self) -> float:
+        return self._pose.tilt_deg
+
+    def _cardiac_phase(self, t: float) -> float:
+        t0, p0 = self._phase_ref
+        return p0 + (t - t0) * self._hr / 60.0
+
+    # --- rendering -----------------------------------------------------------------------------
+    def _build(self) -> None:
+        h, w = self.size
+        sp = self._depth_mm / h
+        half = w * sp / 2 + self.slide_margin_mm + 0.3 * self._depth_mm
+        grid = Grid(sp, -half, int(math.ceil(2 * half / sp)) + 1,
+                    int(math.ceil((self._depth_mm * 1.12 + 6.0) / sp)))
+        self._maps = build_tissue(self.anatomy, grid, np.random.default_rng([self.seed, 1]),
+                                  self._frequency, self.realisations)
+        self._built_for = (self._depth_mm, self._frequency)
+        # coarse screen grid whose nodes sit where cv2.resize samples them
+        gh, gw = max(2, -(-h // 4)), max(2, -(-w // 4))
+        # (pixel i's centre is i * sp deep / i * sp - W * sp / 2 lateral, as in tissue.Grid)
+        ys = ((np.arange(gh) + 0.5) * h / gh - 0.5) * sp
+        xs = ((np.arange(gw) + 0.5) * w / gw - 0.5) * sp - w * sp / 2
+        self._coarse = np.meshgrid(xs, ys)
+        # the probe's footprint: columns beyond it stay black like on a scanner
+        xcol = np.arange(w) * sp - w * sp / 2
+        self._dark_cols = np.abs(xcol) > self.probe_width_mm / 2
+        # TGC curve: a mild focal-zone gain and slight loss towards the bottom
+        depth = np.arange(h) * sp
+        focus = 0.45 * self._depth_mm
+        tgc_db = 2.5 * np.exp(-(((depth - focus) / (0.3 * self._depth_mm)) ** 2)) - 0.04 * depth
+        self._tgc = np.power(10.0, tgc_db / 20.0).astype(np.float32)[:, None]
+
+    def _vessel_state(self, t: float) -> tuple[float, float, float]:
+        """(pulsation s, vein collapse k, cardiac phase) at time t."""
+        phase = self._cardiac_phase(t)
+        pulse = self._pulse_amp * _pulse_wave(phase)
+        breath = self._resp_amp * math.sin(2 * math.pi * t * self._rr / 60.0)
+        k = 0.93 * self._pressure ** 0.8 + breath * (1.0 - self._pressure)
+        return pulse, float(np.clip(k, -0.25, 0.93)), phase
+
+    def render(self, t: float) -> PhantomFrame:
+        with self._lock:
+            return self._render(float(t))
+
+    def _render(self, t: float) -> PhantomFrame:
+        if self._built_for != (self._depth_mm, self._frequency):
+            self._build()
+        maps = self._maps
+        assert maps is not None
+        self._last_t = t
+        h, w = self.size
+        sp = maps.grid.spacing_mm
+        pose, gain, dr, needle = self._pose, self._gain_db, self._dr_db, self._needle
+        pulse, k, phase = self._vessel_state(t)
+
+        xs, ys = self._coarse
+        xt, yt = inverse_map(xs, ys, pose, self.anatomy.artery, pulse, self._chains, k)
+        coarse = np.dstack([(xt - maps.grid.x0_mm) / sp, yt / sp]).astype(np.float32)
+        m = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
+
+        spk = cv2.remap(maps.speckle, m, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        add = cv2.remap(maps.additive, m, None, cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_CONSTANT)
+        labels = cv2.remap(maps.labels, m, None, cv2.INTER_NEAREST,
+                           borderMode=cv2.BORDER_CONSTANT)
+        # two speckle realisations mixed on a slow circle (slow decorrelation, statistics stay
+        # fully developed); the two orthogonal mixes are averaged like the scanner's two-look
+        # spatial compounding, which softens speckle the way real images look
+        th = 2 * math.pi * self._decorr_hz * t
+        c, s = math.cos(th), math.sin(th)
+        a0, a1, a2, a3 = cv2.split(spk)
+        env = cv2.magnitude(cv2.addWeighted(a0, c, a2, s, 0.0), cv2.addWeighted(a1, c, a3, s, 0.0))
+        if self.realisations > 1:
+            env2 = cv2.magnitude(cv2.addWeighted(a2, c, a0, -s, 0.0),
+                                 cv2.addWeighted(a3, c, a1, -s, 0.0))
+            env = cv2.addWeighted(env, 0.5, env2, 0.5, 0.0)
+        lin = cv2.add(env, add)
+
+        tip = None
+        if needle is not None:
+            tip = draw_needle(lin, labels, needle, sp, self.probe_width_mm / 2)
+        lin *= self._tgc
+        floor = 10.0 ** (-(_TISSUE_GREY_DB + gain) / 20.0)
+        cv2.log(cv2.add(lin, floor), lin)
+        scale = 255.0 / dr
+        image = cv2.convertScaleAbs(lin, alpha=scale * _DB, beta=scale * (_TISSUE_GREY_DB + gain))
+        image[:, self._dark_cols] = 0
+        labels[:, self._dark_cols] = 0
+        if tip is not None and not (0 <= tip[0] < w and 0 <= tip[1] < h):
+            tip = None  # tip outside the picture: the scanner cannot show it
+        return PhantomFrame(image, labels, tip, sp, t, self.scene,
+                            {"pressure": self._pressure, "heart_rate": self._hr,
+                             "cardiac_phase": phase % 1.0, "vein_collapse": k, "pulse": pulse,
+                             "gain_db": gain, "depth_mm": self._depth_mm})
