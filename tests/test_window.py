@@ -145,7 +145,7 @@ def test_mode_switch_loads_the_other_model(qtbot, harness):
                     timeout=10000)
     assert harness.loaded[-1] == ("jugular", None)
     assert window.legend.names() == ["vein", "artery"]
-    assert "jugular-t" in window.status_labels["model"].text()
+    assert window.status_labels["model"].text() == "jugular vjugular-t"
     qtbot.waitUntil(lambda: window.overlay.visible, timeout=5000)
     assert window.painted.classes == JUGULAR
     assert window.painted.target is not None and window.painted.target.class_name == "vein"
@@ -321,3 +321,34 @@ def test_source_that_cannot_open_says_why_and_keeps_the_old_one(qtbot, harness):
     qtbot.waitUntil(lambda: window.shown_frame.frame_id > seen + 3, timeout=3000)
     assert window.open_source("fake-2") and not window.banner_text("source")
     qtbot.waitUntil(lambda: window.shown_frame.source == "fake-2", timeout=3000)
+
+
+class RecordingSimulator:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def __getattr__(self, name: str):
+        if not name.startswith("set_"):
+            raise AttributeError(name)
+        return lambda *args: self.calls.append((name, *args))
+
+
+def test_phantom_source_gets_trainee_controls(qtbot, harness):
+    simulator = RecordingSimulator()
+    original_open = harness._open
+
+    def open_phantom(spec: str) -> FakeSource:
+        source = original_open(spec)
+        source.simulator = simulator
+        return source
+
+    harness.deps.open_source = open_phantom
+    window = harness.window(source="phantom", mode="plexus")
+    assert window.source_spec == "phantom:plexus"  # the scene follows the procedure
+    assert window.phantom_controls.isVisible() and not window.file_controls.isVisible()
+    window.phantom_controls.pressure.setValue(60)
+    window.phantom_controls.needle.setValue(25)
+    window.phantom_controls.needle.setValue(0)
+    assert ("set_pressure", 0.6) in simulator.calls
+    assert ("set_needle", 25.0) in simulator.calls and simulator.calls[-1] == ("set_needle", None)
+    assert window.phantom_controls.values["set_needle"].text() == "off"

@@ -195,29 +195,45 @@ class FileControls(QtWidgets.QGroupBox):
 
 
 class PhantomControls(QtWidgets.QGroupBox):
-    """Trainee knobs for the phantom simulator: probe pressure, needle depth, gain."""
+    """Trainee knobs for the phantom simulator (PhantomSource.simulator, duck-typed)."""
 
     def __init__(self) -> None:
         super().__init__("Phantom")
         self._sim = None
         layout = QtWidgets.QGridLayout(self)
         self.pressure = _slider(0, 100, 0)
-        self.needle = _slider(0, 60, 0)
+        self.slide = _slider(-15, 15, 0)
+        self.needle = _slider(0, 50, 0)
         self.gain = _slider(-12, 12, 0)
-        self.needle_value = QtWidgets.QLabel("off")
-        for row, (label, slider) in enumerate(
-                (("Pressure", self.pressure), ("Needle", self.needle), ("Gain", self.gain))):
+        self.depth = _slider(20, 60, 40)
+        self.values: dict[str, QtWidgets.QLabel] = {}
+        rows = (("Pressure", self.pressure, "set_pressure", lambda v: v / 100.0, "{}%"),
+                ("Probe slide", self.slide, "set_probe_offset", float, "{} mm"),
+                ("Needle tip", self.needle, "set_needle", lambda v: float(v) if v else None,
+                 "{} mm"),
+                ("Gain", self.gain, "set_gain", float, "{} dB"),
+                ("Depth", self.depth, "set_depth", float, "{} mm"))
+        for row, (label, slider, method, convert, fmt) in enumerate(rows):
+            value = QtWidgets.QLabel()
+            value.setMinimumWidth(70)
             layout.addWidget(QtWidgets.QLabel(label), row, 0)
             layout.addWidget(slider, row, 1)
-        layout.addWidget(self.needle_value, 1, 2)
-        self.pressure.valueChanged.connect(
-            lambda v: self._call("set_pressure", v / 100.0))
-        self.needle.valueChanged.connect(self._needle)
-        self.gain.valueChanged.connect(lambda v: self._call("set_gain", float(v)))
+            layout.addWidget(value, row, 2)
+            self.values[method] = value
+
+            def changed(v: int, method=method, convert=convert, fmt=fmt, value=value) -> None:
+                value.setText("off" if method == "set_needle" and not v else fmt.format(v))
+                self._call(method, convert(v))
+
+            slider.valueChanged.connect(changed)
+            changed(slider.value())
 
     def attach(self, simulator: object | None) -> None:
         self._sim = simulator
         self.setVisible(simulator is not None)
+        if simulator is not None:  # a new phantom starts from the knobs' current settings
+            for slider in (self.pressure, self.slide, self.needle, self.gain, self.depth):
+                slider.valueChanged.emit(slider.value())
 
     def _call(self, name: str, *args: object) -> None:
         method = getattr(self._sim, name, None)
@@ -226,7 +242,3 @@ class PhantomControls(QtWidgets.QGroupBox):
                 method(*args)
             except Exception as exc:  # a simulator hiccup must not take the view down
                 self.window().statusBar().showMessage(f"Phantom: {exc}", 4000)
-
-    def _needle(self, depth_mm: int) -> None:
-        self.needle_value.setText(f"{depth_mm} mm" if depth_mm else "off")
-        self._call("set_needle", float(depth_mm), 30.0, True)

@@ -112,6 +112,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._timer.setInterval(tick_ms)
         self._timer.timeout.connect(self._tick)
         self.set_mode(mode)
+        if source == "phantom":  # no scene named: show the anatomy of the chosen procedure
+            source = PHANTOM_SCENE_FOR_MODE[mode]
         self.open_source(source)
         if autostart:
             self._timer.start()
@@ -582,7 +584,7 @@ class MainWindow(QtWidgets.QMainWindow):
         name = self.source.name if self.source is not None else "-"
         labels["source"].setText(f"{name} ({state})")
         labels["provider"].setText(f"ORT {self.model.provider}" if self.model else "ORT -")
-        labels["model"].setText(f"model {self.model.version}" if self.model else (
+        labels["model"].setText(f"{self.model.name} v{self.model.version}" if self.model else (
             "model refused" if self.model_error else "model loading"))
         labels["input"].setText(f"in {self._input_rate.rate(now):.0f} fps")
         labels["ai"].setText(f"AI {self._ai_rate.rate(now):.0f} fps")
