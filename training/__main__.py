@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     from training.train import Config
 
-    cfg = Config.load(a.config)
+    cfg = Config.load(a.config) if getattr(a, "config", None) else None
     if a.cmd == "train":
         from training.train import train
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg.raw["out"] = a.out
         print(train(cfg, a.data_root, a.device))
     elif a.cmd == "export":
-        from training.pipeline import export_run
+        from training.export import export_run
 
         print(export_run(cfg, a.run, a.output, a.data_root))
     elif a.cmd == "evaluate":
@@ -82,9 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         print(compare(cfg, a.nets.split(","), a.losses.split(","), a.epochs, Path(a.out),
                       a.data_root, a.device))
     elif a.cmd == "bench":
-        from training.pipeline import bench_models
+        from training.bench import bench_models
 
-        bench_models(a.models, a.threads, a.runs, cfg=None, data_root=a.data_root)
+        calib = Config.load(a.int8_config) if a.int8_config else None
+        bench_models(a.models, a.threads, a.runs, cfg=calib, data_root=a.data_root)
     elif a.cmd == "split":
         from training.data import FolderSpec, load_folder, make_split
         from training.train import data_root

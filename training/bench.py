@@ -83,3 +83,29 @@ def format_row(r: dict) -> str:
     return (f"{Path(r['model']).name}: {r['input'][0]}x{r['input'][1]} median {r['median_ms']} ms"
             f", p95 {r['p95_ms']} ms, {r['per_s']} inferences/s ({r['threads']} threads, "
             f"load {r['loadavg_1min']})")
+
+
+def calibration_inputs(cfg, root=None, n: int = 32) -> np.ndarray:
+    """Preprocessed training inputs (never validation ones) for int8 calibration."""
+    from training.data import preprocess
+    from training.train import data_root, load_sources
+
+    c = cfg.contract()
+    samples = load_sources(cfg["train"], c.classes, data_root(root), (c.height, c.width))
+    pick = np.random.default_rng(0).permutation(len(samples))[:n]
+    return np.stack([preprocess(samples[i].image, c)[None] for i in pick])
+
+
+def bench_models(models: list[str], threads: int = 2, runs: int = 300, cfg=None,
+                 data_root=None) -> list[dict]:
+    """Print and return the speed of each model; with cfg, also of an int8 copy of each."""
+    rows = []
+    for m in models:
+        rows.append(bench(m, runs=runs, threads=threads))
+        print(format_row(rows[-1]), flush=True)
+        if cfg is not None:
+            q = quantize_int8(m, Path(m).with_suffix(".int8.onnx"),
+                              calibration_inputs(cfg, data_root))
+            rows.append(bench(q, runs=runs, threads=threads))
+            print(format_row(rows[-1]), flush=True)
+    return rows

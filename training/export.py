@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -79,9 +80,11 @@ def export_onnx(model: torch.nn.Module, contract: ModelContract, path: str | Pat
     fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
     os.close(fd)
     try:
-        torch.onnx.export(model, (dummy,), tmp, dynamo=False, opset_version=17,
-                          input_names=[INPUT_NAME], output_names=names,
-                          dynamic_axes={n: {0: "N"} for n in [INPUT_NAME, *names]})
+        with warnings.catch_warnings():  # the TorchScript exporter warns it is legacy
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(model, (dummy,), tmp, dynamo=False, opset_version=17,
+                              input_names=[INPUT_NAME], output_names=names,
+                              dynamic_axes={n: {0: "N"} for n in [INPUT_NAME, *names]})
         proto = onnx.load(tmp)
         for key, value in contract.to_metadata().items():
             entry = proto.metadata_props.add()
@@ -117,3 +120,20 @@ def verify_against_torch(path: str | Path, model: torch.nn.Module,
         agree = float((want[0].argmax(1) == got[0].argmax(1)).mean())
         if agree < 0.999:
             raise ExportError(f"ONNX Runtime and torch agree on only {agree:.2%} of pixels")
+
+
+def export_run(cfg, run: str | Path | None = None, output: str | Path | None = None,
+               root: str | Path | None = None) -> Path:
+    """Export a training run's last checkpoint, verified on real validation inputs."""
+    from training.data import preprocess
+    from training.train import REPO, data_root, load_sources, load_trained
+
+    run_dir = Path(run or cfg["out"])
+    run_dir = run_dir if run_dir.is_absolute() else REPO / run_dir
+    net, _ = load_trained(run_dir)
+    contract = cfg.contract()
+    val = load_sources(cfg["val"], contract.classes, data_root(root),
+                       (contract.height, contract.width))[:4]
+    samples = np.stack([preprocess(s.image, contract)[None] for s in val]) if val else None
+    dest = Path(output or cfg["export"])
+    return export_onnx(net, contract, dest if dest.is_absolute() else REPO / dest, samples)

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -90,14 +91,12 @@ def load_sources(sources: list[dict], classes: tuple[str, ...], root: Path,
 
 
 def to_model_size(samples: list[Sample], contract: ModelContract) -> list[Sample]:
-    """Resize once up front (INTER_AREA as the contract does) so augmentation works at model size."""
+    """Resize once (INTER_AREA, as the contract does); augmentation then runs at model size."""
     h, w = contract.height, contract.width
     out = []
     for s in samples:
         img = s.image
         if img.shape != (h, w):
-            import cv2
-
             img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
         out.append(Sample(s.name, img, resize_mask(s.mask, h, w), s.spacing_mm, s.group))
     return out

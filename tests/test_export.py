@@ -1,0 +1,120 @@
+"""Export writes a contract-valid ONNX model the app accepts, or refuses and writes nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from app.pipeline.contract import ContractError, ModelContract  # noqa: E402
+from training.bench import bench, quantize_int8  # noqa: E402
+from training.evaluate import evaluate_samples, hd95_px, map_classes  # noqa: E402
+from training.export import (  # noqa: E402
+    ExportError,
+    check_contract,
+    export_onnx,
+    ort_session,
+    verify_against_torch,
+)
+from training.nets import SegNet  # noqa: E402
+
+CLASSES = ("background", "nerve", "vessel")
+
+
+def contract(classes=CLASSES) -> ModelContract:
+    return ModelContract(tuple(classes), 32, 32, 1 / 255, 0.3, 0.2, "test-1", "unit test")
+
+
+def tiny_net(n_classes: int = 3, presence: bool = True) -> SegNet:
+    torch.manual_seed(0)
+    return SegNet("linknet", "simple", n_classes, presence=presence, width=8,
+                  pretrained=False).eval()
+
+
+def test_export_writes_a_model_the_app_accepts(tmp_path):
+    path = export_onnx(tiny_net(), contract(), tmp_path / "m.onnx")
+    session = ort_session(path)
+    got = check_contract(session)
+    assert got.classes == CLASSES and (got.height, got.width) == (32, 32)
+    assert [o.name for o in session.get_outputs()] == ["logits", "presence"]
+    from app.pipeline.segmenter import Segmenter
+
+    seg = Segmenter(path, provider="cpu")
+    pred = seg.predict(np.full((64, 64), 90, np.uint8))
+    assert pred.probs.shape == (3, 32, 32) and pred.presence.shape == (3,)
+
+
+def test_ort_output_matches_torch_on_real_looking_input(tmp_path):
+    net = tiny_net()
+    path = export_onnx(net, contract(), tmp_path / "m.onnx")
+    x = np.random.default_rng(2).normal(0, 1, (3, 1, 32, 32)).astype(np.float32)
+    session = ort_session(path)
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    with torch.no_grad():
+        want = net(torch.from_numpy(x))[0].numpy()
+    assert np.abs(got - want).max() < 1e-3
+
+
+def test_export_refuses_a_class_list_that_does_not_fit(tmp_path):
+    target = tmp_path / "m.onnx"
+    with pytest.raises(ContractError, match="channels"):
+        export_onnx(tiny_net(n_classes=2), contract(), target)
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []  # no temporary file left behind either
+
+
+def test_export_refuses_a_contract_without_background_first(tmp_path):
+    bad = contract(("nerve", "background", "vessel"))
+    with pytest.raises(ContractError, match="background"):
+        export_onnx(tiny_net(), bad, tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_model_that_disagrees_with_torch_is_refused(tmp_path):
+    net = tiny_net(presence=False)
+    path = export_onnx(net, contract(), tmp_path / "m.onnx")
+    with torch.no_grad():
+        net.head.bias += 1.0  # the ONNX file no longer matches these weights
+    with pytest.raises(ExportError, match="differs from torch"):
+        verify_against_torch(path, net)
+
+
+def test_int8_copy_keeps_the_contract_and_runs(tmp_path):
+    path = export_onnx(tiny_net(), contract(), tmp_path / "m.onnx")
+    calib = np.random.default_rng(0).normal(0, 1, (4, 1, 32, 32)).astype(np.float32)
+    q = quantize_int8(path, tmp_path / "m.int8.onnx", calib)
+    assert check_contract(ort_session(q)).classes == CLASSES
+    row = bench(q, runs=5, warmup=1)
+    assert row["per_s"] > 0 and row["input"] == [32, 32]
+
+
+def test_hd95_of_two_shifted_squares_is_the_shift():
+    a = np.zeros((64, 64), bool)
+    b = np.zeros((64, 64), bool)
+    a[10:30, 10:30] = True
+    b[10:30, 13:33] = True
+    assert hd95_px(a, b) == pytest.approx(3.0, abs=0.1)
+    assert hd95_px(a, a) == 0.0
+
+
+def test_vein_and_artery_merge_into_vessel_for_real_images():
+    table = map_classes(("background", "vein", "artery"), CLASSES,
+                        {"vein": "vessel", "artery": "vessel"})
+    assert table[:3].tolist() == [0, 2, 2]
+
+
+def test_evaluate_reports_missed_structures_and_false_positives(tmp_path):
+    from training.data import Sample
+
+    path = export_onnx(tiny_net(), contract(), tmp_path / "m.onnx")
+    mask = np.zeros((32, 32), np.uint8)
+    mask[8:20, 8:20] = 1
+    samples = [Sample("a", np.full((32, 32), 80, np.uint8), mask, 0.1),
+               Sample("b", np.full((32, 32), 80, np.uint8), np.zeros((32, 32), np.uint8), 0.1)]
+    r = evaluate_samples(path, samples, CLASSES, quiet=True)
+    nerve = r["classes"]["nerve"]
+    assert nerve["frames_with"] == 1 and nerve["frames_without"] == 1
+    assert 0.0 <= nerve["dice_mean"] <= 1.0
+    assert r["classes"]["vessel"]["frames_with"] == 0
+    assert r["classes"]["vessel"]["dice_mean"] is None

@@ -1,0 +1,224 @@
+"""Training pieces on tiny inputs: datasets refuse bad folders, losses fall, runs resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from training.augment import AugmentConfig, augment  # noqa: E402
+from training.data import (  # noqa: E402
+    DatasetError,
+    FolderSpec,
+    load_folder,
+    make_split,
+    preprocess,
+    read_split,
+)
+from training.losses import LOSSES, get_loss, presence_loss  # noqa: E402
+from training.nets import ARCHS, SegNet  # noqa: E402
+from training.train import Config, load_trained, train  # noqa: E402
+
+CLASSES = ("background", "nerve", "vessel")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def disc_mask(size: int, cx: int, cy: int, r: int, cls: int) -> np.ndarray:
+    m = np.zeros((size, size), np.uint8)
+    cv2.circle(m, (cx, cy), r, cls, -1)
+    return m
+
+
+def write_usgra_like(root: Path, n: int = 3, size: int = 32) -> None:
+    """images/ + RGB colour masks/ as usgra-seg stores them (nerve red, vessel green)."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        idx = disc_mask(size, 10, 12, 5, 1) | disc_mask(size, 22, 20, 4, 2)
+        img = (40 + 120 * (idx == 1) + 60 * (idx == 2) + rng.integers(0, 20, idx.shape))
+        rgb = np.zeros((size, size, 3), np.uint8)
+        rgb[idx == 1] = (128, 0, 0)
+        rgb[idx == 2] = (0, 128, 0)
+        cv2.imwrite(str(root / "images" / f"{i:04d}.png"), img.astype(np.uint8))
+        cv2.imwrite(str(root / "masks" / f"{i:04d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+def usgra_spec(root: Path) -> FolderSpec:
+    return FolderSpec.from_config({"kind": "usgra-seg", "root": str(root)})
+
+
+def test_colour_masks_read_as_rgb_not_bgr(tmp_path):
+    write_usgra_like(tmp_path)
+    s = load_folder(usgra_spec(tmp_path), CLASSES)[0]
+    assert s.mask[12, 10] == 1, "red (128,0,0) must be nerve"
+    assert s.mask[20, 22] == 2, "green (0,128,0) must be vessel"
+    assert s.mask[0, 0] == 0
+
+
+def test_missing_mask_is_an_error_naming_the_file(tmp_path):
+    write_usgra_like(tmp_path)
+    (tmp_path / "masks" / "0001.png").unlink()
+    with pytest.raises(DatasetError, match="0001"):
+        load_folder(usgra_spec(tmp_path), CLASSES)
+
+
+def test_mask_of_another_size_is_an_error_naming_the_file(tmp_path):
+    write_usgra_like(tmp_path)
+    cv2.imwrite(str(tmp_path / "masks" / "0002.png"), np.zeros((30, 32, 3), np.uint8))
+    with pytest.raises(DatasetError, match="0002.png.*size"):
+        load_folder(usgra_spec(tmp_path), CLASSES)
+
+
+def test_unknown_mask_colour_is_an_error_naming_the_file(tmp_path):
+    write_usgra_like(tmp_path)
+    bad = np.zeros((32, 32, 3), np.uint8)
+    bad[5, 5] = (255, 255, 255)
+    cv2.imwrite(str(tmp_path / "masks" / "0000.png"), bad)
+    with pytest.raises(DatasetError, match="0000.png.*unknown mask colour"):
+        load_folder(usgra_spec(tmp_path), CLASSES)
+
+
+def test_index_palette_folder_and_unknown_value(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "a.png"), np.full((16, 16), 90, np.uint8))
+    mask = np.zeros((16, 16), np.uint8)
+    mask[4:8, 4:8] = 2
+    cv2.imwrite(str(tmp_path / "masks" / "a.png"), mask)
+    spec = FolderSpec.from_config({"root": str(tmp_path),
+                                   "values": {"0": "background", "2": "vessel"}})
+    assert (load_folder(spec, CLASSES)[0].mask == 2).sum() == 16
+    mask[0, 0] = 7
+    cv2.imwrite(str(tmp_path / "masks" / "a.png"), mask)
+    with pytest.raises(DatasetError, match="a.png.*unknown mask value"):
+        load_folder(spec, CLASSES)
+
+
+def test_kaggle_layout_pairs_name_with_name_mask(tmp_path):
+    img = np.full((16, 20), 80, np.uint8)
+    mask = np.zeros((16, 20), np.uint8)
+    mask[2:6, 3:9] = 255
+    cv2.imwrite(str(tmp_path / "1_1.tif"), img)
+    cv2.imwrite(str(tmp_path / "1_1_mask.tif"), mask)
+    cv2.imwrite(str(tmp_path / "1_2.tif"), img)
+    spec = FolderSpec.from_config({"kind": "kaggle", "root": str(tmp_path)})
+    with pytest.raises(DatasetError, match="1_2.tif.*1_2_mask.tif"):
+        load_folder(spec, CLASSES)
+    cv2.imwrite(str(tmp_path / "1_2_mask.tif"), mask)
+    samples = load_folder(spec, CLASSES)
+    assert [s.name for s in samples] == ["1_1", "1_2"]
+    assert (samples[0].mask == 1).sum() == 24
+
+
+def test_split_is_seeded_stratified_and_disjoint():
+    samples = []
+    for i in range(20):
+        m = disc_mask(8, 4, 4, 2, 2 if i < 10 else 1)
+        samples.append(type("S", (), {"name": f"{i:02d}", "mask": m})())
+    a, b = make_split(samples, 2, seed=3), make_split(samples, 2, seed=3)
+    assert a == b
+    assert not set(a["train"]) & set(a["val"])
+    assert sum(int(n) < 10 for n in a["val"]) == 2  # 20% of each stratum
+
+
+def test_committed_usgra_split_is_disjoint_and_covers_204_files():
+    split = read_split(REPO / "training" / "splits" / "usgra-seg.json")
+    assert len(split["train"]) + len(split["val"]) == 204
+    assert len(split["val"]) == 41
+
+
+def test_preprocess_matches_the_contract_formula():
+    from app.pipeline.contract import ModelContract
+
+    c = ModelContract(CLASSES, 8, 8, 1 / 255, 0.15, 0.15, "t", "t")
+    img = np.full((16, 16), 51, np.uint8)
+    x = preprocess(img, c)
+    assert x.shape == (8, 8) and x.dtype == np.float32
+    assert np.allclose(x, (51 / 255 - 0.15) / 0.15, atol=1e-5)
+
+
+def test_augmentation_moves_mask_with_image():
+    img = np.zeros((64, 64), np.uint8)
+    img[10:30, 5:20] = 200
+    mask = (img > 0).astype(np.uint8)
+    cfg = AugmentConfig(p_flip=1.0, max_rotate_deg=0, depth_scale=(1, 1), max_shift=0,
+                        p_elastic=0, gain=(1, 1), gamma=(1, 1), p_speckle=0, noise_sigma=0,
+                        p_shadow=0)
+    out_img, out_mask = augment(img, mask, cfg, np.random.default_rng(0))
+    assert out_mask[15, 50] == 1 and out_img[15, 50] == 200  # flipped together
+    assert out_mask[15, 10] == 0
+    rich = AugmentConfig(p_elastic=1.0, p_shadow=1.0, p_speckle=1.0)
+    out_img, out_mask = augment(img, mask, rich, np.random.default_rng(1))
+    assert out_img.dtype == np.uint8 and set(np.unique(out_mask)) <= {0, 1}
+    assert out_mask.sum() > 0
+
+
+@pytest.mark.parametrize("loss_name", sorted(LOSSES))
+def test_each_loss_decreases_on_a_tiny_batch(loss_name):
+    torch.manual_seed(0)
+    net = SegNet("unet", "simple", 3, presence=True, width=8, pretrained=False)
+    y = torch.from_numpy(np.stack([disc_mask(32, 12, 14, 6, 1) | disc_mask(32, 24, 22, 4, 2),
+                                   disc_mask(32, 20, 10, 5, 1)])).long()
+    x = (y.float()[:, None] - 0.5) + 0.1 * torch.randn(2, 1, 32, 32)
+    fn = get_loss(loss_name)
+    opt = torch.optim.Adam(net.parameters(), 1e-2)
+    losses = []
+    for _ in range(12):
+        logits, pres = net(x)
+        loss = fn(logits, y) + presence_loss(pres, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] * 0.9, losses
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_networks_give_full_size_logits_and_presence(arch):
+    net = SegNet(arch, "simple", 3, presence=True, width=8, pretrained=False).eval()
+    logits, pres = net(torch.zeros(2, 1, 32, 48))
+    assert logits.shape == (2, 3, 32, 48) and pres.shape == (2, 3)
+
+
+def test_lite0_loads_imagenet_weights_for_one_channel():
+    from training.encoders import EfficientNetLite0, lite0_weights_path
+
+    enc = EfficientNetLite0(depth=4)
+    rgb = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+    stem = enc._conv_stem.weight
+    assert stem.shape == (32, 1, 3, 3)
+    assert torch.allclose(stem, rgb["_conv_stem.weight"].sum(1, keepdim=True))
+    assert [f.shape[1] for f in enc(torch.zeros(1, 1, 32, 32))] == [16, 24, 40, 112]
+
+
+def test_train_writes_a_checkpoint_and_resumes(tmp_path):
+    write_usgra_like(tmp_path / "data" / "tiny")
+    cfg = Config({
+        "name": "tiny", "classes": list(CLASSES),
+        "input": {"height": 32, "width": 32, "scale": 1 / 255, "mean": 0.3, "std": 0.2},
+        "net": {"arch": "linknet", "encoder": "simple", "presence": True, "width": 8,
+                "pretrained": False},
+        "loss": "combo", "epochs": 2, "batch": 2, "lr": 0.01, "threads": 1,
+        "train": [{"kind": "usgra-seg", "root": "tiny"}],
+        "val": [{"kind": "usgra-seg", "root": "tiny"}],
+        "out": str(tmp_path / "run"),
+    })
+    run = train(cfg, root=tmp_path / "data", device="cpu", max_steps=1, quiet=True)
+    history = json.loads((run / "history.json").read_text())
+    assert len(history) == 1 and (run / "curves.png").exists()
+    train(cfg, root=tmp_path / "data", device="cpu", quiet=True)  # resumes at epoch 2
+    assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [1, 2]
+    net, loaded = load_trained(run)
+    assert loaded.classes == CLASSES
+
+
+def test_a_split_naming_absent_files_is_an_error(tmp_path):
+    write_usgra_like(tmp_path)
+    with pytest.raises(DatasetError, match="9999"):
+        load_folder(usgra_spec(tmp_path), CLASSES, names=["0000", "9999"])

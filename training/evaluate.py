@@ -1,0 +1,180 @@
+"""Metrics of an exported ONNX model on labelled samples, through ONNX Runtime as the app runs it.
+
+Per frame: the contract's preprocessing, argmax over classes whose presence probability is >= 0.5
+(the app hides the others), label map resized back to the image with nearest neighbour.
+Per class: Dice and IoU (mean over frames whose truth has the class), 95th-percentile Hausdorff
+distance in mm (frames where truth and prediction both have it), share of those frames where the
+structure is found (a prediction of >= 0.2% of the image overlapping it, the app's speck limit),
+and the false-positive rate on frames without it. Artery/vein swaps are counted separately.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from app.pipeline.contract import ModelContract
+from training.data import Sample, preprocess
+from training.export import check_contract, ort_session
+
+MIN_AREA_FRAC = 0.002  # app/pipeline/analysis.py drops components smaller than this
+PRESENCE_THRESHOLD = 0.5
+
+
+def predict_labels(session, contract: ModelContract, image: np.ndarray) -> np.ndarray:
+    """Image (H, W) uint8 -> label map (H, W) in the model's classes, presence-gated."""
+    x = preprocess(image, contract)[None, None]
+    outs = session.run(None, {session.get_inputs()[0].name: x})
+    logits = outs[0][0].astype(np.float32)
+    if len(outs) > 1:
+        presence = 1 / (1 + np.exp(-outs[1][0]))
+        hidden = presence < PRESENCE_THRESHOLD
+        hidden[0] = False  # background is never hidden
+        logits[hidden] = -np.inf
+    labels = logits.argmax(0).astype(np.uint8)
+    return cv2.resize(labels, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
+
+
+def _boundary(mask: np.ndarray) -> np.ndarray:
+    m = mask.astype(np.uint8)
+    return m & ~cv2.erode(m, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT,
+                          borderValue=0).astype(bool)
+
+
+def hd95_px(pred: np.ndarray, truth: np.ndarray) -> float:
+    """95th percentile of the symmetric boundary-to-boundary distances, in pixels."""
+    bp, bt = _boundary(pred).astype(bool), _boundary(truth).astype(bool)
+    # distanceTransform measures the distance to the nearest zero pixel.
+    to_t = cv2.distanceTransform((~bt).astype(np.uint8), cv2.DIST_L2, 5)
+    to_p = cv2.distanceTransform((~bp).astype(np.uint8), cv2.DIST_L2, 5)
+    d = np.concatenate([to_t[bp], to_p[bt]])
+    return float(np.percentile(d, 95)) if d.size else 0.0
+
+
+def map_classes(model_classes: tuple[str, ...], data_classes: tuple[str, ...],
+                merge: dict[str, str] | None = None) -> np.ndarray:
+    """Lookup table model class index -> data class index (unmatched classes -> background)."""
+    merge = merge or {}
+    table = np.zeros(256, np.uint8)
+    for i, name in enumerate(model_classes):
+        target = merge.get(name, name)
+        if target in data_classes:
+            table[i] = data_classes.index(target)
+    return table
+
+
+def evaluate_samples(model: str | Path, samples: list[Sample], data_classes: tuple[str, ...],
+                     merge: dict[str, str] | None = None, quiet: bool = False) -> dict:
+    session = ort_session(model)
+    contract = check_contract(session)
+    table = map_classes(contract.classes, data_classes, merge)
+    fg = range(1, len(data_classes))
+    per = {c: {"dice": [], "iou": [], "hd95_mm": [], "found": [], "fp": []} for c in fg}
+    swaps, groups_swapped = 0, {}
+    for s in tqdm(samples, desc=f"evaluate {Path(model).name}", disable=quiet, leave=False):
+        pred = table[predict_labels(session, contract, s.image)]
+        min_area = MIN_AREA_FRAC * pred.size
+        swapped = False
+        for c in fg:
+            p, t = pred == c, s.mask == c
+            if t.any():
+                inter, union = np.sum(p & t), np.sum(p | t)
+                per[c]["dice"].append(2 * inter / (p.sum() + t.sum()))
+                per[c]["iou"].append(inter / union)
+                per[c]["found"].append(bool(inter > 0 and p.sum() >= min_area))
+                if p.any() and s.spacing_mm:
+                    per[c]["hd95_mm"].append(hd95_px(p, t) * s.spacing_mm)
+                # Swapped: inside this structure another foreground class outvotes the right one.
+                others = [np.sum((pred == o) & t) for o in fg if o != c]
+                if others and max(others) > inter and max(others) >= min_area:
+                    swapped = True
+            else:
+                per[c]["fp"].append(bool(p.sum() >= min_area))
+        swaps += swapped
+        groups_swapped.setdefault(s.group or "all", [0, 0])
+        groups_swapped[s.group or "all"][0] += swapped
+        groups_swapped[s.group or "all"][1] += 1
+    classes = {}
+    for c in fg:
+        d = per[c]
+        classes[data_classes[c]] = {
+            "frames_with": len(d["dice"]),
+            "dice_mean": _mean(d["dice"]), "dice_sd": _sd(d["dice"]),
+            "iou_mean": _mean(d["iou"]),
+            "hd95_mm_median": _median(d["hd95_mm"]),
+            "found_share": _mean(d["found"]),
+            "frames_without": len(d["fp"]),
+            "false_positive_rate": _mean(d["fp"]),
+        }
+    return {"model": str(model), "model_classes": list(contract.classes),
+            "data_classes": list(data_classes), "merge": merge or {}, "frames": len(samples),
+            "classes": classes, "swapped_frames": swaps,
+            "swapped_by_group": {g: {"swapped": v[0], "frames": v[1]}
+                                 for g, v in groups_swapped.items()}}
+
+
+def _mean(v: list) -> float | None:
+    return round(float(np.mean(v)), 4) if v else None
+
+
+def _sd(v: list) -> float | None:
+    return round(float(np.std(v)), 4) if v else None
+
+
+def _median(v: list) -> float | None:
+    return round(float(np.median(v)), 2) if v else None
+
+
+def markdown_table(report: dict, title: str = "") -> str:
+    def f(v, pct=False):
+        if v is None:
+            return "n/a"
+        return f"{v:.1%}" if pct else f"{v:.3f}"
+
+    def hd(v):
+        return "n/a" if v is None else f"{v:.2f}"
+
+    lines = [f"**{title}** ({report['frames']} frames)" if title else "",
+             "| class | Dice (mean ± sd) | IoU | HD95 mm (median) | found | false-positive rate |",
+             "|---|---|---|---|---|---|"]
+    for name, m in report["classes"].items():
+        lines.append(
+            f"| {name} | {f(m['dice_mean'])} ± {f(m['dice_sd'])} (n={m['frames_with']}) "
+            f"| {f(m['iou_mean'])} | {hd(m['hd95_mm_median'])} "
+            f"| {f(m['found_share'], True)} | {f(m['false_positive_rate'], True)} "
+            f"(n={m['frames_without']}) |")
+    if report.get("swapped_frames") is not None and len(report["classes"]) > 1:
+        lines.append(f"\nFrames with a structure mostly labelled as another structure "
+                     f"(swap): {report['swapped_frames']} of {report['frames']}")
+    return "\n".join(line for line in lines if line is not None)
+
+
+def evaluate_config(cfg, model: str | Path, root: str | Path | None = None,
+                    output: str | Path | None = None, quiet: bool = False) -> dict:
+    """Evaluate on the config's "val" sources and any "evaluate_extra" sets."""
+    from training.train import data_root, load_sources
+
+    root = data_root(root)
+    size = (cfg.contract().height, cfg.contract().width)
+    sets = [{"name": "validation", "classes": list(cfg.classes), "sources": cfg["val"]}]
+    sets += cfg.get("evaluate_extra", [])
+    report = {"sets": {}}
+    md = []
+    for spec in sets:
+        classes = tuple(spec["classes"])
+        samples = load_sources(spec["sources"], classes, root, size)
+        r = evaluate_samples(model, samples, classes, spec.get("merge"), quiet)
+        report["sets"][spec["name"]] = r
+        md.append(markdown_table(r, spec["name"]))
+    report["markdown"] = "\n\n".join(md)
+    if output:
+        out = Path(output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({k: v for k, v in report.items() if k != "markdown"},
+                                  indent=1))
+        out.with_suffix(".md").write_text(report["markdown"] + "\n")
+    return report
