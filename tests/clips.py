@@ -1,7 +1,8 @@
-"""Small test clips written with cv2.VideoWriter, and how to read back which frame is shown.
+"""Test media: small clips written with cv2.VideoWriter, and synthetic scanner screens.
 
-Each frame carries its index as a row of black/white blocks (one bit per block), which survives
-lossy codecs, so tests can tell exactly which frame a source published.
+Each clip frame carries its index as a row of black/white blocks (one bit per block), which
+survives lossy codecs, so tests can tell exactly which frame a source published. A red block in
+the bottom-right corner tells whether a source delivered RGB (red in channel 0) or BGR.
 """
 
 from __future__ import annotations
@@ -30,7 +31,15 @@ def frame_image(index: int, size: tuple[int, int] = (160, 120)) -> np.ndarray:
             img[:BLOCK, bit * BLOCK : (bit + 1) * BLOCK] = 255
         else:
             img[:BLOCK, bit * BLOCK : (bit + 1) * BLOCK] = 0
+    img[-2 * BLOCK :, -2 * BLOCK :] = (0, 0, 255)  # pure red in BGR
     return img
+
+
+def red_corner_rgb(image: np.ndarray) -> tuple[float, float, float]:
+    """Mean (c0, c1, c2) of the red marker block of a published frame (RGB: c0 is large)."""
+    q = BLOCK // 2
+    patch = image[-2 * BLOCK + q : -q, -2 * BLOCK + q : -q].reshape(-1, 3).mean(axis=0)
+    return float(patch[0]), float(patch[1]), float(patch[2])
 
 
 def frame_index_of(image: np.ndarray) -> int:
@@ -67,3 +76,57 @@ def truncate_copy(src: Path, dst: Path, keep_fraction: float = 0.5) -> Path:
     data = Path(src).read_bytes()
     Path(dst).write_bytes(data[: int(len(data) * keep_fraction)])
     return Path(dst)
+
+
+# --- synthetic scanner screens ---------------------------------------------------------------
+
+def speckle_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Grey B-mode-like image: Rayleigh speckle on smooth tissue, bright skin line, dark vessel."""
+    rng = np.random.default_rng(seed)
+    tissue = cv2.GaussianBlur(rng.random((height, width)).astype(np.float32), (0, 0), 12)
+    tissue = (tissue - tissue.min()) / (np.ptp(tissue) + 1e-6)
+    tissue[: max(3, height // 40)] = 1.2
+    cv2.circle(tissue, (width // 2, height // 2), height // 8, 0.05, -1)
+    speckle = rng.rayleigh(1.0, (height, width)).astype(np.float32)
+    image = cv2.GaussianBlur(np.clip(tissue * speckle * 90 + 10, 0, 255), (3, 3), 0.8)
+    return image.astype(np.uint8)
+
+
+def scanner_screen(size: tuple[int, int] = (1920, 1080), roi: tuple[int, int, int, int] =
+                   (420, 140, 1000, 800), background: int = 12, seed: int = 0,
+                   content: np.ndarray | None = None,
+                   grey_panel: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """RGB scanner screen: coloured top bar with patient text, button bar, parameter text,
+    a depth ruler right of the image and a probe label; the B-mode image sits at `roi`
+    (x, y, w, h). `content` (grey or RGB, roi-sized) replaces the synthetic speckle;
+    `grey_panel` (x, y, w, h) adds a flat grey settings panel with text."""
+    width, height = size
+    white = (255, 255, 255)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    scr = np.full((height, width, 3), background, np.uint8)
+    cv2.rectangle(scr, (0, 0), (width, 60), (140, 70, 40), -1)
+    cv2.putText(scr, "PATIENT: DOE^JANE  ID 12345  MI 0.9 TIS 0.4", (20, 42), font, 1.1,
+                white, 2)
+    cv2.rectangle(scr, (0, height - 90), (width, height), (30, 50, 90), -1)
+    for i, label in enumerate(["Freeze", "Gain", "Depth", "Focus", "Preset"]):
+        cv2.rectangle(scr, (30 + i * 240, height - 75), (230 + i * 240, height - 15),
+                      (60, 120, 160), -1)
+        cv2.putText(scr, label, (50 + i * 240, height - 35), font, 1.0, white, 2)
+    for i in range(10):
+        cv2.putText(scr, f"Param {i}: {i * 7}", (20, 120 + 40 * i), font, 0.8, (230, 230, 230), 2)
+    if grey_panel is not None:
+        px, py, pw, ph = grey_panel
+        cv2.rectangle(scr, (px, py), (px + pw - 1, py + ph - 1), (70, 70, 70), -1)
+        for i in range(0, ph - 40, 40):
+            cv2.putText(scr, f"Setting {i // 40}", (px + 10, py + 30 + i), font, 0.8, white, 2)
+    x, y, w, h = roi
+    image = speckle_image(h, w, seed) if content is None else content
+    scr[y : y + h, x : x + w] = image[..., None] if image.ndim == 2 else image
+    ruler_x, step = x + w + 12, max(h // 40, 4)
+    for d in range(0, h, step):
+        major = d % (step * 5) == 0
+        cv2.line(scr, (ruler_x, y + d), (ruler_x + (14 if major else 6), y + d), white, 2)
+        if major:
+            cv2.putText(scr, str(d // 20), (ruler_x + 20, y + d + 8), font, 0.7, white, 2)
+    cv2.putText(scr, "L14-6", (width - 200, 120), font, 1.2, (200, 200, 200), 2)
+    return scr

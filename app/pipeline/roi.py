@@ -1,9 +1,11 @@
 """Where the B-mode image is on the scanner screen, and how model coordinates map back to it.
 
 A capture card delivers the whole scanner screen (menus, patient name, depth ruler). The ultrasound
-image is the one large area that is grey (no colour) and speckled everywhere, or, deep down where
-the echo dies out, flat but still a shade off the screen background. Text, ruler ticks and icons
-are thin, so a morphological opening removes them; coloured panels are rejected by their colour.
+image is the one large area that is grey (no colour) and speckled; where it is smooth or deep
+down where the echo dies out, it stays a shade off the screen background. So: the largest
+speckled area (after a morphological opening has removed thin text, ruler ticks and icons;
+coloured panels are rejected by their colour), grown line by line over adjoining image that is
+smooth or dark, until screen background or a flat UI panel stops it.
 
 Coordinate mapping between model input, ROI and full frame lives here and nowhere else.
 The per-source ROI/spacing store and the ruler calibration live in calibration.py and are
@@ -11,6 +13,8 @@ re-exported here.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -56,37 +60,108 @@ def _background_level(gray: np.ndarray, flat: np.ndarray) -> int:
                                      minlength=256)))
 
 
-def image_mask(image: np.ndarray) -> np.ndarray:
-    """uint8 0/1 map of pixels that look like B-mode image (before removing thin things)."""
+@dataclass(frozen=True)
+class _Cues:
+    gray: np.ndarray  # float32
+    achromatic: np.ndarray  # bool
+    textured: np.ndarray  # uint8 0/1, ends where the speckle ends
+    background: int  # the screen's background grey
+
+
+def _cues(image: np.ndarray) -> _Cues:
     gray, achromatic = _gray_and_grey_mask(image)
     std = _local_std(gray, STD_WINDOW)
     textured = (std > TEXTURE_STD).astype(np.uint8)
     # the std window reaches r px past every edge; erode so the mask ends where the image does
     textured = cv2.erode(textured, np.ones((STD_WINDOW, STD_WINDOW), np.uint8))
+    textured &= achromatic.astype(np.uint8)
     bg = _background_level(gray, (std <= TEXTURE_STD / 2) & achromatic)
-    off = np.abs(gray - bg)
-    dark_tissue = (off >= DARK_DELTA[0]) & (off <= DARK_DELTA[1]) & (gray <= bg + DARK_DELTA[1])
-    return ((textured.astype(bool) | dark_tissue) & achromatic).astype(np.uint8)
+    return _Cues(gray, achromatic, textured, bg)
+
+
+def _is_image_line(cues: _Cues, values: np.ndarray, achromatic: np.ndarray) -> bool:
+    """Is this row/column segment more B-mode image (not screen background, not a UI panel)?
+
+    Smooth or deep, echo-poor tissue has little speckle but stays a shade off the screen
+    background; a flat line far from the background is a grey UI panel.
+    """
+    if values.size == 0 or achromatic.mean() < 0.9:
+        return False
+    if (np.abs(values - cues.background) >= DARK_DELTA[0]).mean() < 0.5:
+        return False
+    flat = values.std() < TEXTURE_STD
+    return not (flat and abs(float(values.mean()) - cues.background) > DARK_DELTA[1])
+
+
+def _row_is_image(cues: _Cues, y: int, x0: int, x1: int) -> bool:
+    return _is_image_line(cues, cues.gray[y, x0:x1], cues.achromatic[y, x0:x1])
+
+
+def _col_is_image(cues: _Cues, x: int, y0: int, y1: int) -> bool:
+    return _is_image_line(cues, cues.gray[y0:y1, x], cues.achromatic[y0:y1, x])
+
+
+def _shrink(cues: _Cues, x0: int, y0: int, x1: int, y1: int) -> tuple[int, int, int, int]:
+    """Drop border lines of the box (x1, y1 exclusive) that are not image, e.g. a label
+    touching the image edge that the opening could not cut off; at most a quarter per side."""
+    y_lo, y_hi = y0 + (y1 - y0) // 4, y1 - (y1 - y0) // 4
+    x_lo, x_hi = x0 + (x1 - x0) // 4, x1 - (x1 - x0) // 4
+    while y1 > y_hi and not _row_is_image(cues, y1 - 1, x0, x1):
+        y1 -= 1
+    while y0 < y_lo and not _row_is_image(cues, y0, x0, x1):
+        y0 += 1
+    while x1 > x_hi and not _col_is_image(cues, x1 - 1, y0, y1):
+        x1 -= 1
+    while x0 < x_lo and not _col_is_image(cues, x0, y0, y1):
+        x0 += 1
+    return x0, y0, x1, y1
+
+
+def _grow(cues: _Cues, x0: int, y0: int, x1: int, y1: int) -> tuple[int, int, int, int]:
+    """Grow the box over adjoining smooth or dark image lines, until a line of screen
+    background or a UI panel stops it on each side."""
+    height, width = cues.gray.shape
+    for _ in range(4):  # a side that grew lengthens the others' lines: a few rounds settle it
+        before = (x0, y0, x1, y1)
+        while y1 < height and _row_is_image(cues, y1, x0, x1):
+            y1 += 1
+        while y0 > 0 and _row_is_image(cues, y0 - 1, x0, x1):
+            y0 -= 1
+        while x1 < width and _col_is_image(cues, x1, y0, y1):
+            x1 += 1
+        while x0 > 0 and _col_is_image(cues, x0 - 1, y0, y1):
+            x0 -= 1
+        if (x0, y0, x1, y1) == before:
+            break
+    return x0, y0, x1, y1
 
 
 def detect_roi(image: np.ndarray) -> Roi:
     """Bounding box of the B-mode image on a scanner screen; the full frame if none is found."""
-    if image is None or image.ndim not in (2, 3) or image.shape[0] < 16 or image.shape[1] < 16:
-        return Roi(0, 0, 0, 0) if image is None else Roi.full(image)
+    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
+        raise ValueError(f"detect_roi needs an (H, W) or (H, W, 3) image, got "
+                         f"{getattr(image, 'shape', type(image).__name__)}")
+    if image.shape[0] < 16 or image.shape[1] < 16:
+        return Roi.full(image)
     height, width = image.shape[:2]
-    mask = image_mask(image)
-    # opening removes text, ruler ticks and icons: anything thinner than ~1/60 of the screen
+    cues = _cues(image)
+    # candidate image pixels: grey and not screen background (smooth or dark tissue included);
+    # the opening removes text, ruler ticks and icons: anything thinner than ~1/60 of the screen
+    off = (np.abs(cues.gray - cues.background) >= DARK_DELTA[0]) & cues.achromatic
     k = max(5, (min(height, width) // 60) | 1)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    mask = cv2.morphologyEx(off.view(np.uint8) | cues.textured, cv2.MORPH_OPEN,
+                            cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if count <= 1:
         return Roi.full(image)
-    # the image is the component with the most area (flat panels were rejected by colour/level)
-    best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    # the image is the component with the most speckle; grey panels are flat
+    speckle = np.bincount(labels[cues.textured.view(bool)], minlength=count)
+    best = 1 + int(np.argmax(speckle[1:]))
     x, y, w, h, area = (int(v) for v in stats[best])
     if area < MIN_AREA_FRACTION * height * width:
         return Roi.full(image)
-    return Roi(x, y, w, h)
+    x0, y0, x1, y1 = _grow(cues, *_shrink(cues, x, y, x + w, y + h))
+    return Roi(x0, y0, x1 - x0, y1 - y0)
 
 
 # --- coordinate mapping (the one place) ----------------------------------------------------

@@ -110,6 +110,9 @@ def _cv2_opener(index: int, backend: int) -> VideoCaptureLike:
 
 
 class CaptureSource(FrameSource):
+    backoff_start_s = BACKOFF_START_S  # reopen delays double from start to max while unplugged
+    backoff_max_s = BACKOFF_MAX_S
+
     def __init__(self, index: int = 0, width: int = 1920, height: int = 1080, fps: float = 60,
                  fourcc: str = "MJPG", backend: int | None = None,
                  opener: Opener | None = None) -> None:
@@ -122,7 +125,7 @@ class CaptureSource(FrameSource):
 
     # --- producer thread -------------------------------------------------------------------
     def _run(self) -> None:
-        backoff = BACKOFF_START_S
+        backoff = self.backoff_start_s
         first = True
         while not self._stop_event.is_set():
             if not first:
@@ -138,11 +141,11 @@ class CaptureSource(FrameSource):
             if self._stop_event.is_set():
                 break
             if got_frames:
-                backoff = BACKOFF_START_S  # it worked a moment ago: retry soon
+                backoff = self.backoff_start_s  # it worked a moment ago: retry soon
             self._set_status(SourceState.NO_SIGNAL, NO_SIGNAL, retry_in_s=backoff)
             if self._stop_event.wait(backoff):
                 break
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
+            backoff = min(backoff * 2, self.backoff_max_s)
 
     def _connect(self) -> VideoCaptureLike | None:
         """Open and configure the device; None (status says why) when it does not open."""

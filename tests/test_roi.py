@@ -1,0 +1,205 @@
+"""ROI detection on scanner screens, coordinate mapping, the per-source store, calibration."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from app.pipeline.frames import Roi
+from app.pipeline.roi import (
+    RoiSetting,
+    RoiStore,
+    depth_mm,
+    detect_roi,
+    map_full_to_model,
+    map_model_to_full,
+    map_roi_to_full,
+    spacing_from_two_points,
+)
+from tests.clips import scanner_screen, speckle_image
+
+REAL_IMAGES = Path("/work/shared/data/usgra-seg/images")
+TOLERANCE_PX = 3
+
+
+def assert_close(found: Roi, truth: tuple[int, int, int, int]) -> None:
+    x, y, w, h = truth
+    edges_found = (found.x, found.y, found.x + found.w, found.y + found.h)
+    edges_truth = (x, y, x + w, y + h)
+    worst = max(abs(a - b) for a, b in zip(edges_found, edges_truth, strict=True))
+    assert worst <= TOLERANCE_PX, f"found {found}, truth {truth}"
+
+
+@pytest.mark.parametrize("size, roi, background", [
+    ((1920, 1080), (420, 140, 1000, 800), 12),
+    ((1280, 720), (300, 90, 700, 520), 0),
+    ((1280, 720), (520, 70, 560, 540), 30),
+    ((1024, 768), (260, 80, 600, 560), 5),
+])
+def test_finds_bmode_image_on_synthetic_scanner_screen(size, roi, background):
+    screen = scanner_screen(size, roi, background, seed=sum(roi))
+    assert_close(detect_roi(screen), roi)
+
+
+def test_flat_grey_panel_larger_than_the_image_is_not_taken_for_it():
+    roi = (200, 150, 600, 450)
+    screen = scanner_screen((1920, 1080), roi, grey_panel=(1000, 100, 850, 800))
+    assert_close(detect_roi(screen), roi)
+
+
+def test_works_on_grey_frames():
+    screen = cv2.cvtColor(scanner_screen((1280, 720), (300, 90, 700, 520)), cv2.COLOR_RGB2GRAY)
+    # without colour the menu bars are grey panels; they are flat, so still rejected
+    assert_close(detect_roi(screen), (300, 90, 700, 520))
+
+
+def _real_content(name: str) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    path = REAL_IMAGES / name
+    if not path.exists():
+        pytest.skip(f"{path} not available")
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    # the scanner letterboxes with (nearly) pure black, which no detector can tell from a black
+    # screen: the truth is the rows/columns that are mostly image
+    content = image >= 2
+    rows = np.flatnonzero(content.mean(axis=1) > 0.5)
+    cols = np.flatnonzero(content.mean(axis=0) > 0.5)
+    content_box = (int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1),
+                   int(rows[-1] - rows[0] + 1))
+    return image, content_box
+
+
+@pytest.mark.parametrize("name", ["0000.png", "0188.png", "0139.png"])
+def test_finds_real_ultrasound_image_pasted_into_a_screen(name):
+    image, (cx, cy, cw, ch) = _real_content(name)
+    x0, y0 = 300, 90
+    screen = scanner_screen((1280, 720), (x0, y0, image.shape[1], image.shape[0]), background=0,
+                            content=image)
+    assert_close(detect_roi(screen), (x0 + cx, y0 + cy, cw, ch))
+
+
+def test_bare_bmode_frame_is_its_own_roi():
+    image = speckle_image(480, 640, seed=5)
+    assert_close(detect_roi(image), (0, 0, 640, 480))
+
+
+def test_screen_without_an_image_falls_back_to_full_frame():
+    blank = scanner_screen((1280, 720), (300, 90, 700, 520),
+                           content=np.full((520, 700), 12, np.uint8))
+    assert detect_roi(blank) == Roi(0, 0, 1280, 720)
+
+
+def test_bad_input_is_a_clear_error_and_tiny_frames_are_full():
+    with pytest.raises(ValueError, match="image"):
+        detect_roi(None)  # type: ignore[arg-type]
+    tiny = np.zeros((8, 8), np.uint8)
+    assert detect_roi(tiny) == Roi(0, 0, 8, 8)
+
+
+# --- coordinate mapping ---------------------------------------------------------------------
+
+def test_model_points_land_on_the_same_full_frame_spot():
+    """A disc the model sees at some point must map back onto the disc in the full frame."""
+    roi, model_hw = Roi(300, 90, 700, 520), (256, 320)
+    full = np.zeros((720, 1280), np.uint8)
+    centre = (612.0, 377.0)
+    cv2.circle(full, (int(centre[0]), int(centre[1])), 40, 255, -1)
+    model_in = cv2.resize(roi.crop(full), (model_hw[1], model_hw[0]),
+                          interpolation=cv2.INTER_AREA).astype(np.float32)
+    ys, xs = np.mgrid[: model_hw[0], : model_hw[1]]
+    c_model = np.array([[(xs * model_in).sum() / model_in.sum(),
+                         (ys * model_in).sum() / model_in.sum()]])
+    c_full = map_model_to_full(c_model, roi, model_hw)[0]
+    assert abs(c_full[0] - centre[0]) < 0.5 and abs(c_full[1] - centre[1]) < 0.5
+
+
+def test_full_to_model_inverts_model_to_full():
+    roi, model_hw = Roi(17, 40, 333, 251), (128, 160)
+    pts = np.array([[0, 0], [159, 127], [80.5, 3.25]], np.float32)
+    back = map_full_to_model(map_model_to_full(pts, roi, model_hw), roi, model_hw)
+    np.testing.assert_allclose(back, pts, atol=1e-3)
+
+
+def test_roi_points_shift_by_roi_origin_and_depth_counts_from_roi_top():
+    roi = Roi(100, 50, 400, 300)
+    np.testing.assert_allclose(map_roi_to_full(np.array([[0, 0], [10, 20]]), roi),
+                               [[100, 50], [110, 70]])
+    assert depth_mm(150, roi, 0.1) == pytest.approx(10.0)
+    assert depth_mm(150, roi, None) is None
+
+
+# --- store ----------------------------------------------------------------------------------
+
+def test_store_remembers_roi_and_spacing_across_sessions(tmp_path):
+    path = tmp_path / "cfg" / "rois.json"
+    store = RoiStore(path)
+    assert store.get("camera:0") is None
+    store.set("camera:0", roi=Roi(10, 20, 300, 200))
+    store.set("camera:0", pixel_spacing_mm=0.08)  # keeps the ROI
+    store.set("phantom:jugular", pixel_spacing_mm=0.1)
+    again = RoiStore(path)
+    assert again.get("camera:0") == RoiSetting(Roi(10, 20, 300, 200), 0.08)
+    assert again.get("phantom:jugular") == RoiSetting(None, 0.1)
+    again.forget("camera:0")
+    assert RoiStore(path).get("camera:0") is None
+
+
+def test_corrupt_store_starts_empty_with_a_warning_and_keeps_working(tmp_path, caplog):
+    path = tmp_path / "rois.json"
+    path.write_text("{not json")
+    with caplog.at_level(logging.WARNING):
+        store = RoiStore(path)
+    assert store.keys() == []
+    assert "unreadable" in caplog.text and str(path) in caplog.text
+    store.set("camera:1", roi=Roi(0, 0, 64, 48))
+    assert RoiStore(path).get("camera:1").roi == Roi(0, 0, 64, 48)
+
+
+def test_store_skips_bad_entries_but_keeps_good_ones(tmp_path):
+    path = tmp_path / "rois.json"
+    path.write_text(json.dumps({
+        "good": {"roi": [1, 2, 30, 40], "pixel_spacing_mm": 0.2},
+        "bad_roi": {"roi": [1, 2, -3, 4]},
+        "bad_spacing": {"pixel_spacing_mm": "wide"},
+    }))
+    store = RoiStore(path)
+    assert store.keys() == ["good"]
+
+
+def test_store_rejects_nonsense_values(tmp_path):
+    store = RoiStore(tmp_path / "rois.json")
+    with pytest.raises(ValueError, match="pixel_spacing_mm"):
+        store.set("x", pixel_spacing_mm=-1.0)
+    with pytest.raises(ValueError, match="roi"):
+        store.set("x", roi=Roi(0, 0, 0, 10))
+
+
+def test_unwritable_store_does_not_raise(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    store = RoiStore(blocker / "rois.json")  # parent is a file: cannot be created
+    store.set("camera:0", pixel_spacing_mm=0.1)
+    assert store.get("camera:0").pixel_spacing_mm == 0.1
+
+
+# --- calibration ----------------------------------------------------------------------------
+
+def test_two_ruler_marks_give_mm_per_pixel():
+    assert spacing_from_two_points((50, 100), (50, 350), 20.0) == pytest.approx(0.08)
+    assert spacing_from_two_points((0, 0), (30, 40), 5.0) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("p1, p2, mm, message", [
+    ((10, 10), (10, 10), 10.0, "identical"),
+    ((10, 10), (10, 110), 0.0, "positive"),
+    ((10, 10), (10, 110), -5.0, "positive"),
+    ((10, 10), (10, 110), float("nan"), "positive"),
+    ((float("inf"), 10), (10, 110), 5.0, "finite"),
+])
+def test_calibration_rejects_bad_input_with_a_message(p1, p2, mm, message):
+    with pytest.raises(ValueError, match=message):
+        spacing_from_two_points(p1, p2, mm)
