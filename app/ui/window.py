@@ -9,7 +9,9 @@ it is hidden and "AI lagging" is shown: a late contour on a moving image is wors
 
 from __future__ import annotations
 
+import html
 import math
+import re
 import threading
 import time
 
@@ -43,6 +45,11 @@ BANNER_COLOURS = {  # banner name -> background; order = stacking order on scree
     "frozen": theme.ACCENT,
     "calibrate": theme.ACCENT,
 }
+def _short_paths(message: str) -> str:
+    """/long/path/to/model.onnx -> model.onnx: the banner must stay short."""
+    return re.sub(r"(?:[A-Za-z]:)?[\\/]\S*[\\/]([^\\/\s:]+)", r"\1", message)
+
+
 LAGGING_HOLD_S = 0.5  # keep "AI lagging" up at least this long once shown (no flicker)
 
 
@@ -147,7 +154,8 @@ class MainWindow(QtWidgets.QMainWindow):
         for name, colour in BANNER_COLOURS.items():
             label = QtWidgets.QLabel()
             label.setObjectName("banner")
-            label.setStyleSheet(f"background: {colour};")
+            r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+            label.setStyleSheet(f"background: rgba({r}, {g}, {b}, 225);")
             label.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
             label.setWordWrap(True)
             label.setVisible(False)
@@ -234,7 +242,7 @@ class MainWindow(QtWidgets.QMainWindow):
             new = self.deps.open_source(spec)
             new.start()
         except Exception as exc:
-            self._set_banner("source", f"Cannot open {spec}: {exc}")
+            self._set_banner("source", f"Cannot open {spec}", str(exc))
             self._open_error_until = time.monotonic() + 8.0
             return False
         old, self.source, self.source_spec = self.source, new, spec
@@ -296,7 +304,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         if model is None:
             self.model_error = error
-            self._set_banner("model", f"Model refused: {error}")
+            self._set_banner("model", "Model refused", f"{_short_paths(error)}  -  video only")
             self.legend.set_classes(())
             self._update_status(force=True)
             return
@@ -359,14 +367,14 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         status = self.source.status
         if status.state is SourceState.NO_SIGNAL:
-            self._set_banner("nosignal", "NO SIGNAL  -  " + (status.message or "reconnecting..."))
+            self._set_banner("nosignal", "NO SIGNAL", status.message or "reconnecting...")
         else:
             self._set_banner("nosignal", "")
         if status.state is SourceState.ERROR:
-            self._set_banner("source", f"Source error: {status.message}")
+            self._set_banner("source", "Source error", status.message)
         elif status.state is SourceState.ENDED:
             self._set_banner("source", "End of clip")
-        elif self.banners["source"].text().startswith(("Source error", "End of clip")) or (
+        elif self.banner_text("source").startswith(("Source error", "End of clip")) or (
                 self._open_error_until and time.monotonic() > self._open_error_until):
             self._open_error_until = 0.0
             self._set_banner("source", "")
@@ -380,7 +388,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self._errors_seen = count
             self._error_until = now + 2.0
             errors = getattr(self.worker, "errors", None) or ["inference failed"]
-            self._set_banner("model", f"Model error: {errors[-1]}")
+            self._set_banner("model", "Model error", _short_paths(errors[-1]))
         elif self._error_until and now > self._error_until and self.model is not None:
             self._error_until = 0.0
             self._set_banner("model", "")
@@ -399,7 +407,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if decision.lagging:
             self._lagging_until = now + LAGGING_HOLD_S
         lagging = decision.lagging or (decision.paint is None and now < self._lagging_until)
-        self._set_banner("lagging", "AI lagging  -  overlay hidden" if lagging else "")
+        self._set_banner("lagging", "AI lagging" if lagging else "", "overlay hidden")
         controls = self.overlay_controls
         if decision.paint is None or not controls.enabled:
             if self.overlay.visible:
@@ -426,7 +434,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _show_target_text(self, seg: Segmentation | None) -> None:
         if seg is None or seg.target is None:
-            text = "Target: -" if seg is None else "Target: not found"
+            text = ("Target: no model" if self.model is None else "Target: -") if seg is None \
+                else "Target: not found"
         else:
             from app.ui.overlay import target_text
 
@@ -531,7 +540,7 @@ class MainWindow(QtWidgets.QMainWindow):
     # ================================================================ user actions
     def toggle_freeze(self) -> None:
         self.frozen = not self.frozen
-        self._set_banner("frozen", "FROZEN  -  Space to resume" if self.frozen else "")
+        self._set_banner("frozen", "FROZEN" if self.frozen else "", "Space to resume")
 
     def toggle_overlay(self) -> None:
         self.overlay_controls.show_box.toggle()
@@ -562,17 +571,22 @@ class MainWindow(QtWidgets.QMainWindow):
         return paths
 
     # ================================================================ status + banners
-    def _set_banner(self, name: str, text: str) -> None:
+    def _set_banner(self, name: str, headline: str, detail: str = "") -> None:
+        """Big headline readable from two metres, smaller detail under it; "" hides it."""
         label = self.banners[name]
-        if label.text() != text:
-            label.setText(text)
-        if label.isVisibleTo(self) != bool(text):
+        text = f"{headline}: {detail}" if headline and detail else headline
+        if label.property("plain") != text:
+            label.setProperty("plain", text)
+            label.setText(f"{html.escape(headline)}<br><span style='font-size:{theme.BASE_FONT_PT}"
+                          f"pt; font-weight:normal'>{html.escape(detail)}</span>"
+                          if detail else html.escape(headline))
+        if label.isHidden() == bool(text):
             label.setVisible(bool(text))
 
     def banner_text(self, name: str) -> str:
-        """Text of a banner if shown, else "" (for tests and the screenshot script)."""
+        """Plain text of a banner ("headline: detail") if shown, else ""."""
         label = self.banners[name]
-        return label.text() if not label.isHidden() else ""
+        return "" if label.isHidden() else str(label.property("plain") or "")
 
     def _update_status(self, force: bool = False) -> None:
         now = time.monotonic()
