@@ -116,3 +116,15 @@ def test_overlay_items_are_reused_between_frames(view):
     assert overlay.label_text == ""  # no target this frame
     overlay.hide()
     assert not overlay.visible and overlay.visible_contours() == []
+
+
+def test_depth_ruler_reads_mm_below_the_roi_top(qtbot):
+    from app.ui.overlay import DepthAxis
+
+    axis = DepthAxis()
+    assert axis.tickValues(0, 400, 400) == []  # no spacing known: no made-up scale
+    axis.set_scale(origin_px=20, spacing_mm=0.1)  # 10 px per mm, skin line at y=20
+    (major_step, majors), (_, minors) = axis.tickValues(0, 420, 400)
+    assert majors[:3] == [20.0, 120.0, 220.0] and minors[0] == 70.0
+    assert axis.tickStrings(majors[:3], 1.0, major_step) == ["0", "10", "20"]
+    assert set(axis.tickStrings(minors, 1.0, major_step / 2)) == {""}

@@ -164,3 +164,50 @@ class OverlayItems:
         self._label.setVisible(False)
         self._visible = False
         self.shown_frame_id = None
+
+
+class DepthAxis(pg.AxisItem):
+    """Left ruler in mm below the skin line (the ROI top), like the scanner's depth scale.
+
+    Blank until the pixel spacing is known (from the source or a two-point calibration).
+    """
+
+    def __init__(self) -> None:
+        super().__init__("left")
+        self.origin_px = 0.0
+        self.spacing_mm: float | None = None
+        self._major_mm = 10.0
+        font = QtGui.QFont()
+        font.setPointSize(theme.BASE_FONT_PT - 1)
+        self.setStyle(tickFont=font, tickLength=-12)
+        self.setTextPen(theme.TEXT)
+        self.setPen(theme.MUTED)
+        self.setLabel("depth (mm)", color=theme.MUTED, **{"font-size": f"{theme.BASE_FONT_PT}pt"})
+        self.setWidth(90)
+
+    def set_scale(self, origin_px: float, spacing_mm: float | None) -> None:
+        if (origin_px, spacing_mm) != (self.origin_px, self.spacing_mm):
+            self.origin_px, self.spacing_mm = float(origin_px), spacing_mm
+            self.picture = None  # pyqtgraph's cached drawing
+            self.update()
+
+    def tickValues(self, minVal: float, maxVal: float, size: float):  # noqa: N802 (pg API)
+        if not self.spacing_mm:
+            return []
+        lo_px, hi_px = sorted((minVal, maxVal))
+        hi_mm = (hi_px - self.origin_px) * self.spacing_mm
+        major = self._major_mm = 10.0 if hi_mm > 25 else 5.0
+        depths = np.arange(0.0, hi_mm + 1e-6, major / 2)
+        pixels = self.origin_px + depths / self.spacing_mm
+        keep = pixels >= lo_px
+        majors = [float(p) for p, d in zip(pixels[keep], depths[keep], strict=True)
+                  if d % major == 0]
+        minors = [float(p) for p, d in zip(pixels[keep], depths[keep], strict=True)
+                  if d % major != 0]
+        return [(major / self.spacing_mm, majors), (major / 2 / self.spacing_mm, minors)]
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 (pg API)
+        # Only the major level is labelled: minor ticks stay bare so the ruler reads at a glance.
+        if not self.spacing_mm or abs(spacing * self.spacing_mm - self._major_mm) > 1e-3:
+            return ["" for _ in values]
+        return [f"{(v - self.origin_px) * self.spacing_mm:.0f}" for v in values]

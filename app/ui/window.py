@@ -32,7 +32,7 @@ from app.ui.controller import (
     decide_overlay,
     median,
 )
-from app.ui.overlay import OverlayItems
+from app.ui.overlay import DepthAxis, OverlayItems
 from app.ui.panels import FileControls, Legend, ModeSwitch, OverlayControls, PhantomControls
 from app.ui.snapshot import SnapshotPaths, save_snapshot
 
@@ -130,7 +130,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setBackground(theme.BG)
         self.graphics.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing, True)
-        self.view: pg.ViewBox = self.graphics.addViewBox(lockAspect=True, invertY=True)
+        self.depth_axis = DepthAxis()
+        self.plot = self.graphics.addPlot(axisItems={"left": self.depth_axis})
+        self.plot.hideAxis("bottom")
+        self.plot.hideButtons()
+        self.plot.setMenuEnabled(False)
+        self.view: pg.ViewBox = self.plot.getViewBox()
+        self.view.invertY(True)
+        self.view.setAspectLocked(True)
         self.view.setMouseEnabled(False, False)  # no accidental pan/zoom with a gloved hand
         self.view.setMenuEnabled(False)
         self.image_item = pg.ImageItem(axisOrder="row-major")
@@ -357,6 +364,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.view.autoRange(padding=0.0)
         if self._roi is None:
             self._init_roi(frame)
+        self.depth_axis.set_scale(self._roi.y if self._roi else 0, self.spacing_mm)
         if self.model is not None and self.worker is not None:
             if self._epoch_t is None:
                 self._epoch_t = frame.t_capture
