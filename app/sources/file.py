@@ -9,6 +9,7 @@ blocks on decoding; a seek or step publishes the frame it lands on at once, paus
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -18,6 +19,11 @@ import cv2
 
 from app.sources.base import FrameSource, SourceState
 from app.sources.capture import to_rgb
+
+# FFmpeg prints every decode hiccup of a damaged clip to stderr (once per loop); the status
+# message already says what is wrong. Read once, when OpenCV first opens a file; a user's own
+# setting wins.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 FALLBACK_FPS = 30.0
 MAX_LAG_S = 0.5  # further behind than this (slow decode, system hiccup): re-anchor, no burst

@@ -1,0 +1,368 @@
+"""Frame sources as a user meets them: live frames, unplugging, file playback, bad files."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from app.sources.base import SourceState
+from app.sources.capture import CaptureSource
+from app.sources.devices import list_capture_devices
+from app.sources.factory import open_source, source_key
+from app.sources.file import FileSource
+from tests.clips import frame_index_of, red_corner_rgb, truncate_copy, write_clip
+
+WAIT_S = 3.0  # generous upper bound for anything that should happen "soon"
+
+
+def wait_for(predicate, timeout: float = WAIT_S, interval: float = 0.01) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+@pytest.fixture
+def started():
+    """Start sources and make sure each one is stopped after the test."""
+    sources = []
+
+    def start(source):
+        sources.append(source)
+        source.start()
+        return source
+
+    yield start
+    for source in sources:
+        source.stop()
+
+
+# --- a fake capture card ----------------------------------------------------------------------
+
+class FakeCard:
+    """A capture card that can be unplugged and plugged back in by the test."""
+
+    def __init__(self, fps: float = 200.0, size: tuple[int, int] = (64, 48)) -> None:
+        self.plugged = True
+        self.raise_on_read = False
+        self.period = 1.0 / fps
+        self.size = size
+        self.opens = 0
+        self.settings: dict[int, float] = {}
+        self.lock = threading.Lock()
+
+    def opener(self, index: int, backend: int) -> FakeCapture:
+        with self.lock:
+            self.opens += 1
+        return FakeCapture(self)
+
+
+class FakeCapture:
+    def __init__(self, card: FakeCard) -> None:
+        self.card = card
+        self.open = card.plugged
+        self.released = False
+
+    def isOpened(self) -> bool:  # noqa: N802
+        return self.open
+
+    def read(self):
+        time.sleep(self.card.period)
+        if self.card.raise_on_read:
+            raise RuntimeError("driver fault")
+        if not (self.open and self.card.plugged):
+            return False, None
+        w, h = self.card.size
+        bgr = np.zeros((h, w, 3), np.uint8)
+        bgr[:, :, 0] = 255  # pure blue in BGR
+        return True, bgr
+
+    def set(self, prop: int, value: float) -> bool:
+        self.card.settings[prop] = value
+        return True
+
+    def get(self, prop: int) -> float:
+        granted = {cv2.CAP_PROP_FRAME_WIDTH: 1280, cv2.CAP_PROP_FRAME_HEIGHT: 720,
+                   cv2.CAP_PROP_FPS: 30.0, cv2.CAP_PROP_FOURCC: cv2.VideoWriter_fourcc(*"YUYV")}
+        return float(granted.get(prop, 0.0))
+
+    def release(self) -> None:
+        self.released = True
+        self.open = False
+
+
+def fast_backoff(source: CaptureSource) -> CaptureSource:
+    source.backoff_start_s, source.backoff_max_s = 0.02, 0.1
+    return source
+
+
+def test_capture_frames_flow_newest_first_in_rgb(started):
+    card = FakeCard()
+    source = started(CaptureSource(index=3, opener=card.opener))
+    first = source.wait_frame(-1, WAIT_S)
+    assert first is not None
+    assert first.image[0, 0].tolist() == [0, 0, 255]  # blue stays blue: BGR was turned to RGB
+    ids, times, last = [], [], first.frame_id
+    for _ in range(5):
+        frame = source.wait_frame(last, WAIT_S)
+        ids.append(frame.frame_id)
+        times.append(frame.t_capture)
+        last = frame.frame_id
+    assert ids == sorted(set(ids)) and all(b >= a for a, b in zip(times, times[1:], strict=False))
+    assert source.status.state is SourceState.LIVE
+
+
+def test_capture_reports_what_the_driver_granted(started):
+    card = FakeCard()
+    source = started(CaptureSource(index=0, width=1920, height=1080, fps=60, fourcc="MJPG",
+                                   opener=card.opener))
+    assert source.wait_frame(-1, WAIT_S) is not None
+    info = source.status.info
+    assert (info["fps"], info["fourcc"]) == (30.0, "YUYV")
+    assert info["requested"] == "1920x1080@60 MJPG"
+    assert info["backend"]  # named, so the window can show it
+    assert (info["width"], info["height"]) == (64, 48)  # what frames really are
+    assert card.settings[cv2.CAP_PROP_FOURCC] == cv2.VideoWriter_fourcc(*"MJPG")
+    assert card.settings[cv2.CAP_PROP_FRAME_WIDTH] == 1920
+    assert card.settings[cv2.CAP_PROP_BUFFERSIZE] == 1
+
+
+def test_slow_reader_gets_the_newest_frame_not_a_backlog(started):
+    card = FakeCard(fps=300.0)
+    source = started(CaptureSource(opener=card.opener))
+    assert source.wait_frame(-1, WAIT_S) is not None
+    seen = []
+    for _ in range(4):
+        time.sleep(0.1)  # a reader much slower than the card
+        seen.append(source.latest().frame_id)
+    gaps = np.diff(seen)
+    assert (gaps > 1).all(), f"reader saw every frame ({seen}): a backlog, not the newest"
+
+
+def test_unplug_keeps_last_frame_says_no_signal_and_reconnects(started):
+    card = FakeCard()
+    source = started(fast_backoff(CaptureSource(opener=card.opener)))
+    assert source.wait_frame(-1, WAIT_S) is not None
+    card.plugged = False
+    assert wait_for(lambda: source.status.state is SourceState.NO_SIGNAL)
+    assert source.status.message == "no signal"
+    last = source.latest()
+    assert last is not None  # the last image stays on screen
+    opens_while_unplugged = card.opens
+    assert wait_for(lambda: card.opens >= opens_while_unplugged + 2)  # it keeps retrying
+    assert source.latest().frame_id == last.frame_id
+    card.plugged = True
+    assert wait_for(lambda: source.status.state is SourceState.LIVE)
+    fresh = source.wait_frame(last.frame_id, WAIT_S)
+    assert fresh is not None and fresh.frame_id > last.frame_id
+    assert source.reconnects >= 1
+
+
+def test_driver_exceptions_become_no_signal_not_crashes(started):
+    card = FakeCard()
+    source = started(fast_backoff(CaptureSource(opener=card.opener)))
+    assert source.wait_frame(-1, WAIT_S) is not None
+    card.raise_on_read = True
+    assert wait_for(lambda: source.status.state is SourceState.NO_SIGNAL)
+    card.raise_on_read = False
+    assert wait_for(lambda: source.status.state is SourceState.LIVE)
+    assert source.running
+
+
+def test_missing_device_says_no_signal_and_stop_is_prompt_mid_backoff(started):
+    card = FakeCard()
+    card.plugged = False
+    source = CaptureSource(index=5, opener=card.opener)
+    source.backoff_start_s, source.backoff_max_s = 2.0, 4.0
+    started(source)
+    assert wait_for(lambda: source.status.state is SourceState.NO_SIGNAL)
+    assert "5" in source.status.info["detail"]
+    t0 = time.monotonic()
+    source.stop()
+    assert time.monotonic() - t0 < 1.0  # far less than the 2 s backoff it was sleeping in
+    assert not source.running
+
+
+def test_device_list_shows_only_devices_that_open():
+    class Lab:
+        def opener(self, index, backend):
+            if index == 4:
+                raise RuntimeError("broken driver")
+            capture = FakeCapture(FakeCard())
+            capture.open = index in (0, 2)
+            return capture
+
+    devices = list_capture_devices(max_index=6, opener=Lab().opener)
+    assert [d.index for d in devices] == [0, 2]
+    assert (devices[0].width, devices[0].height) == (1280, 720)
+    assert devices[1].spec == "camera:2" and "1280x720" in devices[1].label
+
+
+def test_device_list_on_this_machine_returns_quietly(capfd):
+    if list(Path("/dev").glob("video*")):
+        pytest.skip("this machine has video devices")
+    assert list_capture_devices() == []
+    assert "WARN" not in capfd.readouterr().err
+
+
+# --- video files -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def clip20(tmp_path_factory) -> Path:
+    """2 s at 20 fps."""
+    return write_clip(tmp_path_factory.mktemp("clips") / "scan.mp4", n_frames=40, fps=20.0)
+
+
+def collect(source, seconds: float) -> list:
+    frames, last, end = [], -1, time.monotonic() + seconds
+    while time.monotonic() < end:
+        frame = source.wait_frame(last, 0.05)
+        if frame is not None:
+            frames.append(frame)
+            last = frame.frame_id
+    return frames
+
+
+def test_file_plays_at_its_own_frame_rate_in_order(started, clip20):
+    source = FileSource(clip20, loop=False)
+    assert source.duration_s == pytest.approx(2.0)
+    assert source.status.info["fps"] == pytest.approx(20.0)
+    started(source)
+    frames = collect(source, 1.0)
+    # 20 fps for 1 s: about 20 frames; generous bounds for a busy machine
+    assert 12 <= len(frames) <= 24
+    shown = [frame_index_of(f.image) for f in frames]
+    assert shown == sorted(shown) and shown[0] == 0
+    assert all(f.meta["frame_index"] == s for f, s in zip(frames, shown, strict=True))
+    assert red_corner_rgb(frames[0].image)[0] > 150  # RGB, not BGR
+    assert source.status.state is SourceState.LIVE
+
+
+def test_pause_seek_and_step(started, clip20):
+    source = started(FileSource(clip20))
+    assert source.wait_frame(-1, WAIT_S) is not None
+    source.pause()
+    assert wait_for(lambda: source.status.state is SourceState.PAUSED)
+    still = source.latest().frame_id
+    time.sleep(0.3)
+    assert source.latest().frame_id == still  # nothing moves while paused
+
+    source.seek(1.0)  # shows the frame at 1 s even while paused
+    assert wait_for(lambda: frame_index_of(source.latest().image) == 20)
+    assert source.position_s == pytest.approx(1.0)
+    source.step(1)
+    assert wait_for(lambda: frame_index_of(source.latest().image) == 21)
+    source.step(-3)
+    assert wait_for(lambda: frame_index_of(source.latest().image) == 18)
+    assert source.paused and source.status.state is SourceState.PAUSED
+
+    source.toggle_pause()
+    frames = collect(source, 0.4)
+    assert frames and frame_index_of(frames[-1].image) > 18
+
+
+def test_step_and_seek_stay_inside_the_clip(started, clip20):
+    source = started(FileSource(clip20))
+    assert source.wait_frame(-1, WAIT_S) is not None
+    source.seek(0)
+    source.step(-5)
+    assert wait_for(lambda: source.paused and frame_index_of(source.latest().image) == 0)
+    source.seek(99.0)
+    assert wait_for(lambda: frame_index_of(source.latest().image) == 39)
+
+
+def test_without_loop_the_clip_ends_on_its_last_frame(started, tmp_path):
+    clip = write_clip(tmp_path / "short.avi", n_frames=8, fps=40.0)
+    source = started(FileSource(clip, loop=False))
+    assert wait_for(lambda: source.status.state is SourceState.ENDED)
+    assert frame_index_of(source.latest().image) == 7
+    assert "short.avi" in source.status.message
+    source.loop = True  # turning loop on at the end plays it again
+    assert wait_for(lambda: source.status.state is SourceState.LIVE)
+
+
+def test_loop_starts_over_with_rising_frame_ids(started, tmp_path):
+    clip = write_clip(tmp_path / "short.mkv", n_frames=8, fps=40.0)
+    source = started(FileSource(clip, loop=True))
+    frames = collect(source, 0.6)
+    shown = [frame_index_of(f.image) for f in frames]
+    assert any(b < a for a, b in zip(shown, shown[1:], strict=False)), shown  # wrapped around
+    ids = [f.frame_id for f in frames]
+    assert ids == sorted(set(ids))
+    assert source.status.state is SourceState.LIVE
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda d: d / "missing.mp4", "not found"),
+    (lambda d: (d / "notes.mp4").write_text("not a video") and d / "notes.mp4", "notes.mp4"),
+    (lambda d: truncate_copy(write_clip(d / "full.mp4"), d / "cut.mp4"), "cut.mp4"),
+])
+def test_unplayable_files_give_a_clear_error_and_never_raise(started, tmp_path, make, expected):
+    path = make(tmp_path)
+    source = FileSource(path)
+    assert source.status.state is SourceState.ERROR  # known before start: the UI can say so
+    assert expected in source.status.message
+    started(source)  # must not raise
+    source.pause()
+    source.seek(1.0)
+    source.step(1)
+    time.sleep(0.1)
+    assert source.latest() is None and source.status.state is SourceState.ERROR
+
+
+def test_truncated_clip_plays_what_is_readable_then_ends(started, tmp_path):
+    full = write_clip(tmp_path / "full.avi", n_frames=30, fps=60.0)
+    cut = truncate_copy(full, tmp_path / "cut.avi", 0.5)
+    source = started(FileSource(cut, loop=False))
+    assert wait_for(lambda: source.status.state is SourceState.ENDED)
+    assert "cut.avi" in source.status.message and "cut off" in source.status.message
+    last = frame_index_of(source.latest().image)
+    assert 0 < last < 29  # the readable part was shown, its last frame stays
+    assert source.duration_s == pytest.approx((last + 1) / 60.0)
+
+
+# --- factory -----------------------------------------------------------------------------------
+
+def test_factory_builds_the_right_source(clip20):
+    camera = open_source("camera:2")
+    assert isinstance(camera, CaptureSource) and camera.index == 2 and not camera.running
+    assert open_source("camera").index == 0
+    video = open_source(str(clip20))
+    assert isinstance(video, FileSource) and video.path == clip20
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("webcam", "valid forms"),
+    ("", "valid forms"),
+    ("camera:one", "camera index"),
+    ("phantom:knee", "jugular"),
+    ("/no/such/clip.mp4", "not found"),
+])
+def test_factory_rejects_bad_specs_with_a_clear_message(spec, message):
+    with pytest.raises(ValueError, match=message):
+        open_source(spec)
+
+
+def test_source_keys_identify_the_same_source(clip20):
+    assert source_key("phantom") == source_key("phantom:jugular") == source_key("PHANTOM:Jugular")
+    assert source_key("phantom:plexus") != source_key("phantom")
+    assert source_key("camera") == source_key("camera:0") != source_key("camera:1")
+    assert source_key(str(clip20)) == source_key(str(clip20.parent / ".." / clip20.parent.name
+                                                     / clip20.name))
+    assert source_key("/gone/clip.mp4").startswith("file:")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("app.sources.phantom") is None,
+                    reason="phantom source not built yet")
+def test_factory_opens_phantom_scenes():
+    jugular = open_source("phantom")
+    plexus = open_source("phantom:plexus")
+    assert type(jugular).__name__ == "PhantomSource" == type(plexus).__name__
