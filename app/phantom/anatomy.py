@@ -101,7 +101,7 @@ class Vessel:
 
     def parts(self) -> list[Part]:
         return [Part(self.outer(), "connective", rim=self.wall_brightness,
-                     rim_mm=0.6 * self.wall_mm),
+                     rim_mm=0.4 * self.wall_mm),
                 Part(self.lumen(), "blood", self.label)]
 
 
@@ -156,7 +156,7 @@ def _skin_and_fat(a: Anatomy, rng: np.random.Generator, fat_mm: float, half: flo
     a.lines.append(Line(np.stack([np.linspace(-half, half, 24), np.full(24, skin)], 1), 4.0, 0.2))
     xs = np.linspace(-half, half, 24)
     a.lines.append(Line(np.stack([xs, bottom], 1), rng.uniform(5, 9), 0.12))
-    for _ in range(int(rng.integers(2, 6))):  # septa in the fat
+    for _ in range(int(rng.integers(1, 4))):  # septa in the fat
         y = rng.uniform(skin + 0.5, skin + fat_mm - 0.3)
         x0 = rng.uniform(-half, half - 10)
         x1 = x0 + rng.uniform(6, 25)
@@ -270,8 +270,8 @@ def jugular(rng: np.random.Generator) -> Anatomy:
           rng.uniform(8, 13), rng.uniform(2, 4))
 
     artery = Vessel(ARTERY, ax, ay, r_a, r_a * rng.uniform(0.93, 1.0), rng.uniform(0.45, 0.7),
-                    rng.uniform(9, 14))
-    vein = Vessel(VEIN, vx, vy, va, vb, rng.uniform(0.2, 0.3), rng.uniform(3, 5),
+                    rng.uniform(5, 8))
+    vein = Vessel(VEIN, vx, vy, va, vb, rng.uniform(0.2, 0.3), rng.uniform(1.5, 3),
                   tri=rng.uniform(0.0, 0.14))
     a.add_vessel(vein)
     a.add_vessel(artery)
@@ -334,13 +334,13 @@ def supraclavicular(rng: np.random.Generator) -> Anatomy:
         a.lines.append(Line(pl2, 14.0, 0.45, reverb=0.5, broken=0.25))
 
     artery = Vessel(ARTERY, ax, ay, r_a, r_a * rng.uniform(0.9, 1.0), rng.uniform(0.45, 0.7),
-                    rng.uniform(9, 13))
+                    rng.uniform(5, 8))
     a.add_vessel(artery)
     a.artery = artery
     if rng.random() < 0.5:  # a small superficial vessel (transverse cervical / suprascapular)
         sv = Vessel(VEIN if rng.random() < 0.5 else ARTERY, px + rng.uniform(-4, 6),
                     fat_bottom + rng.uniform(2.5, 4.0), rng.uniform(1.0, 1.8),
-                    rng.uniform(0.8, 1.4), 0.3, 5.0)
+                    rng.uniform(0.8, 1.4), 0.3, 3.0)
         a.add_vessel(sv)
     return a
 
@@ -392,16 +392,16 @@ def interscalene(rng: np.random.Generator) -> Anatomy:
                         "connective"))
     for x, yy, r in roots:
         a.parts.append(Part(ellipse(x, yy, r, r * rng.uniform(0.85, 1.0), 24), "fascicle", NERVE,
-                            rim=rng.uniform(2.5, 4.5), rim_mm=0.2))
+                            rim=rng.uniform(1.2, 2.2), rim_mm=0.2))
     _bone(a, rng, gx + rng.uniform(-6, 4), bottom + rng.uniform(7, 12), rng.uniform(10, 15),
           rng.uniform(2, 4))
     if rng.random() < 0.7:  # carotid and IJV at the medial edge of the view
         r_a = rng.uniform(3.0, 4.2)
         ax = gx + rng.uniform(16, 22)
         ay = top + rng.uniform(3, 8)
-        artery = Vessel(ARTERY, ax, ay, r_a, r_a, 0.55, 11.0)
+        artery = Vessel(ARTERY, ax, ay, r_a, r_a, 0.55, 6.0)
         vein = Vessel(VEIN, ax - r_a - rng.uniform(3, 5), ay - rng.uniform(2, 5),
-                      rng.uniform(3.5, 6), rng.uniform(2.5, 4), 0.3, 4.0, rng.uniform(0, 0.12))
+                      rng.uniform(3.5, 6), rng.uniform(2.5, 4), 0.3, 2.0, rng.uniform(0, 0.12))
         ay_min = _vein_floor_over(vein.cx, vein.cy, vein.a, vein.b, ax, r_a) + r_a + 1.2
         artery.cy = max(ay, ay_min)
         a.add_vessel(vein)

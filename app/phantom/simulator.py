@@ -53,6 +53,7 @@ class PhantomSimulator:
     def __init__(self, scene: str = "jugular", seed: int = 0, size: tuple[int, int] = (512, 512),
                  depth_mm: float = 40.0, *, probe_width_mm: float = 38.0,
                  frequency_mhz: float = 10.0, slide_margin_mm: float = 15.0,
+                 max_tilt_deg: float = 15.0,
                  realisations: int = 2, mirror: bool | None = None,
                  anatomy: Anatomy | None = None) -> None:
         """size is (height, width) in pixels, like a numpy shape."""
@@ -66,6 +67,7 @@ class PhantomSimulator:
         self.size = (h, w)
         self.probe_width_mm = float(probe_width_mm)
         self.slide_margin_mm = float(slide_margin_mm)
+        self.max_tilt_deg = float(np.clip(max_tilt_deg, 0.0, 30.0))
         self.realisations = int(realisations)
         self.anatomy = anatomy if anatomy is not None else make_anatomy(
             self.scene, np.random.default_rng([self.seed, 0]), mirror)
@@ -95,7 +97,8 @@ class PhantomSimulator:
         self._pose = Pose(float(np.clip(mm, -m, m)), self._pose.tilt_deg)
 
     def set_tilt(self, deg: float) -> None:
-        self._pose = Pose(self._pose.offset_mm, float(np.clip(deg, -15.0, 15.0)))
+        lim = self.max_tilt_deg
+        self._pose = Pose(self._pose.offset_mm, float(np.clip(deg, -lim, lim)))
 
     def set_pressure(self, pressure: float) -> None:
         self._pressure = float(np.clip(pressure, 0.0, 1.0))
@@ -171,9 +174,12 @@ class PhantomSimulator:
     def _build(self) -> None:
         h, w = self.size
         sp = self._depth_mm / h
-        half = w * sp / 2 + self.slide_margin_mm + 0.3 * self._depth_mm
-        grid = Grid(sp, -half, int(math.ceil(2 * half / sp)) + 1,
-                    int(math.ceil((self._depth_mm * 1.12 + 6.0) / sp)))
+        # tissue a rocked / slid probe can reach, plus a little for pulsation and collapse
+        tilt = math.radians(self.max_tilt_deg)
+        view_half = w * sp / 2
+        half = view_half + self.slide_margin_mm + self._depth_mm * math.sin(tilt) + 2.0
+        deep = self._depth_mm / math.cos(tilt) + view_half * math.sin(tilt) + 3.0
+        grid = Grid(sp, -half, int(math.ceil(2 * half / sp)) + 1, int(math.ceil(deep / sp)))
         self._maps = build_tissue(self.anatomy, grid, np.random.default_rng([self.seed, 1]),
                                   self._frequency, self.realisations)
         self._built_for = (self._depth_mm, self._frequency)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from app.phantom.anatomy import TEXTURES, TISSUES, Anatomy, Line, Part
+from app.phantom.anatomy import TISSUES, Anatomy, Line, Part
 
 _SHIFT = 4  # sub-pixel bits for cv2 drawing
 # Anatomy brightnesses are relative; specular interfaces return 25-50 dB more than tissue
@@ -54,7 +54,7 @@ class TissueMaps:
 def psf_sigmas_mm(frequency_mhz: float) -> tuple[float, float]:
     """Gaussian PSF sigmas (axial, lateral) in mm for a linear array at this frequency."""
     wavelength = 1.54 / frequency_mhz
-    axial = 0.9 * wavelength  # ~2.5-cycle pulse -> axial FWHM ~ 2 lambda
+    axial = 0.6 * wavelength  # ~2-cycle pulse -> axial FWHM ~ 1.4 lambda
     lateral = 3.2 * wavelength  # elevation/lateral focusing of a linear array, FWHM ~ 7 lambda
     return axial, lateral
 
@@ -106,51 +106,38 @@ def _rim(img: np.ndarray, grid: Grid, part: Part, rng: np.random.Generator) -> N
                    part.rim_mm)
 
 
-def _line(img: np.ndarray, grid: Grid, line: Line, rng: np.random.Generator,
-          scale_y: float = 1.0, gain: float = 1.0) -> None:
-    pts = _densify(line.points, 0.4)
-    pts = pts * [1.0, scale_y]
-    d = np.diff(pts, axis=0)
-    cos = np.abs(d[:, 0]) / np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-9)
-    patch = _smooth_patchiness(rng, len(d), line.broken)
-    _draw_segments(img, grid, pts, gain * line.brightness * patch * (0.3 + 0.7 * cos ** 2),
-                   line.thickness_mm)
+def _line(img: np.ndarray, grid: Grid, line: Line, scale_y: float = 1.0,
+          gain: float = 1.0) -> None:
+    pts = line.points * [1.0, scale_y]
+    thick = max(1, int(round(line.thickness_mm / grid.spacing_mm)))
+    cv2.polylines(img, [grid.to_px(pts)], False, gain * line.brightness, thick, cv2.LINE_8,
+                  _SHIFT)
 
 
-def _texture_fields(rng: np.random.Generator, grid: Grid) -> dict[str, np.ndarray]:
-    """Multiplicative backscatter textures, one per texture kind, over the whole grid."""
+def _patch_field(rng: np.random.Generator, grid: Grid, scale_mm: float = 2.5) -> np.ndarray:
+    """Log-normal brightness variation over a few mm: fascia read as patchy streaks."""
     h, w, sp = grid.height, grid.width, grid.spacing_mm
-    # slow heterogeneity everywhere
-    coarse = rng.normal(0, 1, (max(2, int(h * sp / 6)), max(2, int(w * sp / 6)))).astype(np.float32)
-    hetero = np.exp(0.4 * cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC))
-    fields = {"plain": hetero}
-    # muscle: "starry night" of short bright perimysium streaks on a dark belly
-    fib = np.zeros((h, w), np.float32)
-    area = h * w * sp * sp
-    n = int(area / 3.0)
+    coarse = rng.normal(0, 1, (max(2, int(h * sp / scale_mm)), max(2, int(w * sp / scale_mm))))
+    field = cv2.resize(coarse.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    return cv2.exp(field * np.float32(0.9) - np.float32(0.4))
+
+
+def _streaks(rng: np.random.Generator, grid: Grid, per_mm2: float, length: tuple[float, float],
+             value: float) -> np.ndarray:
+    """Short, mostly horizontal bright dashes scattered over the grid."""
+    h, w, sp = grid.height, grid.width, grid.spacing_mm
+    img = np.zeros((h, w), np.float32)
+    n = int(h * w * sp * sp * per_mm2)
     c = rng.uniform([0, 0], [w * sp, h * sp], (n, 2)) + [grid.x0_mm, 0.0]
     ang = rng.normal(0, 0.25, n)
-    length = rng.uniform(0.4, 2.5, n)
-    seg = np.stack([c, c + np.stack([np.cos(ang), np.sin(ang)], 1) * length[:, None]], 1)
+    ln = rng.uniform(length[0], length[1], n)
+    seg = np.stack([c, c + np.stack([np.cos(ang), np.sin(ang)], 1) * ln[:, None]], 1)
     segs = grid.to_px(seg.reshape(-1, 2)).reshape(-1, 2, 2)
     bright = rng.uniform(0, 1, n) ** 2
     for lv in (0.25, 0.5, 0.75, 1.0):
         sel = (bright <= lv) & (bright > lv - 0.25)
-        cv2.polylines(fib, list(segs[sel]), False, lv * 2.0, 1, cv2.LINE_8, _SHIFT)
-    fields["muscle"] = hetero
-    fields["muscle_streaks"] = fib
-    # fat: dark lobules between thin brighter strands
-    strands = np.zeros((h, w), np.float32)
-    n = int(area / 6)
-    c = rng.uniform([0, 0], [w * sp, h * sp], (n, 2)) + [grid.x0_mm, 0.0]
-    ang = rng.normal(0, 0.25, n)
-    length = rng.uniform(1.0, 4.0, n)
-    seg = np.stack([c, c + np.stack([np.cos(ang), np.sin(ang)], 1) * length[:, None]], 1)
-    cv2.polylines(strands, list(grid.to_px(seg.reshape(-1, 2)).reshape(-1, 2, 2)), False, 0.8,
-                  1, cv2.LINE_8, _SHIFT)
-    fields["fat"] = hetero
-    fields["fat_streaks"] = strands
-    return fields
+        cv2.polylines(img, list(segs[sel]), False, lv * value, 1, cv2.LINE_8, _SHIFT)
+    return img
 
 
 def ids_of(anatomy: Anatomy, tissue: str) -> list[int]:
@@ -163,8 +150,7 @@ def build_tissue(anatomy: Anatomy, grid: Grid, rng: np.random.Generator,
     """Rasterise one patient onto the grid (one-off cost per patient / depth setting)."""
     h, w, sp = grid.height, grid.width, grid.spacing_mm
     ids = np.zeros((h, w), np.uint8)
-    n_parts = len(anatomy.parts)
-    if n_parts > 254:
+    if len(anatomy.parts) > 254:
         raise ValueError("too many anatomy parts")
     labels = np.zeros((h, w), np.uint8)
     for i, part in enumerate(anatomy.parts):
@@ -179,61 +165,64 @@ def build_tissue(anatomy: Anatomy, grid: Grid, rng: np.random.Generator,
     for poly, code in anatomy.labels:
         cv2.fillPoly(labels, [grid.to_px(poly)], int(code), cv2.LINE_8, _SHIFT)
 
-    echo_lut = np.zeros(256, np.float32)
-    atten_lut = np.zeros(256, np.float32)
-    tex_lut = np.zeros(256, np.int32)
-    echo_lut[0], atten_lut[0] = TISSUES["deep"][:2]
+    # per-part properties as lookup tables over the id map
+    lut = np.zeros((5, 256), np.float32)  # echo, attenuation, muscle, fat, no-specular (blood)
+    lut[0, 0], lut[1, 0] = TISSUES["deep"][:2]
+    air = np.zeros(256, np.float32)
     for i, part in enumerate(anatomy.parts):
         e, att, tex = TISSUES[part.tissue]
-        echo_lut[i + 1], atten_lut[i + 1], tex_lut[i + 1] = e, att, TEXTURES.index(tex)
+        lut[0, i + 1], lut[1, i + 1] = e, att
+        lut[2, i + 1] = tex == "muscle"
+        lut[3, i + 1] = tex == "fat"
+        lut[4, i + 1] = part.tissue == "blood"
+        air[i + 1] = part.tissue == "air"
 
-    fields = _texture_fields(rng, grid)
-    tex_id = tex_lut[ids]
-    echo = echo_lut[ids] * fields["plain"]
-    for k, name in enumerate(TEXTURES[1:], start=1):
-        sel = tex_id == k
-        echo[sel] = echo_lut[ids][sel] * fields[name][sel]
+    # slow heterogeneity everywhere (regional gain of scatterer density)
+    coarse = rng.normal(0, 1, (max(2, int(h * sp / 6)), max(2, int(w * sp / 6)))).astype(np.float32)
+    hetero = cv2.exp(0.4 * cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC))
+    echo = lut[0][ids]
+    echo *= hetero
 
-    # specular interfaces and reverberation artefacts
-    spec = np.zeros((h, w), np.float32)
+    # specular interfaces: fascia, walls, bone, pleura, and the short dashes of perimysium
+    # (muscle) and septa (fat)
+    spec = lut[2][ids] * _streaks(rng, grid, 1 / 4.0, (0.4, 2.0), 8.0)
+    spec += lut[3][ids] * _streaks(rng, grid, 1 / 6.0, (1.0, 4.0), 0.8)
     reverb = np.zeros((h, w), np.float32)
     line_rng = np.random.default_rng(rng.integers(1 << 32))
     for part in anatomy.parts:
         if part.rim > 0:
             _rim(spec, grid, part, line_rng)
+    lines = np.zeros((h, w), np.float32)
     for line in anatomy.lines:
-        _line(spec, grid, line, line_rng)
-    for k, name in enumerate(TEXTURES[1:], start=1):  # perimysium / fat septa: short dashes
-        sel = tex_id == k
-        spec[sel] += fields[name + "_streaks"][sel]
-    blood = ids_of(anatomy, "blood")
-    if blood:  # interfaces end at a vessel: nothing specular inside a lumen
-        spec[np.isin(ids, blood)] = 0.0
+        _line(lines, grid, line)
         if line.reverb > 0:  # copies at multiples of the reflector depth (probe <-> interface)
             for k in range(2, 6):
-                _line(reverb, grid, line, line_rng, scale_y=k, gain=line.reverb ** (k - 1))
-    air = ids_of(anatomy, "air")
-    if air:  # lung / tracheal air: a faint reverberant haze instead of tissue echoes
+                _line(reverb, grid, line, scale_y=k, gain=line.reverb ** (k - 1))
+    spec += lines * _patch_field(line_rng, grid) * _patch_field(line_rng, grid, 0.8)
+    spec *= 1.0 - lut[4][ids]  # interfaces end at a vessel: nothing specular inside a lumen
+    if air.any():  # lung / tracheal air: a faint reverberant haze instead of tissue echoes
         haze = cv2.GaussianBlur(rng.random((h, w), dtype=np.float32), (0, 0), 1.5)
-        reverb += np.isin(ids, air) * (haze * haze * 0.25 / SPECULAR_GAIN) * fields["plain"]
+        reverb += air[ids] * (haze * haze * (0.25 / SPECULAR_GAIN)) * hetero
 
     # attenuation along each beam (columns), exclusive of the pixel itself so bright bone
     # surfaces are not dimmed by their own shadow
-    alpha_db = atten_lut[ids] * (sp / 10.0)
+    alpha_db = lut[1][ids] * np.float32(sp / 10.0)
     for x, y in anatomy.shadows:  # refraction edge shadows under vessel walls
         c, r = int(round((x - grid.x0_mm) / sp)), int(round(y / sp))
         if 0 <= c < w and 0 <= r < h:
             hw = max(1, int(round(0.25 / sp)))
             n = max(1, int(1.0 / sp))
             alpha_db[r:r + n, max(0, c - hw):c + hw + 1] += 4.0 / n
-    cum = np.cumsum(alpha_db, axis=0) - alpha_db
-    att = np.power(10.0, -np.minimum(cum, 300.0) / 20.0).astype(np.float32)
+    cum = np.cumsum(alpha_db, axis=0)
+    cum -= alpha_db
+    np.minimum(cum, 300.0, out=cum)
+    att = cv2.exp(cum * np.float32(-np.log(10.0) / 20.0))
 
     # coherent speckle: complex white scatterers weighted by sqrt(backscatter), PSF-convolved
     sz, sx = psf_sigmas_mm(frequency_mhz)
     sz_px, sx_px = max(sz / sp, 0.5), max(sx / sp, 0.5)
     norm = np.sqrt(4 * np.pi * sz_px * sx_px)  # keeps E|speckle|^2 == backscatter
-    amp = np.sqrt(echo) * np.float32(norm / np.sqrt(2))
+    amp = cv2.sqrt(echo) * np.float32(norm / np.sqrt(2))
     noise = rng.standard_normal((h, w, 2 * realisations), dtype=np.float32)
     noise *= amp[:, :, None]
     if realisations == 1:
