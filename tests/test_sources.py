@@ -53,6 +53,8 @@ class FakeCard:
     def __init__(self, fps: float = 200.0, size: tuple[int, int] = (64, 48)) -> None:
         self.plugged = True
         self.raise_on_read = False
+        self.hang = threading.Event()  # set: read() hangs (until released) like a stuck driver
+        self.release_hang = threading.Event()
         self.period = 1.0 / fps
         self.size = size
         self.opens = 0
@@ -76,6 +78,8 @@ class FakeCapture:
 
     def read(self):
         time.sleep(self.card.period)
+        if self.card.hang.is_set():
+            self.card.release_hang.wait(WAIT_S)
         if self.card.raise_on_read:
             raise RuntimeError("driver fault")
         if not (self.open and self.card.plugged):
@@ -175,6 +179,18 @@ def test_driver_exceptions_become_no_signal_not_crashes(started):
     card.raise_on_read = False
     assert wait_for(lambda: source.status.state is SourceState.LIVE)
     assert source.running
+
+
+def test_a_driver_hanging_in_read_shows_no_signal_instead_of_a_frozen_live_image(started):
+    card = FakeCard()
+    source = started(CaptureSource(opener=card.opener))
+    assert source.wait_frame(-1, WAIT_S) is not None
+    card.hang.set()
+    assert wait_for(lambda: source.status.state is SourceState.NO_SIGNAL)
+    assert source.status.message == "no signal" and source.latest() is not None
+    card.hang.clear()
+    card.release_hang.set()
+    assert wait_for(lambda: source.status.state is SourceState.LIVE)
 
 
 def test_missing_device_says_no_signal_and_stop_is_prompt_mid_backoff(started):

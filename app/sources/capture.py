@@ -20,13 +20,14 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from app.sources.base import FrameSource, SourceState
+from app.sources.base import FrameSource, SourceState, SourceStatus
 
 log = logging.getLogger(__name__)
 
 BACKOFF_START_S = 0.25
 BACKOFF_MAX_S = 4.0
 RATE_WINDOW_S = 1.0  # how often the measured frame rate in the status is refreshed
+STALE_AFTER_S = 1.0  # LIVE but no new frame for this long (driver stuck in read): no signal
 NO_SIGNAL = "no signal"
 
 
@@ -123,6 +124,20 @@ class CaptureSource(FrameSource):
         self._opener: Opener = opener or _cv2_opener
         self.reconnects = 0  # how often the device was reopened after a loss
 
+    @property
+    def status(self) -> SourceStatus:
+        """As the base reports it, except that a LIVE source whose newest frame is older than
+        STALE_AFTER_S says "no signal": a driver can hang inside read() for seconds after the
+        cable is pulled, and the frozen image must not pass for a live one."""
+        status = super().status
+        if status.state is SourceState.LIVE:
+            frame = self.latest()
+            age = None if frame is None else time.monotonic() - frame.t_capture
+            if age is not None and age > STALE_AFTER_S:
+                return SourceStatus(SourceState.NO_SIGNAL, NO_SIGNAL,
+                                    {**status.info, "detail": f"no frame for {age:.1f} s"})
+        return status
+
     # --- producer thread -------------------------------------------------------------------
     def _run(self) -> None:
         backoff = self.backoff_start_s
@@ -210,7 +225,7 @@ class CaptureSource(FrameSource):
                                  width=int(image.shape[1]), height=int(image.shape[0]),
                                  retry_in_s=None)
             elif t - window_start >= RATE_WINDOW_S:
-                self._set_status(SourceState.LIVE, self.status.message,
+                self._set_status(SourceState.LIVE, super().status.message,
                                  measured_fps=round(window_frames / (t - window_start), 1))
                 window_start, window_frames = t, 0
         return got > 0

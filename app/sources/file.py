@@ -26,6 +26,7 @@ from app.sources.capture import to_rgb
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 FALLBACK_FPS = 30.0
+MAX_PLAUSIBLE_FPS = 240.0  # some containers report 1000 (a time base), not a frame rate
 MAX_LAG_S = 0.5  # further behind than this (slow decode, system hiccup): re-anchor, no burst
 IDLE_WAIT_S = 0.1  # how long a paused/ended thread sleeps between checks of its requests
 
@@ -127,7 +128,7 @@ class FileSource(FrameSource):
             return cap
         try:
             fps = cap.get(cv2.CAP_PROP_FPS)
-            if math.isfinite(fps) and 0 < fps <= 1000:
+            if math.isfinite(fps) and 0 < fps <= MAX_PLAUSIBLE_FPS:
                 self._fps = float(fps)
             count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
             if math.isfinite(count) and count > 0:
