@@ -352,3 +352,23 @@ def test_phantom_source_gets_trainee_controls(qtbot, harness):
     assert ("set_pressure", 0.6) in simulator.calls
     assert ("set_needle", 25.0) in simulator.calls and simulator.calls[-1] == ("set_needle", None)
     assert window.phantom_controls.values["set_needle"].text() == "off"
+
+
+def test_roi_and_calibration_are_remembered_per_source(qtbot, harness, tmp_path):
+    from app.pipeline.calibration import RoiStore
+
+    harness.deps.roi_store = RoiStore(tmp_path / "rois.json")
+    harness.source_kwargs = {"spacing": None}  # like a capture card: no scale of its own
+    window = harness.window(source="fake-scanner")
+    qtbot.waitUntil(lambda: window.shown_frame is not None, timeout=5000)
+    window.roi_item.setPos((12, 14))
+    window.roi_item.setSize((90, 70))
+    window.set_calibration((0.0, 0.0), (0.0, 50.0), 10.0)
+    window.shutdown()
+
+    harness.deps.roi_store = RoiStore(tmp_path / "rois.json")  # a new session reads the file
+    again = harness.window(source="fake-scanner")
+    qtbot.waitUntil(lambda: again.shown_frame is not None, timeout=5000)
+    assert again.roi_for(again.shown_frame) == Roi(12, 14, 90, 70)
+    assert again.spacing_mm == pytest.approx(0.2)
+    assert again.status_labels["scale"].text() == "0.200 mm/px"

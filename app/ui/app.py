@@ -51,13 +51,11 @@ def real_deps(provider: str = "auto", threads: int | None = None, *,
                 load_model=make_model_loader(provider, threads, default_path),
                 make_worker=make_worker,
                 snapshot_dir=snapshot_dir or Path.cwd() / "snapshots")
-    # Optional pieces: without them the window still works (full-frame ROI, manual scale).
-    from app.pipeline import roi as roi_module
+    from app.pipeline.calibration import RoiStore, spacing_from_two_points
+    from app.pipeline.roi import detect_roi
 
-    deps.detect_roi = getattr(roi_module, "detect_roi", Roi.full)
-    if hasattr(roi_module, "RoiStore"):
-        deps.roi_store = roi_module.RoiStore()
-    deps.spacing_from_two_points = getattr(roi_module, "spacing_from_two_points", None)
+    deps.detect_roi, deps.roi_store = detect_roi, RoiStore()
+    deps.spacing_from_two_points = spacing_from_two_points
     try:
         from app.sources.devices import list_capture_devices
 

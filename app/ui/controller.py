@@ -59,7 +59,7 @@ class Deps:
     load_model: Callable[[str, str | None], LoadedModel]  # (mode, path or None=default)
     make_worker: Callable[[Any, Any, Callable[[Frame], Roi]], Worker]
     detect_roi: Callable[[np.ndarray], Roi] = Roi.full
-    roi_store: Any = None  # app.pipeline.roi.RoiStore-like: get(key) -> Roi | None, set(key, roi)
+    roi_store: Any = None  # app.pipeline.calibration.RoiStore: get(key), set(key, roi=, ...)
     list_devices: Callable[[], list] = field(default=lambda: [])
     spacing_from_two_points: Callable[..., float] | None = None
     snapshot_dir: Path = Path("snapshots")

@@ -454,12 +454,12 @@ class MainWindow(QtWidgets.QMainWindow):
     # ================================================================ ROI + calibration
     def _init_roi(self, frame: Frame) -> None:
         roi = None
-        store = self.deps.roi_store
-        if store is not None:
-            try:
-                roi = store.get(self._roi_key)
-            except Exception:
-                roi = None
+        store = self.deps.roi_store  # app.pipeline.calibration.RoiStore: get -> RoiSetting
+        setting = store.get(self._roi_key) if store is not None else None
+        if setting is not None:
+            roi = setting.roi
+            if setting.pixel_spacing_mm:
+                self._calibrated_mm[self._roi_key] = setting.pixel_spacing_mm
         if roi is None:
             if self.source is not None and hasattr(self.source, "simulator"):
                 roi = Roi.full(frame.image)  # the phantom image is all ultrasound
@@ -469,6 +469,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 except Exception:
                     roi = Roi.full(frame.image)
         self._place_roi(roi.clamp(frame.width, frame.height), frame)
+        self._update_status(force=True)
 
     def _place_roi(self, roi: Roi, frame: Frame) -> None:
         self._roi = roi
@@ -489,8 +490,8 @@ class MainWindow(QtWidgets.QMainWindow):
         store = self.deps.roi_store
         if store is not None:
             try:
-                store.set(self._roi_key, self._roi)
-            except Exception as exc:
+                store.set(self._roi_key, roi=self._roi)
+            except (OSError, ValueError) as exc:
                 self.statusBar().showMessage(f"Could not remember the image area: {exc}", 5000)
 
     def redetect_roi(self) -> None:
@@ -542,6 +543,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.statusBar().showMessage(f"Calibration refused: {exc}", 6000)
             return None
         self._calibrated_mm[self._roi_key] = spacing
+        if self.deps.roi_store is not None:  # the next session with this source starts calibrated
+            self.deps.roi_store.set(self._roi_key, pixel_spacing_mm=spacing)
         self._update_status(force=True)
         return spacing
 
