@@ -7,7 +7,8 @@ is upsampled for cv2.remap):
 2. probe pressure and breathing: the vein's height shrinks by a factor (1 - k) per column while
    its upper edge stays put; tissue under it follows upwards, fading with depth; the artery is
    moved rigidly (it stays round: arteries do not collapse under a probe);
-3. probe pose: in-plane rocking (tilt) about the skin contact point and a lateral slide.
+3. probe pose: in-plane tilt (beams aimed obliquely: depth-proportional sideways shift) and a
+   lateral slide.
 Labels and image are warped by the same map, so the truth always matches what is shown.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from app.phantom.anatomy import Vessel
@@ -44,21 +46,32 @@ class VeinChains:
         return cls(up[np.argsort(up[:, 0])], lo[np.argsort(lo[:, 0])])
 
 
+# Tilting the probe in its plane (heel-toe / angling) keeps the skin under the face but aims the
+# beams obliquely: deeper tissue shifts sideways in proportion to depth (a shear), and the
+# oblique path makes every depth a little longer (1 / cos).
+
+
 def _to_probe(pts: np.ndarray, pose: Pose) -> np.ndarray:
     th = np.deg2rad(pose.tilt_deg)
-    c, s = np.cos(th), np.sin(th)
     x, y = pts[..., 0] - pose.offset_mm, pts[..., 1]
-    return np.stack([c * x + s * y, -s * x + c * y], -1)
+    ys = y / np.cos(th)
+    return np.stack([x - ys * np.sin(th), ys], -1)
 
 
 def _to_tissue(x: np.ndarray, y: np.ndarray, pose: Pose) -> tuple[np.ndarray, np.ndarray]:
     th = np.deg2rad(pose.tilt_deg)
-    c, s = np.cos(th), np.sin(th)
-    return c * x - s * y + pose.offset_mm, s * x + c * y
+    return x + y * np.sin(th) + pose.offset_mm, y * np.cos(th)
 
 
 class Compression:
-    """Vein collapse field in probe coordinates: source y = y + E(x, y)."""
+    """Vein collapse field in probe coordinates: source y = y + E(x, y).
+
+    The vein's height shrinks by (1 - k). A share of the lost height comes from its roof
+    sinking (the overlying tissue drapes down, stretched evenly from the skin) and the rest from
+    its floor rising (the tissue below is pulled up, fading with depth), as on a real scanner.
+    """
+
+    ROOF_SHARE = 0.45
 
     def __init__(self, chains: VeinChains, pose: Pose, k: float) -> None:
         up = _to_probe(chains.upper, pose)
@@ -67,18 +80,22 @@ class Compression:
         self.lo = lo[np.argsort(lo[:, 0])]
         self.k = float(k)
         hmax = float(np.max(self.lo[:, 1]) - np.min(self.up[:, 1]))
-        self.decay_mm = 3.0 * abs(self.k) * hmax + 8.0  # gentle enough never to fold the field
+        # long enough that the field never folds (|dE/dy| < 1), short enough to stay local
+        self.decay_mm = 2.5 * abs(self.k) * hmax * (1 - self.ROOF_SHARE) + 2.0
 
     def field(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         top = np.interp(x, self.up[:, 0], self.up[:, 1], left=np.nan, right=np.nan)
         bot = np.interp(x, self.lo[:, 0], self.lo[:, 1], left=np.nan, right=np.nan)
         h = np.nan_to_num(np.maximum(bot - top, 0.0))
-        top = np.nan_to_num(top)
-        k = self.k
-        squeezed = h * (1.0 - k)  # the vein's height on screen
-        inside = (y - top) * (k / (1.0 - k))
-        below = k * h * np.clip(1.0 - (y - top - squeezed) / self.decay_mm, 0.0, 1.0) ** 2
-        e = np.where(y <= top, 0.0, np.where(y <= top + squeezed, inside, below))
+        top = np.maximum(np.nan_to_num(top), 0.5)
+        k, f = self.k, self.ROOF_SHARE
+        roof = top + f * k * h  # the vein's roof and floor on screen
+        floor = roof + (1.0 - k) * h
+        above = -y * (f * k * h) / roof
+        inside = top + (y - roof) / (1.0 - k) - y
+        lift = (1.0 - f) * k * h
+        below = lift * np.clip(1.0 - (y - floor) / self.decay_mm, 0.0, 1.0) ** 2
+        e = np.where(y <= roof, above, np.where(y <= floor, inside, below))
         return np.where(h > 0, e, 0.0)
 
     def forward_y(self, x: float, y_src: float) -> float:
@@ -94,8 +111,13 @@ class Compression:
 
 
 def inverse_map(x: np.ndarray, y: np.ndarray, pose: Pose, artery: Vessel | None,
-                pulse: float, chains: VeinChains | None, k: float) -> tuple[np.ndarray, np.ndarray]:
-    """Screen mm (x, y) -> tissue mm, for the given probe pose, pulsation and collapse."""
+                pulse: float, chains: VeinChains | None, k: float,
+                smooth_px: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Screen mm (x, y) -> tissue mm, for the given probe pose, pulsation and collapse.
+
+    x, y: 2-D grids (a coarse screen grid); smooth_px softens the collapse field's shear at
+    the vein's sides (in grid cells), as tissue stiffness does.
+    """
     comp = Compression(chains, pose, k) if chains is not None and k != 0.0 else None
     a_scr = None
     if artery is not None:
@@ -106,6 +128,8 @@ def inverse_map(x: np.ndarray, y: np.ndarray, pose: Pose, artery: Vessel | None,
             x, y = _pulsate(x, y, a_scr, r_out, pulse)
     if comp is not None:
         e = comp.field(x, y)
+        if smooth_px > 0:
+            e = cv2.GaussianBlur(e.astype(np.float32), (0, 0), smooth_px)
         if a_scr is not None:  # the artery (and its wall) moves as one rigid body
             e_c = float(comp.field(a_scr[:1], a_scr[1:])[0])
             r = np.hypot(x - a_scr[0], y - a_scr[1])

@@ -53,9 +53,9 @@ def draw_needle(lin: np.ndarray, labels: np.ndarray, n: NeedleState, spacing_mm:
         ex = -half_width_mm - 4.0
         echo = 1500.0 * (0.15 + 0.85 * np.cos(ang) ** 4)  # specular: strong when near-horizontal
         layer = np.zeros_like(lin)
-        for k in range(5):  # shaft and its reverberation copies below it
-            dy = k * 0.75
-            cv2.line(layer, px(ex, dy), px(tx, ty + dy), echo * 0.5 ** k, thick, cv2.LINE_AA,
+        for k in range(4):  # shaft and its reverberation copies below it
+            dy = k * 0.45 / np.cos(ang)
+            cv2.line(layer, px(ex, dy), px(tx, ty + dy), echo * 0.12 ** k, thick, cv2.LINE_AA,
                      _SHIFT)
         cv2.circle(layer, px(tx, ty), max(1, int(0.4 / spacing_mm)) * _ONE, echo * 1.4, -1,
                    cv2.LINE_AA, _SHIFT)

@@ -222,7 +222,8 @@ class PhantomSimulator:
         pulse, k, phase = self._vessel_state(t)
 
         xs, ys = self._coarse
-        xt, yt = inverse_map(xs, ys, pose, self.anatomy.artery, pulse, self._chains, k)
+        xt, yt = inverse_map(xs, ys, pose, self.anatomy.artery, pulse, self._chains, k,
+                             smooth_px=0.6 / (4 * sp))
         coarse = np.dstack([(xt - maps.grid.x0_mm) / sp, yt / sp]).astype(np.float32)
         m = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
 
