@@ -372,3 +372,19 @@ def test_roi_and_calibration_are_remembered_per_source(qtbot, harness, tmp_path)
     assert again.roi_for(again.shown_frame) == Roi(12, 14, 90, 70)
     assert again.spacing_mm == pytest.approx(0.2)
     assert again.status_labels["scale"].text() == "0.200 mm/px"
+
+
+def test_capture_menu_lists_devices_found_in_the_background(qtbot, harness):
+    class Device:
+        index, label, spec = 3, "3: USB capture (1920x1080)", "camera:3"
+
+    harness.deps.list_devices = lambda: [Device()]
+    window = harness.window(mode="plexus")
+    window.capture_menu.aboutToShow.emit()
+    qtbot.waitUntil(lambda: not window._device_scan.is_alive(), timeout=3000)
+    window.capture_menu.aboutToShow.emit()
+    actions = {action.text(): action for action in window.capture_menu.actions()}
+    actions["3: USB capture (1920x1080)"].trigger()
+    assert window.source_spec == "camera:3"
+    qtbot.waitUntil(lambda: window.shown_frame is not None
+                    and window.shown_frame.source == "camera:3", timeout=3000)

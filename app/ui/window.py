@@ -108,6 +108,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._errors_seen, self._error_until = 0, 0.0
         self._lagging_until = 0.0  # the banner is held briefly so it does not flicker
         self._open_error_until = 0.0
+        self._devices: tuple[list, str] = ([], "")  # (found devices, error); replaced whole
+        self._device_scan: threading.Thread | None = None
 
         self._build_view()
         self._build_side_panel()
@@ -274,20 +276,30 @@ class MainWindow(QtWidgets.QMainWindow):
             self.open_source(path)
 
     def _fill_capture_menu(self) -> None:
+        """Show the devices found so far and look again in the background: probing a device
+        can take seconds, and the live image must not wait for it."""
         self.capture_menu.clear()
-        try:
-            devices = list(self.deps.list_devices())
-        except Exception as exc:
-            devices, error = [], str(exc)
-        else:
-            error = ""
+        devices, error = self._devices
         for device in devices:  # app.sources.devices.CaptureDeviceInfo (label, spec)
             index = getattr(device, "index", device)
             spec = str(getattr(device, "spec", f"camera:{index}"))
             label = str(getattr(device, "label", f"Capture device {index}"))
             self.capture_menu.addAction(label, lambda s=spec: self.open_source(s))
+        if self._device_scan is not None and self._device_scan.is_alive():
+            self.capture_menu.addAction("Searching for devices...").setEnabled(False)
+            return
         if not devices:
-            self.capture_menu.addAction(error or "No capture device found").setEnabled(False)
+            self.capture_menu.addAction(error or "No capture device found (searching again)"
+                                        ).setEnabled(False)
+
+        def scan() -> None:
+            try:
+                self._devices = (list(self.deps.list_devices()), "")
+            except Exception as exc:  # a driver fault is a message, not a crash
+                self._devices = ([], f"Device search failed: {exc}")
+
+        self._device_scan = threading.Thread(target=scan, name="device-scan", daemon=True)
+        self._device_scan.start()
 
     # ================================================================ model
     def set_mode(self, mode: str) -> None:
@@ -324,6 +336,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self.worker.set_model(model.segmenter, model.analyzer)
         self.model = model
         self._epoch_t = None
+        note = getattr(model.segmenter, "provider_note", "")
+        if note:  # e.g. GPU requested but not usable: say so once, quietly
+            self.statusBar().showMessage(note, 10000)
         classes = getattr(model.segmenter, "classes", None) or getattr(
             getattr(model.segmenter, "contract", None), "classes", ())
         self.legend.set_classes(tuple(classes))
