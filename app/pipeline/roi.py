@@ -32,6 +32,7 @@ TEXTURE_STD = 2.0  # grey levels: speckle is above, flat screen areas are below
 MAX_CHROMA = 24  # max-min over R,G,B above this is a coloured UI element, not B-mode
 DARK_DELTA = (2, 25)  # flat pixels this much off the background still count (deep dark tissue)
 MIN_AREA_FRACTION = 0.02  # a smaller winner is not an image: fall back to the full frame
+DETECT_SIDE = 640  # larger frames are searched at about this size; edges placed at full size
 
 
 def _gray_and_grey_mask(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -64,19 +65,36 @@ def _background_level(gray: np.ndarray, flat: np.ndarray) -> int:
 class _Cues:
     gray: np.ndarray  # float32
     achromatic: np.ndarray  # bool
-    textured: np.ndarray  # uint8 0/1, ends where the speckle ends
     background: int  # the screen's background grey
 
 
-def _cues(image: np.ndarray) -> _Cues:
+def _core_box(image: np.ndarray) -> tuple[tuple[int, int, int, int], int] | None:
+    """(x, y, w, h) of the grey, non-background area with the most speckle, and the
+    background grey; None when nothing image-sized is there."""
+    height, width = image.shape[:2]
     gray, achromatic = _gray_and_grey_mask(image)
     std = _local_std(gray, STD_WINDOW)
     textured = (std > TEXTURE_STD).astype(np.uint8)
     # the std window reaches r px past every edge; erode so the mask ends where the image does
     textured = cv2.erode(textured, np.ones((STD_WINDOW, STD_WINDOW), np.uint8))
-    textured &= achromatic.astype(np.uint8)
+    textured &= achromatic.view(np.uint8)
     bg = _background_level(gray, (std <= TEXTURE_STD / 2) & achromatic)
-    return _Cues(gray, achromatic, textured, bg)
+    # candidate image pixels: grey and not screen background (smooth or dark tissue included);
+    # the opening removes text, ruler ticks and icons: anything thinner than ~1/60 of the screen
+    off = (np.abs(gray - bg) >= DARK_DELTA[0]) & achromatic
+    k = max(5, (min(height, width) // 60) | 1)
+    mask = cv2.morphologyEx(off.view(np.uint8) | textured, cv2.MORPH_OPEN,
+                            cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count <= 1:
+        return None
+    # the image is the component with the most speckle; grey panels are flat
+    speckle = np.bincount(labels[textured.view(bool)], minlength=count)
+    best = 1 + int(np.argmax(speckle[1:]))
+    x, y, w, h, area = (int(v) for v in stats[best])
+    if area < MIN_AREA_FRACTION * height * width:
+        return None
+    return (x, y, w, h), bg
 
 
 def _is_image_line(cues: _Cues, values: np.ndarray, achromatic: np.ndarray) -> bool:
@@ -144,23 +162,18 @@ def detect_roi(image: np.ndarray) -> Roi:
     if image.shape[0] < 16 or image.shape[1] < 16:
         return Roi.full(image)
     height, width = image.shape[:2]
-    cues = _cues(image)
-    # candidate image pixels: grey and not screen background (smooth or dark tissue included);
-    # the opening removes text, ruler ticks and icons: anything thinner than ~1/60 of the screen
-    off = (np.abs(cues.gray - cues.background) >= DARK_DELTA[0]) & cues.achromatic
-    k = max(5, (min(height, width) // 60) | 1)
-    mask = cv2.morphologyEx(off.view(np.uint8) | cues.textured, cv2.MORPH_OPEN,
-                            cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    if count <= 1:
+    # find the image on a reduced copy (speed), then place its edges on the full frame
+    f = max(1, round(max(height, width) / DETECT_SIDE))
+    small = image if f == 1 else cv2.resize(image, (width // f, height // f),
+                                            interpolation=cv2.INTER_AREA)
+    found = _core_box(small)
+    if found is None:
         return Roi.full(image)
-    # the image is the component with the most speckle; grey panels are flat
-    speckle = np.bincount(labels[cues.textured.view(bool)], minlength=count)
-    best = 1 + int(np.argmax(speckle[1:]))
-    x, y, w, h, area = (int(v) for v in stats[best])
-    if area < MIN_AREA_FRACTION * height * width:
-        return Roi.full(image)
-    x0, y0, x1, y1 = _grow(cues, *_shrink(cues, x, y, x + w, y + h))
+    (x, y, w, h), bg = found
+    gray, achromatic = _gray_and_grey_mask(image)
+    cues = _Cues(gray, achromatic, bg)
+    box = (x * f, y * f, min(width, (x + w) * f), min(height, (y + h) * f))
+    x0, y0, x1, y1 = _grow(cues, *_shrink(cues, *box))
     return Roi(x0, y0, x1 - x0, y1 - y0)
 
 
