@@ -1,0 +1,237 @@
+"""The phantom's physics that guidance depends on, its determinism and its interfaces."""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from app.phantom.generator import generate
+from app.phantom.labels import ARTERY, NEEDLE, NERVE, VEIN
+from app.phantom.simulator import PhantomSimulator
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+SMALL = (192, 192)
+
+
+def _area(frame, code: int) -> int:
+    return int((frame.labels == code).sum())
+
+
+@pytest.mark.parametrize("scene,seed", [("jugular", 0), ("jugular", 1), ("jugular", 4),
+                                        ("interscalene", 1)])
+def test_probe_pressure_collapses_the_vein_but_not_the_artery(scene, seed):
+    sim = PhantomSimulator(scene, seed=seed, size=SMALL)
+    assert sim.anatomy.vein is not None and sim.anatomy.artery is not None
+    t = 0.4  # same moment of the cardiac and breathing cycle for both
+    free = sim.render(t)
+    sim.set_pressure(1.0)
+    pressed = sim.render(t)
+    assert _area(pressed, VEIN) < 0.5 * _area(free, VEIN)
+    a0, a1 = _area(free, ARTERY), _area(pressed, ARTERY)
+    assert a0 > 100
+    assert abs(a1 - a0) / a0 < 0.15
+
+
+def test_overlapping_vein_collapses_above_a_round_artery():
+    # find a patient whose IJV lies over the carotid (the dangerous case) and press on it
+    for seed in range(40):
+        sim = PhantomSimulator("jugular", seed=seed, size=SMALL)
+        v, a = sim.anatomy.vein, sim.anatomy.artery
+        if abs(v.cx - a.cx) < 0.5 * v.a and v.cy < a.cy:
+            break
+    else:
+        pytest.fail("no overlapping IJV/carotid patient among 40 seeds")
+    free = sim.render(0.0)
+    sim.set_pressure(1.0)
+    pressed = sim.render(0.0)
+    assert _area(pressed, VEIN) < 0.5 * _area(free, VEIN)
+    assert abs(_area(pressed, ARTERY) - _area(free, ARTERY)) < 0.15 * _area(free, ARTERY)
+
+
+@pytest.mark.parametrize("bpm", [60.0, 100.0])
+def test_artery_pulsates_at_the_set_heart_rate(bpm):
+    sim = PhantomSimulator("supraclavicular", seed=2, size=(128, 128))
+    sim.set_heart_rate(bpm)
+    fps, seconds = 20.0, 9.0
+    areas = np.array([_area(sim.render(i / fps), ARTERY) for i in range(int(fps * seconds))],
+                     float)
+    assert areas.std() > 0.02 * areas.mean()  # it visibly pulses
+    spectrum = np.abs(np.fft.rfft(areas - areas.mean()))
+    freqs = np.fft.rfftfreq(len(areas), 1.0 / fps)
+    peak_hz = freqs[1:][np.argmax(spectrum[1:])]
+    assert peak_hz == pytest.approx(bpm / 60.0, abs=1.5 / seconds)
+
+
+def test_heart_rate_change_keeps_the_pulse_continuous():
+    sim = PhantomSimulator("jugular", seed=0, size=(96, 96))
+    before = sim.render(3.0).info["cardiac_phase"]
+    sim.set_heart_rate(110)
+    after = sim.render(3.0).info["cardiac_phase"]
+    assert after == pytest.approx(before)
+
+
+def _ring(mask: np.ndarray, inner_px: int, outer_px: int) -> np.ndarray:
+    k = lambda r: cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))  # noqa: E731
+    return cv2.dilate(mask, k(outer_px)).astype(bool) & ~cv2.dilate(mask, k(inner_px)).astype(bool)
+
+
+@pytest.mark.parametrize("scene,seed", [("jugular", 0), ("jugular", 3), ("supraclavicular", 1)])
+def test_vessel_labels_line_up_with_dark_lumens_and_bright_walls(scene, seed):
+    sim = PhantomSimulator(scene, seed=seed, size=(384, 384))
+    f = sim.render(0.5)
+    img = f.image.astype(float)
+    sp = f.pixel_spacing_mm
+    for code in (ARTERY, VEIN):
+        n, comp = cv2.connectedComponents((f.labels == code).astype(np.uint8))
+        if n < 2:
+            continue
+        big = max(range(1, n), key=lambda i: (comp == i).sum())
+        lumen = (comp == big).astype(np.uint8)
+        if lumen.sum() < np.pi * (2.0 / sp) ** 2:  # small vessels are blurred by the PSF
+            continue
+        inside = img[lumen.astype(bool)].mean()
+        tissue = img[_ring(lumen, int(2.5 / sp), int(5 / sp)) & (f.labels == 0)].mean()
+        assert inside < 0.5 * tissue, (code, inside, tissue)
+        if code != ARTERY:
+            continue
+        # the carotid's thick wall: a bright band hugging the lumen's roof and floor
+        wall = _ring(lumen, 0, int(1.2 / sp))
+        ys = np.nonzero(lumen)[0]
+        cy, half_h = ys.mean(), (ys.max() - ys.min()) / 2
+        rows = np.arange(img.shape[0])[:, None]
+        wall &= np.abs(rows - cy) > 0.6 * half_h
+        assert img[wall].mean() > 1.5 * tissue
+
+
+def test_first_rib_casts_an_acoustic_shadow():
+    sim = PhantomSimulator("supraclavicular", seed=0, size=(256, 256), depth_mm=45)
+    f = sim.render(0.0)
+    col = int(round(128 + sim.anatomy.artery.cx / f.pixel_spacing_mm))
+    # the rib lies under the subclavian artery: the bottom of the picture there is black
+    assert f.image[int(0.92 * 256):, col - 3:col + 3].mean() < 12
+    assert f.image[int(0.92 * 256):, col - 3:col + 3].mean() < 0.3 * f.image[:128].mean()
+
+
+@pytest.mark.parametrize("seed", [1, 3])
+def test_fluid_gives_posterior_enhancement(seed):
+    # a vein lateral to the carotid: tissue right under it is brighter than at the same depth
+    # just beyond its outer side
+    sim = PhantomSimulator("jugular", seed=seed, size=(256, 256))
+    f = sim.render(0.0)
+    img, sp = f.image.astype(float), f.pixel_spacing_mm
+    v, a = sim.anatomy.vein, sim.anatomy.artery
+    y0, y1 = int((v.cy + v.b + v.wall_mm + 1) / sp), int((v.cy + v.b + 4) / sp)
+    w = int(0.4 * v.a / sp)
+    cx = int(128 + v.cx / sp)
+    sx = int(128 + (v.cx + np.sign(v.cx - a.cx) * (v.a + 3)) / sp)
+    assert img[y0:y1, cx - w:cx + w].mean() > 1.2 * img[y0:y1, sx - w:sx + w].mean()
+
+
+def test_same_seed_same_frames_and_different_seed_differs():
+    a = PhantomSimulator("jugular", seed=5, size=(128, 128))
+    b = PhantomSimulator("jugular", seed=5, size=(128, 128))
+    c = PhantomSimulator("jugular", seed=6, size=(128, 128))
+    for t in (0.0, 0.7):
+        fa, fb, fc = a.render(t), b.render(t), c.render(t)
+        assert np.array_equal(fa.image, fb.image) and np.array_equal(fa.labels, fb.labels)
+        assert not np.array_equal(fa.image, fc.image)
+    g1 = [f.image for f in generate("plexus", 3, seed=9, size=(96, 96))]
+    g2 = [f.image for f in generate("plexus", 3, seed=9, size=(96, 96))]
+    assert all(np.array_equal(x, y) for x, y in zip(g1, g2, strict=True))
+    assert not np.array_equal(g1[0], g1[1])  # each sample a different patient
+
+
+def test_speckle_belongs_to_the_tissue_and_decorrelates_slowly():
+    sim = PhantomSimulator("interscalene", seed=0, size=(128, 128))
+    frames = [sim.render(t).image.astype(float) for t in (0.0, 1 / 30, 4.0)]
+    corr = lambda x, y: np.corrcoef(x.ravel(), y.ravel())[0, 1]  # noqa: E731
+    assert corr(frames[0], frames[1]) > 0.9  # next frame: the same texture
+    assert corr(frames[0], frames[2]) < corr(frames[0], frames[1])
+
+
+def test_needle_in_plane_and_out_of_plane():
+    sim = PhantomSimulator("jugular", seed=0, size=(256, 256))
+    assert sim.render(0).needle_tip is None
+    sim.set_needle(15.0, angle_deg=30.0)
+    f = sim.render(0)
+    x, y = f.needle_tip
+    assert y == pytest.approx(15.0 / f.pixel_spacing_mm, abs=1)
+    ys, xs = np.nonzero(f.labels == NEEDLE)
+    assert len(xs) > 50 and np.hypot(xs - x, ys - y).min() < 3
+    assert f.image[int(y) - 2:int(y) + 3, int(x) - 2:int(x) + 3].max() > 200  # bright tip
+    sim.set_needle(12.0, in_plane=False, x_mm=3.0)
+    f = sim.render(0)
+    assert (f.labels == NEEDLE).sum() < 100  # a dot, not a shaft
+    assert f.needle_tip[0] == pytest.approx(128 + 3.0 / f.pixel_spacing_mm, abs=1)
+
+
+def test_controls_change_the_picture():
+    sim = PhantomSimulator("jugular", seed=2, size=(128, 128))
+    base = sim.render(0.0)
+    sim.set_gain(10)
+    assert sim.render(0.0).image.mean() > base.image.mean() + 5
+    sim.set_gain(0)
+    sim.set_depth(60)
+    deep = sim.render(0.0)
+    assert deep.pixel_spacing_mm == pytest.approx(60 / 128)
+    assert _area(deep, ARTERY) < _area(base, ARTERY)  # same artery, smaller on a deeper view
+    sim.set_depth(1000)  # out of range: clamped, never a crash
+    assert sim.depth_mm == 60
+
+
+def test_every_scene_labels_its_structures():
+    for scene, codes in (("jugular", {ARTERY, VEIN}), ("supraclavicular", {NERVE, ARTERY}),
+                         ("interscalene", {NERVE})):
+        f = PhantomSimulator(scene, seed=0, size=(128, 128)).render(0)
+        assert codes <= set(np.unique(f.labels).tolist()), scene
+        assert f.image.dtype == np.uint8 and f.image.shape == (128, 128)
+
+
+def test_bad_scene_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown phantom scene"):
+        PhantomSimulator("knee")
+    with pytest.raises(ValueError, match="unknown phantom scene"):
+        next(generate("knee", 1, 0))
+
+
+def test_phantom_source_publishes_labelled_frames():
+    from app.sources.phantom import PhantomSource
+
+    src = PhantomSource("plexus", fps=60.0, size=(96, 96))
+    assert src.name == "phantom:supraclavicular"
+    src.simulator.set_needle(10.0)
+    src.start()
+    try:
+        first = src.wait_frame(-1, timeout=5.0)
+        assert first is not None
+        second = src.wait_frame(first.frame_id, timeout=5.0)
+        assert second is not None and second.frame_id > first.frame_id
+        assert second.truth is not None and second.truth.shape == second.image.shape
+        assert second.pixel_spacing_mm == pytest.approx(40.0 / 96)
+        assert "needle_tip" in second.meta
+    finally:
+        src.stop()
+    assert not src.running
+
+
+def test_cli_writes_frames_and_clip(tmp_path):
+    from app.phantom.cli import main
+
+    assert main(["--scene", "jugular", "--frames", "3", "--size", "64", "64",
+                 "--out", str(tmp_path / "f")]) == 0
+    assert len(list((tmp_path / "f" / "images").glob("*.png"))) == 3
+    mask = cv2.imread(str(tmp_path / "f" / "masks" / "000000.png"), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (64, 64) and mask.max() <= NEEDLE
+    assert main(["--scene", "interscalene", "--clip", "--seconds", "0.5", "--fps", "10",
+                 "--size", "64", "64", "--needle", "--out", str(tmp_path / "c")]) == 0
+    cap = cv2.VideoCapture(str(tmp_path / "c" / "clip.mp4"))
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    assert n == 5
+    with open(tmp_path / "c" / "meta.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 5 and float(rows[0]["pixel_spacing_mm"]) > 0
