@@ -259,6 +259,8 @@ def test_calibration_gives_depth_without_source_spacing(qtbot, harness):
     wait_model(qtbot, window)
     qtbot.waitUntil(lambda: window.overlay.visible, timeout=5000)
     assert "calibrate" in window.overlay.label_text
+    assert window.set_calibration((5.0, 5.0), (5.0, 5.0), 20.0) is None  # same point twice
+    assert window.statusBar().currentMessage().startswith("Calibration refused")
     assert window.set_calibration((0.0, 0.0), (0.0, 100.0), 20.0) == pytest.approx(0.2)
     qtbot.waitUntil(lambda: "mm" in window.overlay.label_text, timeout=3000)
 

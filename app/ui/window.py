@@ -9,8 +9,6 @@ it is hidden and "AI lagging" is shown: a late contour on a moving image is wors
 
 from __future__ import annotations
 
-import html
-import math
 import re
 import threading
 import time
@@ -21,6 +19,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from app.pipeline.frames import Frame, Roi, Segmentation
 from app.sources.base import FrameSource, SourceState
 from app.ui import theme
+from app.ui.banners import Banners
 from app.ui.controller import (
     MODES,
     PHANTOM_SCENE_FOR_MODE,
@@ -32,19 +31,12 @@ from app.ui.controller import (
     decide_overlay,
     median,
 )
-from app.ui.overlay import DepthAxis, OverlayItems
+from app.ui.overlay import DepthAxis, OverlayItems, target_text
 from app.ui.panels import FileControls, Legend, ModeSwitch, OverlayControls, PhantomControls
+from app.ui.roi_editor import RoiEditor
 from app.ui.snapshot import SnapshotPaths, save_snapshot
 
-BANNER_COLOURS = {  # banner name -> background; order = stacking order on screen
-    "nosignal": theme.ALARM,
-    "source": theme.ALARM,
-    "model": theme.ALARM,
-    "lagging": theme.WARN,
-    "loading": theme.ACCENT,
-    "frozen": theme.ACCENT,
-    "calibrate": theme.ACCENT,
-}
+
 def _short_paths(message: str) -> str:
     """/long/path/to/model.onnx -> model.onnx: the banner must stay short."""
     return re.sub(r"(?:[A-Za-z]:)?[\\/]\S*[\\/]([^\\/\s:]+)", r"\1", message)
@@ -92,10 +84,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.worker: Worker | None = None
         self.model_error = ""
         self.last_snapshot: SnapshotPaths | None = None
-        self._roi: Roi | None = None  # read by the worker thread: only ever replaced whole
-        self._roi_key = ""
-        self._calibrated_mm: dict[str, float] = {}
-        self._calib_points: list[tuple[float, float]] | None = None
         self._epoch_t: float | None = None  # results from frames before this are ignored
         self._last_result_id: int | None = None
         self._input_rate, self._ai_rate = RateMeter(), RateMeter()
@@ -145,37 +133,20 @@ class MainWindow(QtWidgets.QMainWindow):
         self.image_item = pg.ImageItem(axisOrder="row-major")
         self.view.addItem(self.image_item)
         self.overlay = OverlayItems(self.view)
-        self.roi_item = pg.RectROI((0, 0), (10, 10), pen=pg.mkPen(theme.ROI_COLOUR, width=2,
-                                                                  style=QtCore.Qt.PenStyle.DashLine))
-        self.roi_item.setZValue(20)
-        self.roi_item.setVisible(False)
-        self.roi_item.sigRegionChangeFinished.connect(self._roi_dragged)
-        self.view.addItem(self.roi_item)
+        self.roi_editor = RoiEditor(
+            self.view, detect_roi=self.deps.detect_roi, store=self.deps.roi_store,
+            spacing_from_two_points=self.deps.spacing_from_two_points,
+            say=lambda text: self.statusBar().showMessage(text, 6000))
+        self.roi_item = self.roi_editor.item
         self.graphics.scene().sigMouseClicked.connect(self._scene_clicked)
-
-        # Banners float over the top of the image, one row each, hidden when not needed.
-        self.banners: dict[str, QtWidgets.QLabel] = {}
-        banner_box = QtWidgets.QWidget()
-        banner_box.setAttribute(QtCore.Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-        banner_box.setStyleSheet("background: transparent;")
-        column = QtWidgets.QVBoxLayout(banner_box)
-        column.setAlignment(QtCore.Qt.AlignmentFlag.AlignTop | QtCore.Qt.AlignmentFlag.AlignHCenter)
-        for name, colour in BANNER_COLOURS.items():
-            label = QtWidgets.QLabel()
-            label.setObjectName("banner")
-            r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
-            label.setStyleSheet(f"background: rgba({r}, {g}, {b}, 225);")
-            label.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
-            label.setWordWrap(True)
-            label.setVisible(False)
-            column.addWidget(label, 0, QtCore.Qt.AlignmentFlag.AlignHCenter)
-            self.banners[name] = label
+        self.banner_box = Banners()
+        self.banners = self.banner_box.labels
 
         self.video = QtWidgets.QWidget()
         grid = QtWidgets.QGridLayout(self.video)
         grid.setContentsMargins(0, 0, 0, 0)
         grid.addWidget(self.graphics, 0, 0)
-        grid.addWidget(banner_box, 0, 0)
+        grid.addWidget(self.banner_box, 0, 0)
 
     def _build_side_panel(self) -> None:
         self.mode_switch = ModeSwitch(self.mode)
@@ -259,7 +230,7 @@ class MainWindow(QtWidgets.QMainWindow):
             threading.Thread(target=old.stop, name="stop-source", daemon=True).start()
         self._set_banner("source", "")
         self._set_banner("nosignal", "")
-        self._roi, self._roi_key = None, _source_key(spec)
+        self.roi_editor.reset(_source_key(spec))
         self._epoch_t = None
         self.overlay.hide()
         self.painted = None
@@ -349,11 +320,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._bridge.result_ready.emit()
 
     def roi_for(self, frame: Frame) -> Roi:
-        """The ROI the model sees; called from the worker thread (reads one attribute)."""
-        roi = self._roi
-        if roi is None:
-            return Roi.full(frame.image)
-        return roi.clamp(frame.width, frame.height)
+        """The ROI the model sees; called from the worker thread."""
+        return self.roi_editor.roi_for(frame)
 
     # ================================================================ the tick
     def _tick(self) -> None:
@@ -377,9 +345,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self._input_rate.tick(time.monotonic())
         if first:
             self.view.autoRange(padding=0.0)
-        if self._roi is None:
-            self._init_roi(frame)
-        self.depth_axis.set_scale(self._roi.y if self._roi else 0, self.spacing_mm)
+        if not self.roi_editor.ready:
+            self.roi_editor.setup(frame, full_frame=hasattr(self.source, "simulator"))
+            self._update_status(force=True)
+        self.depth_axis.set_scale(self.roi_editor.top_px, self.spacing_mm)
         if self.model is not None and self.worker is not None:
             if self._epoch_t is None:
                 self._epoch_t = frame.t_capture
@@ -460,106 +429,38 @@ class MainWindow(QtWidgets.QMainWindow):
             text = ("Target: no model" if self.model is None else "Target: -") if seg is None \
                 else "Target: not found"
         else:
-            from app.ui.overlay import target_text
-
             text = "Target: " + target_text(seg.target, seg.roi, self.spacing_mm)
         if self.target_label.text() != text:
             self.target_label.setText(text)
 
     # ================================================================ ROI + calibration
-    def _init_roi(self, frame: Frame) -> None:
-        roi = None
-        store = self.deps.roi_store  # app.pipeline.calibration.RoiStore: get -> RoiSetting
-        setting = store.get(self._roi_key) if store is not None else None
-        if setting is not None:
-            roi = setting.roi
-            if setting.pixel_spacing_mm:
-                self._calibrated_mm[self._roi_key] = setting.pixel_spacing_mm
-        if roi is None:
-            if self.source is not None and hasattr(self.source, "simulator"):
-                roi = Roi.full(frame.image)  # the phantom image is all ultrasound
-            else:
-                try:
-                    roi = self.deps.detect_roi(frame.image)
-                except Exception:
-                    roi = Roi.full(frame.image)
-        self._place_roi(roi.clamp(frame.width, frame.height), frame)
-        self._update_status(force=True)
-
-    def _place_roi(self, roi: Roi, frame: Frame) -> None:
-        self._roi = roi
-        self.roi_item.blockSignals(True)
-        self.roi_item.maxBounds = QtCore.QRectF(0, 0, frame.width, frame.height)
-        self.roi_item.setPos((roi.x, roi.y), update=False)
-        self.roi_item.setSize((roi.w, roi.h))
-        self.roi_item.blockSignals(False)
-        self.roi_item.setVisible(True)
-
-    def _roi_dragged(self) -> None:
-        if self.shown_frame is None:
-            return
-        x, y = self.roi_item.pos()
-        w, h = self.roi_item.size()
-        roi = Roi(int(round(x)), int(round(y)), int(round(w)), int(round(h)))
-        self._roi = roi.clamp(self.shown_frame.width, self.shown_frame.height)
-        store = self.deps.roi_store
-        if store is not None:
-            try:
-                store.set(self._roi_key, roi=self._roi)
-            except (OSError, ValueError) as exc:
-                self.statusBar().showMessage(f"Could not remember the image area: {exc}", 5000)
-
     def redetect_roi(self) -> None:
-        if self.shown_frame is None:
-            return
-        try:
-            roi = self.deps.detect_roi(self.shown_frame.image)
-        except Exception:
-            roi = Roi.full(self.shown_frame.image)
-        self._place_roi(roi.clamp(self.shown_frame.width, self.shown_frame.height),
-                        self.shown_frame)
-        self._roi_dragged()
+        if self.shown_frame is not None:
+            self.roi_editor.redetect(self.shown_frame)
 
     @property
     def spacing_mm(self) -> float | None:
-        """mm per pixel: from the source when it knows, else the user's calibration."""
-        if self.shown_frame is not None and self.shown_frame.pixel_spacing_mm:
-            return self.shown_frame.pixel_spacing_mm
-        return self._calibrated_mm.get(self._roi_key)
+        return self.roi_editor.spacing_mm(self.shown_frame)
 
     def start_calibration(self) -> None:
-        self._calib_points = []
-        self._set_banner("calibrate", "Click two points on the depth ruler")
+        self.roi_editor.calibration_points = []
+        self._set_banner("calibrate", "Calibrate depth", "click two marks on the depth ruler")
 
     def _scene_clicked(self, event) -> None:
-        if self._calib_points is None:
-            return
         point = self.view.mapSceneToView(event.scenePos())
-        self._calib_points.append((point.x(), point.y()))
-        if len(self._calib_points) < 2:
+        pair = self.roi_editor.add_calibration_point(point.x(), point.y())
+        if pair is None:
             return
-        p1, p2 = self._calib_points
-        self._calib_points = None
         self._set_banner("calibrate", "")
         mm, ok = QtWidgets.QInputDialog.getDouble(self, "Calibrate depth",
-                                                  "Distance between the two points (mm):",
+                                                  "Distance between the two marks (mm):",
                                                   10.0, 0.1, 500.0, 1)
         if ok:
-            self.set_calibration(p1, p2, mm)
+            self.set_calibration(*pair, mm)
 
     def set_calibration(self, p1: tuple[float, float], p2: tuple[float, float],
                         mm: float) -> float | None:
-        try:
-            if self.deps.spacing_from_two_points is not None:
-                spacing = float(self.deps.spacing_from_two_points(p1, p2, mm))
-            else:
-                spacing = mm / math.dist(p1, p2)
-        except (ValueError, ZeroDivisionError) as exc:
-            self.statusBar().showMessage(f"Calibration refused: {exc}", 6000)
-            return None
-        self._calibrated_mm[self._roi_key] = spacing
-        if self.deps.roi_store is not None:  # the next session with this source starts calibrated
-            self.deps.roi_store.set(self._roi_key, pixel_spacing_mm=spacing)
+        spacing = self.roi_editor.calibrate(p1, p2, mm)
         self._update_status(force=True)
         return spacing
 
@@ -598,21 +499,11 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ================================================================ status + banners
     def _set_banner(self, name: str, headline: str, detail: str = "") -> None:
-        """Big headline readable from two metres, smaller detail under it; "" hides it."""
-        label = self.banners[name]
-        text = f"{headline}: {detail}" if headline and detail else headline
-        if label.property("plain") != text:
-            label.setProperty("plain", text)
-            label.setText(f"{html.escape(headline)}<br><span style='font-size:{theme.BASE_FONT_PT}"
-                          f"pt; font-weight:normal'>{html.escape(detail)}</span>"
-                          if detail else html.escape(headline))
-        if label.isHidden() == bool(text):
-            label.setVisible(bool(text))
+        self.banner_box.set(name, headline, detail)
 
     def banner_text(self, name: str) -> str:
         """Plain text of a banner ("headline: detail") if shown, else ""."""
-        label = self.banners[name]
-        return "" if label.isHidden() else str(label.property("plain") or "")
+        return self.banner_box.text(name)
 
     def _update_status(self, force: bool = False) -> None:
         now = time.monotonic()

@@ -1,0 +1,60 @@
+"""Banners floating over the top of the image: a big headline readable from two metres and a
+smaller detail line. Each kind has its own row so several can show at once."""
+
+from __future__ import annotations
+
+import html
+
+from PySide6 import QtCore, QtWidgets
+
+from app.ui import theme
+
+COLOURS = {  # banner name -> background; order = stacking order on screen
+    "nosignal": theme.ALARM,
+    "source": theme.ALARM,
+    "model": theme.ALARM,
+    "lagging": theme.WARN,
+    "loading": theme.ACCENT,
+    "frozen": theme.ACCENT,
+    "calibrate": theme.ACCENT,
+}
+
+
+class Banners(QtWidgets.QWidget):
+    def __init__(self) -> None:
+        super().__init__()
+        self.setAttribute(QtCore.Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.setStyleSheet("background: transparent;")
+        column = QtWidgets.QVBoxLayout(self)
+        column.setAlignment(QtCore.Qt.AlignmentFlag.AlignTop | QtCore.Qt.AlignmentFlag.AlignHCenter)
+        self.labels: dict[str, QtWidgets.QLabel] = {}
+        for name, colour in COLOURS.items():
+            label = QtWidgets.QLabel()
+            label.setObjectName("banner")
+            r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+            label.setStyleSheet(f"background: rgba({r}, {g}, {b}, 225);")  # image shows through
+            label.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+            label.setWordWrap(True)
+            label.setVisible(False)
+            column.addWidget(label, 0, QtCore.Qt.AlignmentFlag.AlignHCenter)
+            self.labels[name] = label
+
+    def set(self, name: str, headline: str, detail: str = "") -> None:
+        """Show `headline` (+ `detail`) in banner `name`; an empty headline hides it."""
+        label = self.labels[name]
+        text = f"{headline}: {detail}" if headline and detail else headline
+        if label.property("plain") != text:
+            label.setProperty("plain", text)
+            label.setText(f"{html.escape(headline)}<br><span style='font-size:{theme.BASE_FONT_PT}"
+                          f"pt; font-weight:normal'>{html.escape(detail)}</span>"
+                          if detail else html.escape(headline))
+        if label.isHidden() == bool(text):
+            label.setVisible(bool(text))
+
+    def text(self, name: str) -> str:
+        """Plain text ("headline: detail") of a shown banner, else ""."""
+        label = self.labels[name]
+        return "" if label.isHidden() else str(label.property("plain") or "")
+
+    def shown(self) -> dict[str, str]:
+        return {name: text for name in self.labels if (text := self.text(name))}
