@@ -285,6 +285,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.model = None  # no overlay from the other procedure's model meanwhile
         self.overlay.hide()
         self.painted = None
+        self._set_banner("model", "")  # a refusal of the previous mode's model no longer applies
         self._set_banner("loading", f"Loading {MODES[mode]} model...")
         self._loader.request(mode, self._model_path_for.get(mode))
 
