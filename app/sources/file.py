@@ -224,7 +224,8 @@ class FileSource(FrameSource):
                                  frame_count=next_index, duration_s=self.duration_s)
             if self._loop:
                 cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-                next_index, anchor = 0, None
+                # frame 0 takes the slot the missing frame would have had: no gap, no drift
+                next_index, anchor = 0, (due, 0)
             else:
                 ended = True
                 self._report_state(True)
