@@ -37,7 +37,9 @@ class LatestSlot(Generic[T]):
     def take(self, timeout: float | None = None) -> T | None:
         """Wait for an item not yet taken and return it; None on timeout or close."""
         with self._cond:
-            if not self._cond.wait_for(lambda: self._closed or self._taken_seq < self._seq, timeout):
+            ready = self._cond.wait_for(lambda: self._closed or self._taken_seq < self._seq,
+                                        timeout)
+            if not ready:
                 return None
             if self._closed and self._taken_seq >= self._seq:
                 return None
