@@ -91,13 +91,16 @@ class Vessel:
     wall_mm: float
     wall_brightness: float
     tri: float = 0.0  # triangular IJV shape
+    wobble: tuple[float, ...] = ()  # small shape harmonics (veins are not perfect ovals)
 
     def lumen(self) -> np.ndarray:
-        return ellipse(self.cx, self.cy, self.a, self.b, n=64, tri=self.tri)
+        return ellipse(self.cx, self.cy, self.a, self.b, n=64, tri=self.tri,
+                       wobble=np.array(self.wobble) if self.wobble else None)
 
     def outer(self) -> np.ndarray:
         w = self.wall_mm
-        return ellipse(self.cx, self.cy, self.a + w, self.b + w, n=64, tri=self.tri)
+        return ellipse(self.cx, self.cy, self.a + w, self.b + w, n=64, tri=self.tri,
+                       wobble=np.array(self.wobble) if self.wobble else None)
 
     def parts(self) -> list[Part]:
         return [Part(self.outer(), "connective", rim=self.wall_brightness,
@@ -130,7 +133,8 @@ class Anatomy:
         def flip_v(v: Vessel | None) -> Vessel | None:
             if v is None:
                 return None
-            return Vessel(v.label, -v.cx, v.cy, v.a, v.b, v.wall_mm, v.wall_brightness, v.tri)
+            return Vessel(v.label, -v.cx, v.cy, v.a, v.b, v.wall_mm, v.wall_brightness, v.tri,
+                          v.wobble)
 
         return Anatomy(
             self.scene,
@@ -183,6 +187,15 @@ def _muscle(a: Anatomy, rng: np.random.Generator, x0: float, x1: float, top: flo
     return t, b
 
 
+def _belly(a: Anatomy, rng: np.random.Generator, cx: float, cy: float, w: float, h: float,
+           rim: float = 5.0, tissue: str = "muscle") -> np.ndarray:
+    """A muscle belly in cross-section: an irregular oval with a bright fascial sheath."""
+    poly = ellipse(cx, cy, w, h, 40, tri=rng.uniform(0, 0.08), tri_angle=rng.uniform(0, 6.3),
+                   wobble=rng.normal(0, 0.04, 4))
+    a.parts.append(Part(poly, tissue, rim=rim * rng.uniform(0.7, 1.3), rim_mm=0.15))
+    return poly
+
+
 def _bone(a: Anatomy, rng: np.random.Generator, cx: float, top: float, w: float, h: float,
           bright: float = 16.0) -> None:
     """A bone cross-section: bright convex upper surface, complete shadow below."""
@@ -206,8 +219,8 @@ def _scatter_fascia(a: Anatomy, rng: np.random.Generator, n: int, y0: float, y1:
         x0 = rng.uniform(-half, half)
         x1 = x0 + rng.uniform(3, 16)
         xs = np.linspace(x0, x1, 10)
-        a.lines.append(Line(np.stack([xs, wavy(rng, x0, x1, y, rng.uniform(0.1, 0.4) * (x1 - x0)
-                                                / 10, 10, rng.uniform(-0.25, 0.25))], 1),
+        a.lines.append(Line(np.stack([xs, wavy(rng, x0, x1, y, rng.uniform(0.2, 0.8) * (x1 - x0)
+                                                / 10, 10, rng.uniform(-0.35, 0.35))], 1),
                             rng.uniform(1.5, 7.0), rng.uniform(0.08, 0.2),
                             broken=rng.uniform(0.3, 0.8)))
 
@@ -266,13 +279,17 @@ def jugular(rng: np.random.Generator) -> Anatomy:
     # prevertebral muscle and transverse process deep
     deep_top = max(ay, vy) + max(r_a, vb) + rng.uniform(3, 6)
     _muscle(a, rng, -45, 45, deep_top, deep_top + rng.uniform(5, 8), fascia=5.0)
-    _bone(a, rng, ax + rng.uniform(-10, -3), deep_top + rng.uniform(5, 9),
-          rng.uniform(8, 13), rng.uniform(2, 4))
+    bone_x = ax + rng.uniform(-10, -3)
+    _belly(a, rng, bone_x + rng.uniform(8, 14), deep_top + rng.uniform(3, 6), rng.uniform(5, 8),
+           rng.uniform(2.5, 4))  # longus colli
+    _belly(a, rng, bone_x - rng.uniform(9, 14), deep_top + rng.uniform(1, 4), rng.uniform(6, 9),
+           rng.uniform(3, 5))  # anterior scalene
+    _bone(a, rng, bone_x, deep_top + rng.uniform(5, 9), rng.uniform(8, 13), rng.uniform(2, 4))
 
     artery = Vessel(ARTERY, ax, ay, r_a, r_a * rng.uniform(0.93, 1.0), rng.uniform(0.45, 0.7),
                     rng.uniform(5, 8))
     vein = Vessel(VEIN, vx, vy, va, vb, rng.uniform(0.2, 0.3), rng.uniform(1.5, 3),
-                  tri=rng.uniform(0.0, 0.14))
+                  tri=rng.uniform(0.0, 0.14), wobble=tuple(rng.normal(0, 0.03, 3)))
     a.add_vessel(vein)
     a.add_vessel(artery)
     # vagus nerve in the sheath between them, posteriorly
@@ -302,8 +319,10 @@ def supraclavicular(rng: np.random.Generator) -> Anatomy:
     ax = rng.uniform(2.0, 9.0)
     ay = fat_bottom + rng.uniform(7.0, 14.0)
     # middle scalene lateral-deep, anterior scalene medial
-    _muscle(a, rng, -45, ax - 8, ay - 2, ay + rng.uniform(8, 12), fascia=6.0)
-    _muscle(a, rng, ax + r_a + 2, 45, ay - 9, ay + 1, fascia=5.0)
+    _belly(a, rng, ax - rng.uniform(18, 24), ay + rng.uniform(1, 4), rng.uniform(8, 12),
+           rng.uniform(5, 8))  # middle scalene
+    _belly(a, rng, ax + r_a + rng.uniform(7, 10), ay - rng.uniform(3, 6), rng.uniform(5, 8),
+           rng.uniform(3, 5))  # anterior scalene
 
     _scatter_fascia(a, rng, int(rng.integers(5, 12)), fat_bottom, ay + 12)
     # plexus: "bunch of grapes" lateral and superficial to the artery
@@ -383,13 +402,14 @@ def interscalene(rng: np.random.Generator) -> Anatomy:
         roots.append((x, y + r, r))
         y += 2 * r + rng.uniform(0.8, 2.5)
     bottom = y + 1.0
-    # middle scalene lateral (bigger), anterior scalene medial
-    _muscle(a, rng, -45, gx - max(r for *_, r in roots) - 0.8, top - 1.0,
-            bottom + rng.uniform(6, 10), fascia=6.5)
-    _muscle(a, rng, gx + max(r for *_, r in roots) + 0.8, gx + rng.uniform(12, 18), top,
-            bottom + rng.uniform(1, 4), fascia=6.5)
-    a.parts.append(Part(band(gx - 2.5, gx + 2.5, np.full(2, top - 0.5), np.full(2, bottom)),
-                        "connective"))
+    # middle scalene lateral (bigger), anterior scalene medial; the roots sit in the groove
+    rmax = max(r for *_, r in roots)
+    mid = (top + bottom) / 2
+    ms_w, as_w = rng.uniform(9, 13), rng.uniform(6, 8)
+    _belly(a, rng, gx - rmax - 0.8 - ms_w, mid + rng.uniform(0, 3), ms_w,
+           max((bottom - top) / 2 + rng.uniform(0, 2), 0.45 * ms_w), rim=6.0)
+    _belly(a, rng, gx + rmax + 0.8 + as_w, mid + rng.uniform(-1, 2), as_w,
+           max((bottom - top) / 2 - rng.uniform(0, 2), 0.5 * as_w), rim=6.0)
     for x, yy, r in roots:
         a.parts.append(Part(ellipse(x, yy, r, r * rng.uniform(0.85, 1.0), 24), "fascicle", NERVE,
                             rim=rng.uniform(1.2, 2.2), rim_mm=0.2))

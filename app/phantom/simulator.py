@@ -195,7 +195,7 @@ class PhantomSimulator:
         # TGC curve: a mild focal-zone gain and slight loss towards the bottom
         depth = np.arange(h) * sp
         focus = 0.45 * self._depth_mm
-        tgc_db = 2.5 * np.exp(-(((depth - focus) / (0.3 * self._depth_mm)) ** 2)) - 0.04 * depth
+        tgc_db = 2.5 * np.exp(-(((depth - focus) / (0.3 * self._depth_mm)) ** 2)) - 0.1 * depth
         self._tgc = np.power(10.0, tgc_db / 20.0).astype(np.float32)[:, None]
 
     def _vessel_state(self, t: float) -> tuple[float, float, float]:

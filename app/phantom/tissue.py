@@ -101,7 +101,7 @@ def _rim(img: np.ndarray, grid: Grid, part: Part, rng: np.random.Generator) -> N
     cos = np.abs(d[:, 0]) / np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-9)
     patch = _smooth_patchiness(rng, len(d), 0.4)
     # fluid walls are mirror-like; nerve sheaths scatter more diffusely
-    floor, power = (0.05, 6) if part.tissue == "connective" else (0.3, 2)
+    floor, power = {"connective": (0.05, 6), "muscle": (0.08, 4)}.get(part.tissue, (0.3, 2))
     _draw_segments(img, grid, pts, part.rim * patch * (floor + (1 - floor) * cos ** power),
                    part.rim_mm)
 
@@ -178,8 +178,12 @@ def build_tissue(anatomy: Anatomy, grid: Grid, rng: np.random.Generator,
         air[i + 1] = part.tissue == "air"
 
     # slow heterogeneity everywhere (regional gain of scatterer density)
-    coarse = rng.normal(0, 1, (max(2, int(h * sp / 6)), max(2, int(w * sp / 6)))).astype(np.float32)
-    hetero = cv2.exp(0.4 * cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC))
+    hetero = np.zeros((h, w), np.float32)
+    for scale_mm, amount in ((5.0, 0.35), (14.0, 0.35)):
+        coarse = rng.normal(0, 1, (max(2, int(h * sp / scale_mm)), max(2, int(w * sp / scale_mm))))
+        hetero += amount * cv2.resize(coarse.astype(np.float32), (w, h),
+                                      interpolation=cv2.INTER_CUBIC)
+    hetero = cv2.exp(hetero)
     echo = lut[0][ids]
     echo *= hetero
 
