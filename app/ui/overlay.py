@@ -18,7 +18,7 @@ from app.pipeline.frames import Roi, Segmentation, Structure, Target
 from app.ui import theme
 
 FILL_ALPHA = 0.28  # fill opacity at full overlay opacity: the image under it must stay readable
-UNSURE_FADE = 0.55  # unsure structures are drawn at this fraction of the normal opacity
+UNSURE_FADE = 0.7  # unsure structures are drawn at this fraction of the normal opacity
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,15 @@ def target_text(target: Target, roi: Roi, spacing_mm: float | None) -> str:
     if target.confidence < theme.LOW_CONFIDENCE:
         text += "  ?"  # the marker itself is also drawn dashed/faint
     return text
+
+
+def target_summary(target: Target, roi: Roi, spacing_mm: float | None) -> str:
+    """Two short lines for the side panel: what, and how deep (and whether unsure)."""
+    depth = target_depth_mm(target, roi, spacing_mm)
+    line = f"{depth:.1f} mm deep" if depth is not None else "depth: calibrate"
+    if target.confidence < theme.LOW_CONFIDENCE:
+        line += "  (unsure)"
+    return f"Target: {target.class_name}\n{line}"
 
 
 def _qcolor(hex_colour: str, alpha: float) -> QtGui.QColor:
@@ -145,13 +154,17 @@ class OverlayItems:
             self._label.setVisible(False)
             return
         unsure = target.confidence < theme.LOW_CONFIDENCE
-        alpha = max(opacity, 0.35) * (UNSURE_FADE if unsure else 1.0)
+        alpha = max(opacity, 0.5) * (UNSURE_FADE if unsure else 1.0)
         dash = QtCore.Qt.PenStyle.DashLine if unsure else QtCore.Qt.PenStyle.SolidLine
-        pen = pg.mkPen(_qcolor(theme.TARGET_COLOUR, alpha), width=3, style=dash)
-        self._marker.setData([{"pos": (target.x, target.y), "size": 34, "symbol": "o",
-                               "pen": pen, "brush": None},
-                              {"pos": (target.x, target.y), "size": 14, "symbol": "+",
-                               "pen": pen, "brush": None}])
+        light = pg.mkPen(_qcolor(theme.TARGET_COLOUR, alpha), width=3, style=dash)
+        dark = pg.mkPen(_qcolor("#000000", alpha * 0.8), width=6)  # visible on a bright fill too
+        pos = (target.x, target.y)
+        self._marker.setData([{"pos": pos, "size": 38, "symbol": "o", "pen": dark, "brush": None},
+                              {"pos": pos, "size": 38, "symbol": "o", "pen": light,
+                               "brush": None},
+                              {"pos": pos, "size": 16, "symbol": "+", "pen": dark, "brush": None},
+                              {"pos": pos, "size": 16, "symbol": "+", "pen": light,
+                               "brush": None}])
         self._marker.setVisible(True)
         self._label.setText(target_text(target, roi, spacing_mm))
         self._label.setPos(target.x, target.y)

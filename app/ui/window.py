@@ -31,7 +31,7 @@ from app.ui.controller import (
     decide_overlay,
     median,
 )
-from app.ui.overlay import DepthAxis, OverlayItems, target_text
+from app.ui.overlay import DepthAxis, OverlayItems, target_summary
 from app.ui.panels import FileControls, Legend, ModeSwitch, OverlayControls, PhantomControls
 from app.ui.roi_editor import RoiEditor
 from app.ui.snapshot import SnapshotPaths, save_snapshot
@@ -154,6 +154,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.target_label = QtWidgets.QLabel("Target: -")
         self.target_label.setObjectName("target")
         self.target_label.setWordWrap(True)
+        self.target_label.setMinimumHeight(100)  # two lines: the panel does not jump
         self.overlay_controls = OverlayControls()
         self.overlay_controls.changed.connect(self._refresh_overlay)
         self.legend = Legend()
@@ -430,7 +431,7 @@ class MainWindow(QtWidgets.QMainWindow):
             text = ("Target: no model" if self.model is None else "Target: -") if seg is None \
                 else "Target: not found"
         else:
-            text = "Target: " + target_text(seg.target, seg.roi, self.spacing_mm)
+            text = target_summary(seg.target, seg.roi, self.spacing_mm)
         if self.target_label.text() != text:
             self.target_label.setText(text)
 
