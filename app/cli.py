@@ -114,14 +114,15 @@ def run_headless_cli(args: argparse.Namespace) -> int:
 def summary_line(report: dict) -> str:
     lat = report["latency_ms"]
     model = report.get("model") or {}
+    model_text = (f"model {model.get('name')} v{model.get('version')} on {report['provider']}"
+                  if report["provider"] else f"model {model.get('name', '-')} not loaded")
     lat_text = (f"latency p50 {lat['p50']:.1f} ms p95 {lat['p95']:.1f} ms"
                 if lat["p50"] is not None else "no overlay")
     return (f"{report['source']}: {report['frames_in']} frames in at "
             f"{report['input_fps']:.1f} fps, "
             f"{report['frames_inferred']} inferred ({100 * report['inferred_fraction']:.1f}%) "
             f"at {report['inference_fps']:.1f} fps, {lat_text}; "
-            f"model {model.get('name', '-')} v{model.get('version', '-')} on "
-            f"{report['provider'] or '-'}; {len(report['errors'])} error(s)")
+            f"{model_text}; {len(report['errors'])} error(s)")
 
 
 def _positive_int(text: str) -> int:
