@@ -216,6 +216,13 @@ def test_snapshot_writes_pngs_and_json(qtbot, harness, tmp_path):
     assert raw.shape == over.shape == (*SIZE, 3)
     assert np.abs(raw.astype(int) - over.astype(int)).sum() > 0  # the overlay is drawn
 
+    # Overlay hidden by the user: the record still says what was found, and that it was hidden.
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_O)
+    qtbot.waitUntil(lambda: window.fresh is not None and not window.overlay.visible, timeout=3000)
+    hidden = window.snapshot()
+    record = json.loads(hidden.json.read_text())
+    assert record["overlay_shown"] is False and record["overlay"]["structures"]
+
 
 def test_keyboard_space_freezes_and_o_toggles_overlay(qtbot, harness):
     window = harness.window(mode="plexus")

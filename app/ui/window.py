@@ -78,7 +78,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.source: FrameSource | None = None
         self.source_spec = ""
         self.shown_frame: Frame | None = None
-        self.painted: Segmentation | None = None
+        self.painted: Segmentation | None = None  # what the overlay shows now
+        self.fresh: Segmentation | None = None  # the result valid for the shown frame
+        self._painted_key: tuple | None = None
         self.frozen = False
         self.model: LoadedModel | None = None
         self.worker: Worker | None = None
@@ -233,8 +235,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._set_banner("nosignal", "")
         self.roi_editor.reset(_source_key(spec))
         self._epoch_t = None
-        self.overlay.hide()
-        self.painted = None
+        self._clear_overlay()
         self.phantom_controls.attach(getattr(new, "simulator", None))
         is_file = all(hasattr(new, a) for a in ("toggle_pause", "seek", "step"))
         self.file_controls.attach(new if is_file else None)
@@ -284,8 +285,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if switching and self.source_spec.startswith("phantom"):
             self.open_source(PHANTOM_SCENE_FOR_MODE[mode])  # the phantom shows that anatomy
         self.model = None  # no overlay from the other procedure's model meanwhile
-        self.overlay.hide()
-        self.painted = None
+        self._clear_overlay()
         self._set_banner("model", "")  # a refusal of the previous mode's model no longer applies
         self._set_banner("loading", f"Loading {MODES[mode]} model...")
         self._loader.request(mode, self._model_path_for.get(mode))
@@ -403,16 +403,24 @@ class MainWindow(QtWidgets.QMainWindow):
         lagging = decision.lagging or (decision.paint is None and now < self._lagging_until)
         self._set_banner("lagging", "AI lagging" if lagging else "", "overlay hidden")
         controls = self.overlay_controls
-        if decision.paint is None or not controls.enabled:
+        self.fresh = decision.paint  # valid for the frame on screen (snapshots use it)
+        self.painted = decision.paint if controls.enabled else None
+        if self.painted is None:
             if self.overlay.visible:
                 self.overlay.hide()
-            self.painted = decision.paint if controls.enabled else None
-            self._show_found(decision.paint)
-            return
-        self.overlay.show(decision.paint, opacity=controls.opacity_value, fill=controls.fill,
-                          spacing_mm=self.spacing_mm)
-        self.painted = decision.paint
+            self._painted_key = None
+        else:
+            key = (id(self.painted), controls.opacity_value, controls.fill, self.spacing_mm)
+            if key != self._painted_key:  # repaint only when something changed
+                self.overlay.show(self.painted, opacity=controls.opacity_value,
+                                  fill=controls.fill, spacing_mm=self.spacing_mm)
+                self._painted_key = key
         self._show_found(decision.paint)
+
+    def _clear_overlay(self) -> None:
+        self.overlay.hide()
+        self.painted = self.fresh = None
+        self._painted_key = None
 
     def _show_found(self, seg: Segmentation | None) -> None:
         """Target line and per-class confidence in the side panel."""
@@ -488,7 +496,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 "provider": self.model.provider if self.model else None,
                 "source_spec": self.source_spec, "overlay_shown": self.overlay.visible}
         try:
-            paths = save_snapshot(self.deps.snapshot_dir, frame, self.painted,
+            paths = save_snapshot(self.deps.snapshot_dir, frame, self.fresh,
                                   opacity=controls.opacity_value, fill=controls.fill,
                                   spacing_mm=self.spacing_mm, info=info)
         except OSError as exc:
