@@ -16,7 +16,11 @@ import sys
 from pathlib import Path
 
 from app.pipeline.analysis import MODES
-from app.pipeline.providers import PROVIDER_CHOICES, configure_cv2_threads
+from app.pipeline.providers import (
+    PROVIDER_CHOICES,
+    configure_cv2_threads,
+    default_intra_op_threads,
+)
 
 DEFAULT_MODE = "jugular"
 
@@ -35,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ONNX model to use instead of the mode's shipped model")
     parser.add_argument("--provider", choices=PROVIDER_CHOICES, default="auto",
                         help="inference provider; auto = GPU when usable, else CPU")
-    parser.add_argument("--threads", type=_positive_int, default=2,
-                        help="ONNX Runtime intra-op threads (default 2)")
+    parser.add_argument("--threads", type=_positive_int, default=default_intra_op_threads(),
+                        help="ONNX Runtime intra-op threads (default: 1 on 2 cores, else "
+                             "half the cores, at most 4; here %(default)s)")
     parser.add_argument("--headless", action="store_true",
                         help="run the pipeline without a window and print a summary")
     parser.add_argument("--max-frames", type=_positive_int, default=None,

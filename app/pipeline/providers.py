@@ -122,6 +122,17 @@ def short_name(provider: str) -> str:
     return SHORT_NAMES.get(provider, provider.removesuffix("ExecutionProvider"))
 
 
+def default_intra_op_threads(cpu_count: int | None = None) -> int:
+    """ONNX Runtime threads for a CPU run, leaving room for the source and the window.
+
+    On 2 cores one thread wins whenever anything else runs (the window, the video source, other
+    programs): a 2-thread pool waits at every layer for its slower, preempted thread. With more
+    cores, half of them (at most 4: small models stop scaling).
+    """
+    cores = cpu_count or os.cpu_count() or 2
+    return 1 if cores <= 2 else min(4, cores // 2)
+
+
 def configure_cv2_threads(threads: int = 1) -> None:
     """Process-wide OpenCV thread count.
 
