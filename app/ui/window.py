@@ -183,7 +183,14 @@ class MainWindow(QtWidgets.QMainWindow):
         row = QtWidgets.QHBoxLayout(central)
         row.setContentsMargins(6, 6, 6, 6)
         row.addWidget(self.video, 1)
-        row.addWidget(panel)
+        scroll = QtWidgets.QScrollArea()  # small screens: the panel scrolls, the image stays
+        scroll.setWidget(panel)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
+        scroll.setFixedWidth(panel.width() + 16)
+        row.addWidget(scroll)
         self.setCentralWidget(central)
 
     def _build_status_bar(self) -> None:
