@@ -235,3 +235,14 @@ def test_cli_writes_frames_and_clip(tmp_path):
     with open(tmp_path / "c" / "meta.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 5 and float(rows[0]["pixel_spacing_mm"]) > 0
+
+
+def test_generator_index_addressable_and_patients_shared_on_request():
+    from app.phantom.generator import sample
+
+    frames = list(generate("jugular", 4, seed=3, size=(96, 96), frames_per_patient=2))
+    alone = sample("jugular", 3, 3, size=(96, 96), frames_per_patient=2)
+    assert np.array_equal(frames[3].image, alone.image)  # any index, same frame
+    assert np.array_equal(frames[3].labels, alone.labels)
+    resumed = next(generate("jugular", 1, seed=3, size=(96, 96), start=2, frames_per_patient=2))
+    assert np.array_equal(resumed.image, frames[2].image)

@@ -19,15 +19,21 @@ DEPTH_RANGE_MM = {"jugular": (30.0, 50.0), "supraclavicular": (30.0, 50.0),
                   "plexus": (30.0, 50.0), "interscalene": (25.0, 40.0)}
 
 
-def sample(scene: str, seed: int, index: int, size: tuple[int, int] = (256, 256)) -> PhantomFrame:
-    """Sample `index` of the stream (scene, seed); the same arguments give the same frame."""
-    rng = np.random.default_rng([int(seed), int(index), zlib.crc32(scene.encode())])
+def _patient(scene: str, seed: int, patient: int, size: tuple[int, int]) -> PhantomSimulator:
+    """The simulator for one patient: anatomy, imaging depth, probe and frequency."""
+    rng = np.random.default_rng([int(seed), int(patient), zlib.crc32(scene.encode())])
     lo, hi = DEPTH_RANGE_MM.get(scene, (30.0, 50.0))
-    sim = PhantomSimulator(scene, seed=int(rng.integers(1 << 31)), size=size,
-                           depth_mm=float(rng.uniform(lo, hi)),
-                           probe_width_mm=float(rng.choice([38.0, 38.0, 46.0, 60.0])),
-                           frequency_mhz=float(rng.uniform(7.0, 13.0)),
-                           slide_margin_mm=4.0, max_tilt_deg=10.0, realisations=1)
+    return PhantomSimulator(scene, seed=int(rng.integers(1 << 31)), size=size,
+                            depth_mm=float(rng.uniform(lo, hi)),
+                            probe_width_mm=float(rng.choice([38.0, 38.0, 46.0, 60.0])),
+                            frequency_mhz=float(rng.uniform(7.0, 13.0)),
+                            slide_margin_mm=4.0, max_tilt_deg=10.0, realisations=1)
+
+
+def _scan(sim: PhantomSimulator, scene: str, seed: int, index: int) -> PhantomFrame:
+    """One frame of a patient with this sample's own probe handling and settings."""
+    rng = np.random.default_rng([int(seed), int(index), zlib.crc32(scene.encode()), 1])
+    sim.reset_time()
     sim.set_probe_offset(float(rng.uniform(-4.0, 4.0)))
     sim.set_tilt(float(np.clip(rng.normal(0.0, 4.0), -10.0, 10.0)))
     # most scans are light-touch; some compress hard (the vein then nearly vanishes)
@@ -37,17 +43,35 @@ def sample(scene: str, seed: int, index: int, size: tuple[int, int] = (256, 256)
     sim.set_dynamic_range(float(rng.uniform(55.0, 85.0)))
     sim.set_heart_rate(float(rng.uniform(50.0, 120.0)))
     if rng.random() < 0.3:
-        in_plane = bool(rng.random() < 0.75)
-        sim.set_needle(float(rng.uniform(5.0, 30.0)), float(rng.uniform(15.0, 50.0)), in_plane,
-                       float(rng.uniform(-10.0, 10.0)))
+        sim.set_needle(float(rng.uniform(5.0, 30.0)), float(rng.uniform(15.0, 50.0)),
+                       bool(rng.random() < 0.75), float(rng.uniform(-10.0, 10.0)))
+    else:
+        sim.set_needle(None)
     return sim.render(float(rng.uniform(0.0, 10.0)))
 
 
+def sample(scene: str, seed: int, index: int, size: tuple[int, int] = (256, 256),
+           frames_per_patient: int = 1) -> PhantomFrame:
+    """Sample `index` of the stream (scene, seed); the same arguments give the same frame."""
+    fpp = max(1, int(frames_per_patient))
+    return _scan(_patient(scene, seed, index // fpp, size), scene, seed, index)
+
+
 def generate(scene: str, n: int, seed: int, size: tuple[int, int] = (256, 256),
-             start: int = 0) -> Iterator[PhantomFrame]:
-    """n labelled frames, each a different patient; deterministic in (scene, seed, index)."""
+             start: int = 0, frames_per_patient: int = 1) -> Iterator[PhantomFrame]:
+    """n labelled frames, deterministic in (scene, seed, index).
+
+    frames_per_patient=1 (default) makes every sample a new patient; k > 1 scans each patient
+    k times with different settings, which is several times faster (building a patient costs
+    far more than rendering a frame).
+    """
     if scene not in PhantomSimulator.SCENES:
         raise ValueError(f"unknown phantom scene {scene!r}; choose one of "
                          f"{PhantomSimulator.SCENES}")
+    fpp = max(1, int(frames_per_patient))
+    sim, current = None, -1
     for i in range(start, start + int(n)):
-        yield sample(scene, seed, i, size)
+        if i // fpp != current:
+            current = i // fpp
+            sim = _patient(scene, seed, current, size)
+        yield _scan(sim, scene, seed, i)

@@ -104,7 +104,7 @@ class Compression:
         y = y_src
         for _ in range(40):
             y_new = y_src - float(self.field(xs, np.array([y]))[0])
-            if abs(y_new - y) < 1e-4:
+            if abs(y_new - y) < 1e-3:
                 return y_new
             y = y_new
         return y

@@ -85,7 +85,8 @@ class PhantomSimulator:
         self._resp_amp = 0.12  # fraction of vein height gained/lost with breathing
         self._pulse_amp = 0.075  # fractional radius change of the artery per beat
         self._decorr_hz = 0.05  # speckle decorrelation speed
-        self._phase_ref = (0.0, float(np.random.default_rng([self.seed, 2]).random()))
+        self._phase0 = float(np.random.default_rng([self.seed, 2]).random())
+        self._phase_ref = (0.0, self._phase0)
         self._last_t = 0.0
         self._lock = threading.Lock()
         self._maps: TissueMaps | None = None
@@ -129,6 +130,11 @@ class PhantomSimulator:
         t = self._last_t  # keep the cardiac phase continuous across the change
         self._phase_ref = (t, self._cardiac_phase(t))
         self._hr = bpm
+
+    def reset_time(self) -> None:
+        """Forget the clock history: the cardiac phase at t=0 is the patient's own again."""
+        self._phase_ref = (0.0, self._phase0)
+        self._last_t = 0.0
 
     def set_respiratory_rate(self, per_min: float) -> None:
         self._rr = float(np.clip(per_min, 4.0, 40.0))
@@ -184,7 +190,9 @@ class PhantomSimulator:
                                   self._frequency, self.realisations)
         self._built_for = (self._depth_mm, self._frequency)
         # coarse screen grid whose nodes sit where cv2.resize samples them
-        gh, gw = max(2, -(-h // 4)), max(2, -(-w // 4))
+        # the deformation is smooth: evaluate it every ~0.5 mm and let cv2.resize interpolate
+        self._step = step = int(np.clip(round(0.5 / sp), 2, 8))
+        gh, gw = max(2, -(-h // step)), max(2, -(-w // step))
         # (pixel i's centre is i * sp deep / i * sp - W * sp / 2 lateral, as in tissue.Grid)
         ys = ((np.arange(gh) + 0.5) * h / gh - 0.5) * sp
         xs = ((np.arange(gw) + 0.5) * w / gw - 0.5) * sp - w * sp / 2
@@ -223,7 +231,7 @@ class PhantomSimulator:
 
         xs, ys = self._coarse
         xt, yt = inverse_map(xs, ys, pose, self.anatomy.artery, pulse, self._chains, k,
-                             smooth_px=0.6 / (4 * sp))
+                             smooth_px=0.6 / (self._step * sp))
         coarse = np.dstack([(xt - maps.grid.x0_mm) / sp, yt / sp]).astype(np.float32)
         m = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
 
