@@ -398,3 +398,37 @@ def test_capture_menu_lists_devices_found_in_the_background(qtbot, harness):
     assert window.source_spec == "camera:3"
     qtbot.waitUntil(lambda: window.shown_frame is not None
                     and window.shown_frame.source == "camera:3", timeout=3000)
+
+
+def test_run_gui_opens_the_window_on_a_clip_and_exits_cleanly(qtbot, models, tmp_path,
+                                                               monkeypatch):
+    """The entry point the CLI calls: real deps, a video file, the mode's model."""
+    import argparse
+
+    from PySide6 import QtWidgets
+
+    from app.ui.app import run_gui
+    from app.ui.window import MainWindow
+    from tests.clips import write_clip
+
+    monkeypatch.chdir(tmp_path)  # snapshots folder, if any, lands here
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # the ROI store too
+    clip = write_clip(tmp_path / "clip.avi", n_frames=60)
+    args = argparse.Namespace(source=str(clip), mode="plexus", model=str(models["plexus"]),
+                              provider="cpu", threads=1)
+    seen: dict[str, object] = {}
+
+    def check_then_close() -> None:
+        windows = [w for w in QtWidgets.QApplication.topLevelWidgets()
+                   if isinstance(w, MainWindow) and w.isVisible()]
+        window = windows[-1]
+        if window.shown_frame is None or window.model is None:
+            QtCore.QTimer.singleShot(100, check_then_close)  # not yet: look again soon
+            return
+        seen["frame"], seen["model"] = window.shown_frame.frame_id, window.model.version
+        window.close()
+        QtWidgets.QApplication.instance().quit()  # other tests' windows may still be around
+
+    QtCore.QTimer.singleShot(300, check_then_close)
+    assert run_gui(args) == 0
+    assert seen["model"] == "plexus-t" and seen["frame"] >= 0
