@@ -432,3 +432,11 @@ def test_run_gui_opens_the_window_on_a_clip_and_exits_cleanly(qtbot, models, tmp
     QtCore.QTimer.singleShot(300, check_then_close)
     assert run_gui(args) == 0
     assert seen["model"] == "plexus-t" and seen["frame"] >= 0
+
+
+def test_missing_model_says_so_and_video_runs(qtbot, harness, tmp_path):
+    window = harness.window(mode="plexus", model_path=str(tmp_path / "gone.onnx"))
+    qtbot.waitUntil(lambda: bool(window.banner_text("model")), timeout=10000)
+    assert window.banner_text("model").startswith("No model: gone.onnx")
+    qtbot.waitUntil(lambda: window.shown_frame is not None, timeout=5000)
+    assert window.target_label.text() == "Target: no model"

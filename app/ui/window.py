@@ -303,7 +303,9 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         if model is None:
             self.model_error = error
-            self._set_banner("model", "Model refused", f"{_short_paths(error)}  -  video only")
+            missing = "not installed" in error or "not found" in error
+            self._set_banner("model", "No model" if missing else "Model refused",
+                             f"{_short_paths(error)}  -  video only")
             self.legend.set_classes(())
             self._update_status(force=True)
             return
