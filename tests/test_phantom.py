@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import time
 
 import cv2
 import numpy as np
@@ -246,3 +247,19 @@ def test_generator_index_addressable_and_patients_shared_on_request():
     assert np.array_equal(frames[3].labels, alone.labels)
     resumed = next(generate("jugular", 1, seed=3, size=(96, 96), start=2, frames_per_patient=2))
     assert np.array_equal(resumed.image, frames[2].image)
+
+
+def test_live_depth_change_shows_the_new_depth_at_once_and_sharpens_later():
+    sim = PhantomSimulator("jugular", seed=0, size=(128, 128))
+    sim.async_rebuild = True
+    sim.render(0.0)
+    sim.set_depth(55)
+    f = sim.render(0.1)  # no waiting for the rebuild: old maps, new geometry
+    assert f.pixel_spacing_mm == pytest.approx(55 / 128)
+    assert _area(f, ARTERY) > 0
+    for i in range(500):  # the background rebuild lands within a few frames
+        f = sim.render(0.1 + i / 30)
+        if f.info["maps_depth_mm"] == 55:
+            break
+        time.sleep(0.01)
+    assert f.info["maps_depth_mm"] == 55

@@ -91,6 +91,12 @@ class PhantomSimulator:
         self._lock = threading.Lock()
         self._maps: TissueMaps | None = None
         self._built_for: tuple[float, float] | None = None
+        self._pending: tuple[tuple[float, float], TissueMaps] | None = None
+        self._builder: threading.Thread | None = None
+        self._view_depth = -1.0
+        # True for live sources: depth / frequency changes rebuild in the background instead
+        # of stalling a frame (frames then depend on timing, so generators leave it False)
+        self.async_rebuild = False
 
     # --- controls (plain methods; any thread) -------------------------------------------------
     def set_probe_offset(self, mm: float) -> None:
@@ -177,34 +183,60 @@ class PhantomSimulator:
         return p0 + (t - t0) * self._hr / 60.0
 
     # --- rendering -----------------------------------------------------------------------------
-    def _build(self) -> None:
+    def _make_maps(self, depth_mm: float, frequency_mhz: float) -> TissueMaps:
+        """The patient's static maps at the pixel spacing of this depth (the slow part)."""
         h, w = self.size
-        sp = self._depth_mm / h
-        # tissue a rocked / slid probe can reach, plus a little for pulsation and collapse
+        sp = depth_mm / h
+        # tissue a tilted / slid probe can reach, plus a little for pulsation and collapse
         tilt = math.radians(self.max_tilt_deg)
         view_half = w * sp / 2
-        half = view_half + self.slide_margin_mm + self._depth_mm * math.sin(tilt) + 2.0
-        deep = self._depth_mm / math.cos(tilt) + view_half * math.sin(tilt) + 3.0
+        half = view_half + self.slide_margin_mm + depth_mm * math.sin(tilt) + 2.0
+        deep = depth_mm / math.cos(tilt) + view_half * math.sin(tilt) + 3.0
         grid = Grid(sp, -half, int(math.ceil(2 * half / sp)) + 1, int(math.ceil(deep / sp)))
-        self._maps = build_tissue(self.anatomy, grid, np.random.default_rng([self.seed, 1]),
-                                  self._frequency, self.realisations)
-        self._built_for = (self._depth_mm, self._frequency)
-        # coarse screen grid whose nodes sit where cv2.resize samples them
-        # the deformation is smooth: evaluate it every ~0.5 mm and let cv2.resize interpolate
+        return build_tissue(self.anatomy, grid, np.random.default_rng([self.seed, 1]),
+                            frequency_mhz, self.realisations)
+
+    def _setup_view(self, depth_mm: float) -> None:
+        """Screen geometry for a depth (cheap)."""
+        h, w = self.size
+        sp = depth_mm / h
+        self._view_depth = depth_mm
+        # the deformation is smooth: evaluate it every ~0.5 mm on a coarse grid whose nodes
+        # sit where cv2.resize samples them, and let resize interpolate
+        # (pixel i's centre is i * sp deep / i * sp - W * sp / 2 lateral, as in tissue.Grid)
         self._step = step = int(np.clip(round(0.5 / sp), 2, 8))
         gh, gw = max(2, -(-h // step)), max(2, -(-w // step))
-        # (pixel i's centre is i * sp deep / i * sp - W * sp / 2 lateral, as in tissue.Grid)
         ys = ((np.arange(gh) + 0.5) * h / gh - 0.5) * sp
         xs = ((np.arange(gw) + 0.5) * w / gw - 0.5) * sp - w * sp / 2
         self._coarse = np.meshgrid(xs, ys)
         # the probe's footprint: columns beyond it stay black like on a scanner
         xcol = np.arange(w) * sp - w * sp / 2
         self._dark_cols = np.abs(xcol) > self.probe_width_mm / 2
-        # TGC curve: a mild focal-zone gain and slight loss towards the bottom
+        # TGC curve: a mild focal-zone gain and a slight loss towards the bottom
         depth = np.arange(h) * sp
-        focus = 0.45 * self._depth_mm
-        tgc_db = 2.5 * np.exp(-(((depth - focus) / (0.3 * self._depth_mm)) ** 2)) - 0.1 * depth
+        focus = 0.45 * depth_mm
+        tgc_db = 2.5 * np.exp(-(((depth - focus) / (0.3 * depth_mm)) ** 2)) - 0.1 * depth
         self._tgc = np.power(10.0, tgc_db / 20.0).astype(np.float32)[:, None]
+
+    def _ensure_maps(self) -> TissueMaps:
+        want = (self._depth_mm, self._frequency)
+        if self._pending is not None:  # a background rebuild finished: swap it in
+            self._built_for, self._maps = self._pending
+            self._pending = None
+        if self._maps is None or (self._built_for != want and not self.async_rebuild):
+            self._maps, self._built_for = self._make_maps(*want), want
+        elif self._built_for != want and (self._builder is None
+                                          or not self._builder.is_alive()):
+            # live use: keep showing the old maps (rescaled) while the new ones are built,
+            # so a depth change never freezes the picture
+            def build(want=want) -> None:
+                self._pending = (want, self._make_maps(*want))
+
+            self._builder = threading.Thread(target=build, name="phantom-rebuild", daemon=True)
+            self._builder.start()
+        if self._view_depth != self._depth_mm:
+            self._setup_view(self._depth_mm)
+        return self._maps
 
     def _vessel_state(self, t: float) -> tuple[float, float, float]:
         """(pulsation s, vein collapse k, cardiac phase) at time t."""
@@ -219,20 +251,18 @@ class PhantomSimulator:
             return self._render(float(t))
 
     def _render(self, t: float) -> PhantomFrame:
-        if self._built_for != (self._depth_mm, self._frequency):
-            self._build()
-        maps = self._maps
-        assert maps is not None
+        maps = self._ensure_maps()
         self._last_t = t
         h, w = self.size
-        sp = maps.grid.spacing_mm
+        sp = self._view_depth / h  # screen mm per pixel
+        msp = maps.grid.spacing_mm  # tissue map mm per pixel (differs while rebuilding)
         pose, gain, dr, needle = self._pose, self._gain_db, self._dr_db, self._needle
         pulse, k, phase = self._vessel_state(t)
 
         xs, ys = self._coarse
         xt, yt = inverse_map(xs, ys, pose, self.anatomy.artery, pulse, self._chains, k,
                              smooth_px=0.6 / (self._step * sp))
-        coarse = np.dstack([(xt - maps.grid.x0_mm) / sp, yt / sp]).astype(np.float32)
+        coarse = np.dstack([(xt - maps.grid.x0_mm) / msp, yt / msp]).astype(np.float32)
         m = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
 
         spk = cv2.remap(maps.speckle, m, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
@@ -268,4 +298,5 @@ class PhantomSimulator:
         return PhantomFrame(image, labels, tip, sp, t, self.scene,
                             {"pressure": self._pressure, "heart_rate": self._hr,
                              "cardiac_phase": phase % 1.0, "vein_collapse": k, "pulse": pulse,
-                             "gain_db": gain, "depth_mm": self._depth_mm})
+                             "gain_db": gain, "depth_mm": self._view_depth,
+                             "maps_depth_mm": self._built_for[0] if self._built_for else None})

@@ -19,6 +19,7 @@ class PhantomSource(FrameSource):
         if not fps > 0:
             raise ValueError(f"phantom fps must be positive, got {fps}")
         self.simulator = PhantomSimulator(scene, seed=seed, size=size)
+        self.simulator.async_rebuild = True  # a depth change must never freeze the picture
         super().__init__(f"phantom:{self.simulator.scene}", nominal_fps=float(fps))
         self.fps = float(fps)
 
