@@ -175,6 +175,10 @@ class MainWindow(QtWidgets.QMainWindow):
                        self.roi_reset_button):
             column.addWidget(widget)
         column.addStretch(1)
+        keys = QtWidgets.QLabel("Space freeze  -  O overlay  -  S snapshot\n"
+                                "F11 full screen  -  1 / 2 procedure")
+        keys.setObjectName("muted")
+        column.addWidget(keys)
         # Keys (Space, O, S) must reach the window, not a focused button or slider.
         for child in panel.findChildren(QtWidgets.QWidget):
             child.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
