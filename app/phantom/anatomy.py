@@ -16,17 +16,18 @@ import numpy as np
 from app.phantom.labels import ARTERY, BACKGROUND, NERVE, VEIN
 
 # name -> (mean backscatter, round-trip attenuation dB/cm, texture)
-# Backscatter is relative to generic soft tissue (1.0). Attenuation is the effective value after
-# the scanner's TGC has compensated ~3.2 dB/cm, so fluid (0.2) gives posterior enhancement and
-# bone / air give shadows.
+# Backscatter is relative to generic soft tissue (1.0). Attenuation is what is left after the
+# scanner's TGC: at ~10 MHz soft tissue loses ~10 dB/cm round trip and blood ~3, and TGC is set
+# for tissue, so tissue keeps ~3.4 and blood comes out negative (-3): the posterior enhancement
+# under vessels. Bone and air give shadows.
 TISSUES: dict[str, tuple[float, float, str]] = {
     "deep": (0.7, 3.4, "plain"),
     "skin": (1.5, 3.6, "plain"),
     "fat": (0.35, 3.0, "fat"),
     "muscle": (0.28, 3.8, "muscle"),
     "gland": (1.45, 3.8, "plain"),
-    "connective": (1.6, 3.6, "plain"),
-    "blood": (0.012, 0.2, "plain"),
+    "connective": (2.6, 3.6, "plain"),
+    "blood": (0.012, -3.0, "plain"),
     "fascicle": (0.2, 3.0, "plain"),
     "cartilage": (0.07, 2.0, "plain"),
     "bone": (0.25, 220.0, "plain"),
@@ -78,7 +79,6 @@ class Line:
     brightness: float
     thickness_mm: float = 0.3
     reverb: float = 0.0  # air interface: copies at 2x, 3x.. the depth with this decay
-    broken: float = 0.5  # 0 continuous .. 1 very patchy brightness along the line
 
 
 @dataclass
@@ -139,7 +139,7 @@ class Anatomy:
         return Anatomy(
             self.scene,
             [Part(flip(p.polygon), p.tissue, p.label, p.rim, p.rim_mm) for p in self.parts],
-            [Line(flip(ln.points), ln.brightness, ln.thickness_mm, ln.reverb, ln.broken)
+            [Line(flip(ln.points), ln.brightness, ln.thickness_mm, ln.reverb)
              for ln in self.lines],
             [(flip(poly), code) for poly, code in self.labels],
             flip_v(self.artery), flip_v(self.vein),
@@ -156,7 +156,7 @@ def _skin_and_fat(a: Anatomy, rng: np.random.Generator, fat_mm: float, half: flo
     a.parts.append(Part(band(-half, half, np.zeros(2), np.full(2, skin)), "skin"))
     bottom = wavy(rng, -half, half, skin + fat_mm, 0.8)
     a.parts.append(Part(band(-half, half, np.full(24, skin), bottom), "fat"))
-    a.lines.append(Line(np.array([[-half, 0.1], [half, 0.1]]), 9.0, 0.2, broken=0.1))
+    a.lines.append(Line(np.array([[-half, 0.1], [half, 0.1]]), 9.0, 0.2))
     a.lines.append(Line(np.stack([np.linspace(-half, half, 24), np.full(24, skin)], 1), 4.0, 0.2))
     xs = np.linspace(-half, half, 24)
     a.lines.append(Line(np.stack([xs, bottom], 1), rng.uniform(5, 9), 0.12))
@@ -166,7 +166,7 @@ def _skin_and_fat(a: Anatomy, rng: np.random.Generator, fat_mm: float, half: flo
         x1 = x0 + rng.uniform(6, 25)
         a.lines.append(Line(np.stack([np.linspace(x0, x1, 10),
                                       wavy(rng, x0, x1, y, 0.5, 10, rng.uniform(-0.1, 0.1))], 1),
-                            rng.uniform(2.5, 6), 0.15, broken=0.7))
+                            rng.uniform(2.5, 6), 0.15))
     return float(np.mean(bottom))
 
 
@@ -203,11 +203,18 @@ def _bone(a: Anatomy, rng: np.random.Generator, cx: float, top: float, w: float,
     a.parts.append(Part(poly, "bone"))
     upper = poly[(poly[:, 1] <= top + h)]
     upper = upper[np.argsort(upper[:, 0])]
-    a.lines.append(Line(upper, bright, 0.45, broken=0.3))
+    a.lines.append(Line(upper, bright, 0.45))
 
 
-def _background(a: Anatomy, half: float = 45, depth: float = 80) -> None:
+def _background(a: Anatomy, rng: np.random.Generator, half: float = 45,
+                depth: float = 80) -> None:
+    """Generic deep soft tissue with soft brighter (connective) and darker (fat) regions, so
+    the background is mottled like a real neck rather than uniform."""
     a.parts.append(Part(band(-half, half, np.zeros(2), np.full(2, depth)), "deep"))
+    for _ in range(int(rng.integers(5, 10))):
+        a.parts.append(Part(ellipse(rng.uniform(-35, 35), rng.uniform(5, 60), rng.uniform(3, 12),
+                                    rng.uniform(2, 6), 24, wobble=rng.normal(0, 0.08, 4)),
+                            "connective" if rng.random() < 0.6 else "fat"))
 
 
 def _scatter_fascia(a: Anatomy, rng: np.random.Generator, n: int, y0: float, y1: float,
@@ -221,8 +228,7 @@ def _scatter_fascia(a: Anatomy, rng: np.random.Generator, n: int, y0: float, y1:
         xs = np.linspace(x0, x1, 10)
         a.lines.append(Line(np.stack([xs, wavy(rng, x0, x1, y, rng.uniform(0.2, 0.8) * (x1 - x0)
                                                 / 10, 10, rng.uniform(-0.35, 0.35))], 1),
-                            rng.uniform(1.5, 7.0), rng.uniform(0.08, 0.2),
-                            broken=rng.uniform(0.3, 0.8)))
+                            rng.uniform(1.5, 7.0), rng.uniform(0.08, 0.2)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,7 +238,7 @@ def _scatter_fascia(a: Anatomy, rng: np.random.Generator, n: int, y0: float, y1:
 def jugular(rng: np.random.Generator) -> Anatomy:
     """Internal jugular vein / common carotid at the mid neck, medial to screen right."""
     a = Anatomy("jugular")
-    _background(a)
+    _background(a, rng)
     fat_bottom = _skin_and_fat(a, rng, rng.uniform(2.0, 5.0))
     # sternocleidomastoid: lateral-superficial lens, thinning medially
     scm_top = fat_bottom + 0.3
@@ -266,15 +272,15 @@ def jugular(rng: np.random.Generator) -> Anatomy:
             fascia=6.0)
     thy = ellipse(tx, ay - rng.uniform(0, 3), rng.uniform(8, 11), rng.uniform(6.5, 9.5), 40,
                   tri=0.08, tri_angle=np.pi, wobble=rng.normal(0, 0.03, 4))
-    a.parts.append(Part(thy, "gland", rim=4.0, rim_mm=0.35))
-    tr_x = tx + rng.uniform(6, 10)
+    a.parts.append(Part(thy, "gland", rim=2.0, rim_mm=0.2))
+    tr_x = tx + rng.uniform(9, 15)  # the trachea: usually just beyond the medial edge
     tr_top = fat_bottom + rng.uniform(6, 10)
     tr_r = rng.uniform(8, 11)
     a.parts.append(Part(ellipse(tr_x, tr_top + tr_r, tr_r + 1.6, tr_r + 1.6, 48), "cartilage"))
     a.parts.append(Part(ellipse(tr_x, tr_top + tr_r + 1.6, tr_r, tr_r, 48), "air"))
     th = np.linspace(np.pi * 1.05, np.pi * 1.95, 30)
     arc = np.stack([tr_x + tr_r * np.cos(th), tr_top + 1.6 + tr_r + tr_r * np.sin(th)], 1)
-    a.lines.append(Line(arc, 18.0, 0.5, reverb=0.45, broken=0.2))
+    a.lines.append(Line(arc, 18.0, 0.5, reverb=0.45))
 
     # prevertebral muscle and transverse process deep
     deep_top = max(ay, vy) + max(r_a, vb) + rng.uniform(3, 6)
@@ -312,7 +318,7 @@ def _vein_floor_over(vx: float, vy: float, va: float, vb: float, ax: float, r: f
 def supraclavicular(rng: np.random.Generator) -> Anatomy:
     """Brachial plexus above the clavicle: subclavian artery, trunks, first rib, pleura."""
     a = Anatomy("supraclavicular")
-    _background(a)
+    _background(a, rng)
     fat_bottom = _skin_and_fat(a, rng, rng.uniform(3.0, 7.0))
     _muscle(a, rng, -45, 45, fat_bottom + 0.3, fat_bottom + rng.uniform(1.5, 3.0), fascia=6.0)
     r_a = rng.uniform(2.8, 4.3)
@@ -344,13 +350,13 @@ def supraclavicular(rng: np.random.Generator) -> Anatomy:
     pl = np.stack([xs, wavy(rng, x0, 45, pl_y, 0.3, 20, rng.uniform(-0.05, 0.1))], 1)
     lung = np.concatenate([pl, [[45, 90], [x0, 90]]])
     a.parts.append(Part(lung, "air"))
-    a.lines.append(Line(pl, 15.0, 0.45, reverb=0.5, broken=0.25))
+    a.lines.append(Line(pl, 15.0, 0.45, reverb=0.5))
     if rng.random() < 0.5:  # pleura lateral to the rib as well
         x1 = rib_x - rib_w / 2 + 1.0
         xs = np.linspace(-45, x1, 20)
         pl2 = np.stack([xs, wavy(rng, -45, x1, pl_y + rng.uniform(0, 2), 0.3, 20)], 1)
         a.parts.append(Part(np.concatenate([pl2, [[x1, 90], [-45, 90]]]), "air"))
-        a.lines.append(Line(pl2, 14.0, 0.45, reverb=0.5, broken=0.25))
+        a.lines.append(Line(pl2, 14.0, 0.45, reverb=0.5))
 
     artery = Vessel(ARTERY, ax, ay, r_a, r_a * rng.uniform(0.9, 1.0), rng.uniform(0.45, 0.7),
                     rng.uniform(5, 8))
@@ -387,7 +393,7 @@ def _fascicles(a: Anatomy, rng: np.random.Generator, cx: float, cy: float, w: fl
 def interscalene(rng: np.random.Generator) -> Anatomy:
     """Interscalene groove: C5-C7 roots stacked between anterior and middle scalene."""
     a = Anatomy("interscalene")
-    _background(a)
+    _background(a, rng)
     fat_bottom = _skin_and_fat(a, rng, rng.uniform(2.0, 4.5))
     gx = rng.uniform(-5.0, 3.0)  # the groove
     _scatter_fascia(a, rng, int(rng.integers(6, 14)), fat_bottom, 45)

@@ -24,7 +24,7 @@ from app.phantom.needle import NeedleState, draw_needle
 from app.phantom.tissue import Grid, TissueMaps, build_tissue
 
 _DB = 20.0 / math.log(10.0)
-_TISSUE_GREY_DB = 12.0  # display offset: generic tissue lands at a dark grey at 0 dB gain
+_TISSUE_GREY_DB = 16.0  # display offset: generic tissue lands at a dark grey at 0 dB gain
 
 
 @dataclass
@@ -78,7 +78,7 @@ class PhantomSimulator:
         self._pose = Pose()
         self._pressure = 0.0
         self._gain_db = 0.0
-        self._dr_db = 72.0
+        self._dr_db = 78.0
         self._needle: NeedleState | None = None
         self._hr = 72.0
         self._rr = 14.0  # breaths per minute

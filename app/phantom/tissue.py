@@ -54,8 +54,8 @@ class TissueMaps:
 def psf_sigmas_mm(frequency_mhz: float) -> tuple[float, float]:
     """Gaussian PSF sigmas (axial, lateral) in mm for a linear array at this frequency."""
     wavelength = 1.54 / frequency_mhz
-    axial = 0.6 * wavelength  # ~2-cycle pulse -> axial FWHM ~ 1.4 lambda
-    lateral = 3.2 * wavelength  # elevation/lateral focusing of a linear array, FWHM ~ 7 lambda
+    axial = 0.85 * wavelength  # ~2-cycle pulse -> axial FWHM ~ 2 lambda
+    lateral = 2.4 * wavelength  # lateral focusing of a linear array, FWHM ~ 5.6 lambda
     return axial, lateral
 
 
@@ -99,7 +99,7 @@ def _rim(img: np.ndarray, grid: Grid, part: Part, rng: np.random.Generator) -> N
     pts = _densify(part.polygon, 0.4, closed=True)
     d = np.diff(pts, axis=0)
     cos = np.abs(d[:, 0]) / np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-9)
-    patch = _smooth_patchiness(rng, len(d), 0.4)
+    patch = _smooth_patchiness(rng, len(d), 0.4 if part.tissue == "connective" else 0.9)
     # fluid walls are mirror-like; nerve sheaths scatter more diffusely
     floor, power = {"connective": (0.05, 6), "muscle": (0.08, 4)}.get(part.tissue, (0.3, 2))
     _draw_segments(img, grid, pts, part.rim * patch * (floor + (1 - floor) * cos ** power),
@@ -179,7 +179,7 @@ def build_tissue(anatomy: Anatomy, grid: Grid, rng: np.random.Generator,
 
     # slow heterogeneity everywhere (regional gain of scatterer density)
     hetero = np.zeros((h, w), np.float32)
-    for scale_mm, amount in ((5.0, 0.35), (14.0, 0.35)):
+    for scale_mm, amount in ((5.0, 0.35), (14.0, 0.5)):
         coarse = rng.normal(0, 1, (max(2, int(h * sp / scale_mm)), max(2, int(w * sp / scale_mm))))
         hetero += amount * cv2.resize(coarse.astype(np.float32), (w, h),
                                       interpolation=cv2.INTER_CUBIC)
@@ -189,7 +189,7 @@ def build_tissue(anatomy: Anatomy, grid: Grid, rng: np.random.Generator,
 
     # specular interfaces: fascia, walls, bone, pleura, and the short dashes of perimysium
     # (muscle) and septa (fat)
-    spec = cv2.LUT(ids, lut[2]) * _streaks(rng, grid, 1 / 4.0, (0.4, 2.0), 8.0)
+    spec = cv2.LUT(ids, lut[2]) * _streaks(rng, grid, 1 / 4.0, (0.3, 1.6), 6.0)
     spec += cv2.LUT(ids, lut[3]) * _streaks(rng, grid, 1 / 6.0, (1.0, 4.0), 0.8)
     reverb = np.zeros((h, w), np.float32)
     line_rng = np.random.default_rng(rng.integers(1 << 32))
