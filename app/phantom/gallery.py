@@ -59,8 +59,8 @@ def build(real_dir: Path = REAL_DIR) -> np.ndarray:
         plain, plain, ("needle in-plane", lambda s: s.set_needle(16.0, 35.0)),
         ("pressed + labels", lambda s: s.set_pressure(0.7))]))
     rows.append(_scene_row("supraclavicular", [0, 1, 3, 2], [
-        plain, ("depth 45", lambda s: s.set_depth(45)), ("depth 50", lambda s: s.set_depth(50)),
-        ("labels", lambda s: None)]))
+        plain, ("depth 45", lambda s: s.set_depth(45)),
+        ("depth 55: A-lines", lambda s: s.set_depth(55)), ("labels", lambda s: None)]))
     rows.append(_scene_row("interscalene", [0, 1, 5, 3], [
         plain, ("out-of-plane needle", lambda s: s.set_needle(14.0, in_plane=False, x_mm=-2)),
         ("gain +6", lambda s: s.set_gain(6)), ("labels", lambda s: None)]))
