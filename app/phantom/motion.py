@@ -71,7 +71,7 @@ class Compression:
     its floor rising (the tissue below is pulled up, fading with depth), as on a real scanner.
     """
 
-    ROOF_SHARE = 0.45
+    ROOF_SHARE = 0.6
 
     def __init__(self, chains: VeinChains, pose: Pose, k: float) -> None:
         up = _to_probe(chains.upper, pose)
@@ -116,7 +116,8 @@ def inverse_map(x: np.ndarray, y: np.ndarray, pose: Pose, artery: Vessel | None,
     """Screen mm (x, y) -> tissue mm, for the given probe pose, pulsation and collapse.
 
     x, y: 2-D grids (a coarse screen grid); smooth_px softens the collapse field's shear at
-    the vein's sides (in grid cells), as tissue stiffness does.
+    the vein's sides (in grid cells, laterally only, so the vein can still flatten to a slit),
+    as tissue stiffness does.
     """
     comp = Compression(chains, pose, k) if chains is not None and k != 0.0 else None
     a_scr = None
@@ -129,7 +130,8 @@ def inverse_map(x: np.ndarray, y: np.ndarray, pose: Pose, artery: Vessel | None,
     if comp is not None:
         e = comp.field(x, y)
         if smooth_px > 0:
-            e = cv2.GaussianBlur(e.astype(np.float32), (0, 0), smooth_px)
+            e = cv2.GaussianBlur(e.astype(np.float32), (0, 0), sigmaX=smooth_px,
+                                 sigmaY=0.25 * smooth_px)
         if a_scr is not None:  # the artery (and its wall) moves as one rigid body
             e_c = float(comp.field(a_scr[:1], a_scr[1:])[0])
             r = np.hypot(x - a_scr[0], y - a_scr[1])

@@ -243,8 +243,8 @@ class PhantomSimulator:
         phase = self._cardiac_phase(t)
         pulse = self._pulse_amp * _pulse_wave(phase)
         breath = self._resp_amp * math.sin(2 * math.pi * t * self._rr / 60.0)
-        k = 0.93 * self._pressure ** 0.8 + breath * (1.0 - self._pressure)
-        return pulse, float(np.clip(k, -0.25, 0.93)), phase
+        k = 0.97 * self._pressure ** 0.8 + breath * (1.0 - self._pressure)
+        return pulse, float(np.clip(k, -0.25, 0.97)), phase
 
     def render(self, t: float) -> PhantomFrame:
         with self._lock:
@@ -261,7 +261,7 @@ class PhantomSimulator:
 
         xs, ys = self._coarse
         xt, yt = inverse_map(xs, ys, pose, self.anatomy.artery, pulse, self._chains, k,
-                             smooth_px=0.6 / (self._step * sp))
+                             smooth_px=1.2 / (self._step * sp))
         coarse = np.dstack([(xt - maps.grid.x0_mm) / msp, yt / msp]).astype(np.float32)
         m = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
 
