@@ -19,6 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     t.add_argument("--epochs", type=int, help="override the config's epochs")
     t.add_argument("--out", help="override the config's run folder")
+    t.add_argument("--threads", type=int, help="CPU threads (default: config or 2); use 1 "
+                   "each when two runs share 2 cores, oversubscribed threads crawl")
 
     e = sub.add_parser("export", help="export a trained run to a contract ONNX model")
     e.add_argument("--config", required=True)
@@ -48,6 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--int8-config", help="config whose training data calibrates an int8 copy")
     b.add_argument("--data-root")
 
+    r = sub.add_parser("ship", help="train, export, evaluate, bench fp32 vs int8, keep the "
+                       "faster one whose Dice stays within 0.01: the one reproducing command")
+    r.add_argument("--config", required=True)
+    r.add_argument("--data-root")
+    r.add_argument("--device")
+
     s = sub.add_parser("split", help="write a seeded train/val split file (once; never change it)")
     s.add_argument("--config", required=True)
     s.add_argument("--output", required=True)
@@ -66,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg.raw["epochs"] = a.epochs
         if a.out:
             cfg.raw["out"] = a.out
+        if a.threads:
+            cfg.raw["threads"] = a.threads
         print(train(cfg, a.data_root, a.device))
     elif a.cmd == "export":
         from training.export import export_run
@@ -86,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
 
         calib = Config.load(a.int8_config) if a.int8_config else None
         bench_models(a.models, a.threads, a.runs, cfg=calib, data_root=a.data_root)
+    elif a.cmd == "ship":
+        from training.ship import ship
+        from training.train import train
+
+        train(cfg, a.data_root, a.device)
+        print(json.dumps(ship(cfg, a.data_root), indent=1))
     elif a.cmd == "split":
         from training.data import FolderSpec, load_folder, make_split
         from training.train import data_root

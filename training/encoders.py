@@ -74,7 +74,8 @@ class EfficientNetLite0(nn.Module):
     costs little accuracy on small structures and saves time and weights.
     """
 
-    def __init__(self, depth: int = 5, pretrained: bool = True, weights: Path | None = None):
+    def __init__(self, depth: int = 5, pretrained: bool = True, weights: Path | None = None,
+                 frozen_blocks: int = 0):
         super().__init__()
         if depth not in (4, 5):
             raise ValueError("Lite0 depth must be 4 or 5")
@@ -92,6 +93,22 @@ class EfficientNetLite0(nn.Module):
         self.channels = tuple(LITE0_BLOCKS[i][3] for i in self.taps)
         if pretrained:
             self.load_imagenet(weights or lite0_weights_path())
+        # Freezing the stem and the first blocks (the high-resolution, generic edge detectors)
+        # skips their backward pass, which is most of a CPU training step's cost.
+        self.frozen_blocks = frozen_blocks
+        for m in self._frozen_modules():
+            m.requires_grad_(False)
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        if not self.frozen_blocks:
+            return []
+        return [self._conv_stem, self._bn0, *self._blocks[:self.frozen_blocks]]
+
+    def train(self, mode: bool = True) -> EfficientNetLite0:
+        super().train(mode)
+        for m in self._frozen_modules():
+            m.train(False)  # frozen batch-norm keeps its ImageNet statistics
+        return self
 
     def load_imagenet(self, path: Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -105,9 +122,14 @@ class EfficientNetLite0(nn.Module):
         self.load_state_dict(usable)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.act(self._bn0(self._conv_stem(x)))
         feats = []
-        for i, block in enumerate(self._blocks):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen_blocks):
+            x = self.act(self._bn0(self._conv_stem(x)))
+            for i, block in enumerate(self._blocks[:self.frozen_blocks]):
+                x = block(x)
+                if i in self.taps:
+                    feats.append(x)
+        for i, block in enumerate(self._blocks[self.frozen_blocks:], start=self.frozen_blocks):
             x = block(x)
             if i in self.taps:
                 feats.append(x)
@@ -139,12 +161,12 @@ class SimpleEncoder(nn.Module):
         return feats
 
 
-def build_encoder(name: str, pretrained: bool = True) -> nn.Module:
+def build_encoder(name: str, pretrained: bool = True, frozen_blocks: int = 0) -> nn.Module:
     """'lite0' (5 levels), 'lite0-s16' (4 levels, stops at stride 16) or 'simple'."""
     if name == "lite0":
-        return EfficientNetLite0(depth=5, pretrained=pretrained)
+        return EfficientNetLite0(depth=5, pretrained=pretrained, frozen_blocks=frozen_blocks)
     if name == "lite0-s16":
-        return EfficientNetLite0(depth=4, pretrained=pretrained)
+        return EfficientNetLite0(depth=4, pretrained=pretrained, frozen_blocks=frozen_blocks)
     if name == "simple":
         return SimpleEncoder()
     raise ValueError(f"unknown encoder {name!r}; choose lite0, lite0-s16 or simple")

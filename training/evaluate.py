@@ -168,6 +168,8 @@ def evaluate_config(cfg, model: str | Path, root: str | Path | None = None,
         classes = tuple(spec["classes"])
         samples = load_sources(spec["sources"], classes, root, size)
         r = evaluate_samples(model, samples, classes, spec.get("merge"), quiet)
+        if "report_classes" in spec:  # e.g. only "vessel" when a model has no nerve class
+            r["classes"] = {k: v for k, v in r["classes"].items() if k in spec["report_classes"]}
         report["sets"][spec["name"]] = r
         md.append(markdown_table(r, spec["name"]))
     report["markdown"] = "\n\n".join(md)

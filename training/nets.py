@@ -94,11 +94,11 @@ DECODERS = {"unet": UNetDecoder, "linknet": LinkNetDecoder, "fcn": FCNDecoder}
 
 class SegNet(nn.Module):
     def __init__(self, arch: str, encoder: str, n_classes: int, presence: bool = False,
-                 width: int = 32, pretrained: bool = True):
+                 width: int = 32, pretrained: bool = True, frozen_blocks: int = 0):
         super().__init__()
         if arch not in DECODERS:
             raise ValueError(f"unknown network {arch!r}; choose one of {ARCHS}")
-        self.encoder = build_encoder(encoder, pretrained=pretrained)
+        self.encoder = build_encoder(encoder, pretrained=pretrained, frozen_blocks=frozen_blocks)
         self.decoder = DECODERS[arch](self.encoder.channels, width)
         self.head = nn.Conv2d(self.decoder.out_channels, n_classes, 1)
         self.presence = nn.Linear(self.encoder.channels[-1], n_classes) if presence else None
@@ -113,7 +113,7 @@ class SegNet(nn.Module):
 
 
 def build_net(cfg: dict, n_classes: int, pretrained: bool = True) -> SegNet:
-    """cfg keys: arch, encoder, presence, width (see configs/*.json)."""
+    """cfg keys: arch, encoder, presence, width, frozen_blocks (see configs/*.json)."""
     return SegNet(cfg.get("arch", "linknet"), cfg.get("encoder", "lite0"), n_classes,
                   presence=bool(cfg.get("presence", False)), width=int(cfg.get("width", 32)),
-                  pretrained=pretrained)
+                  pretrained=pretrained, frozen_blocks=int(cfg.get("frozen_blocks", 0)))

@@ -4,20 +4,41 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.phantom.labels import to_model_classes
+from app.phantom.labels import ARTERY, VEIN, to_model_classes
 from training.data import Sample
+
+
+def vessels_overlap(labels: np.ndarray, min_share: float = 0.5) -> bool:
+    """Vein and artery stacked in the same columns (the IJ-over-carotid case).
+
+    True when their horizontal extents share at least `min_share` of the narrower one: then a
+    needle aimed at the vein's centre would reach the artery if it went through.
+    """
+    cols_v = np.nonzero((labels == VEIN).any(axis=0))[0]
+    cols_a = np.nonzero((labels == ARTERY).any(axis=0))[0]
+    if cols_v.size == 0 or cols_a.size == 0:
+        return False
+    shared = min(cols_v[-1], cols_a[-1]) - max(cols_v[0], cols_a[0]) + 1
+    narrower = min(cols_v[-1] - cols_v[0], cols_a[-1] - cols_a[0]) + 1
+    return shared >= min_share * narrower
 
 
 def phantom_samples(scene: str, n: int, seed: int, classes: tuple[str, ...],
                     size: tuple[int, int] = (256, 256), stride: int = 1) -> list[Sample]:
-    """`n` frames of one scene's clip: every `stride`-th frame, so fewer near-duplicates."""
+    """`n` labelled frames of one scene, each a different phantom patient (seeded).
+
+    The group is the scene, with "-overlap" added where vein and artery are stacked, so metrics
+    can be read for that dangerous case on its own.
+    """
     from app.phantom.generator import generate  # imported late: only phantom configs need it
 
     out = []
     for i, frame in enumerate(generate(scene, n * stride, seed, size=size)):
         if i % stride:
             continue
-        labels = to_model_classes(np.asarray(frame.labels), classes)
-        out.append(Sample(f"{scene}-s{seed}-{i:05d}", np.asarray(frame.image, np.uint8), labels,
-                          spacing_mm=float(frame.pixel_spacing_mm), group=scene))
+        raw = np.asarray(frame.labels)
+        group = f"{scene}-overlap" if vessels_overlap(raw) else scene
+        out.append(Sample(f"{scene}-s{seed}-{i:05d}", np.asarray(frame.image, np.uint8),
+                          to_model_classes(raw, classes), spacing_mm=float(frame.pixel_spacing_mm),
+                          group=group))
     return out

@@ -204,7 +204,8 @@ def train(cfg: Config, root: Path | None = None, device: str | None = None,
     batch, epochs = int(cfg.get("batch", 8)), int(cfg.get("epochs", 40))
     steps_per_epoch = max(1, len(train_set) // batch)
     total = epochs * steps_per_epoch
-    opt = torch.optim.AdamW(net.parameters(), lr=float(cfg.get("lr", 1e-3)),
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=float(cfg.get("lr", 1e-3)),
                             weight_decay=float(cfg.get("weight_decay", 1e-4)))
     rng = np.random.default_rng(seed)
     history: list[dict] = []

@@ -1,0 +1,52 @@
+"""From a trained run to the shipped model: export, evaluate, int8 or not, copy into models/.
+
+The int8 copy ships only if every foreground class's validation Dice stays within 0.01 of the
+float model's and it runs faster; otherwise the float model ships. Evaluation JSON/Markdown,
+speed and the training curves are written beside the model for its card.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from training.bench import bench, calibration_inputs, quantize_int8
+from training.evaluate import evaluate_config
+from training.export import export_run
+from training.train import REPO, Config
+
+MAX_DICE_LOSS = 0.01
+
+
+def _dice(report: dict) -> dict[str, float]:
+    return {k: v["dice_mean"] for k, v in report["sets"]["validation"]["classes"].items()
+            if v["dice_mean"] is not None}
+
+
+def ship(cfg: Config, root: str | Path | None = None) -> dict:
+    run = Path(cfg["out"])
+    run = run if run.is_absolute() else REPO / run
+    name = cfg.get("name", run.name)
+    fp32 = export_run(cfg, run, run / f"{name}.fp32.onnx", root)
+    int8 = quantize_int8(fp32, run / f"{name}.int8.onnx", calibration_inputs(cfg, root))
+    reports = {v: evaluate_config(cfg, p, root, run / f"{name}.{v}.eval.json")
+               for v, p in (("fp32", fp32), ("int8", int8))}
+    speed = {v: bench(p, runs=300) for v, p in (("fp32", fp32), ("int8", int8))}
+    d32, d8 = _dice(reports["fp32"]), _dice(reports["int8"])
+    int8_ok = all(d8.get(k, 0) >= d - MAX_DICE_LOSS for k, d in d32.items())
+    pick = "int8" if int8_ok and speed["int8"]["per_s"] > speed["fp32"]["per_s"] else "fp32"
+    dest = Path(cfg["export"])
+    dest = dest if dest.is_absolute() else REPO / dest
+    shutil.copyfile(fp32 if pick == "fp32" else int8, dest)
+    stem = dest.with_suffix("")
+    shutil.copyfile(run / f"{name}.{pick}.eval.json", f"{stem}.eval.json")
+    shutil.copyfile(run / f"{name}.{pick}.eval.md", f"{stem}.eval.md")
+    shutil.copyfile(run / "curves.png", f"{stem}_curves.png")
+    summary = {"shipped": pick, "path": dest.name,
+               "dice_fp32": d32, "dice_int8": d8, "speed": speed,
+               "epochs": len(json.loads((run / "history.json").read_text())),
+               "train_seconds": round(sum(h["seconds"] for h in
+                                          json.loads((run / "history.json").read_text())), 1)}
+    Path(f"{stem}.ship.json").write_text(json.dumps(summary, indent=1))
+    return summary
