@@ -400,38 +400,45 @@ def test_capture_menu_lists_devices_found_in_the_background(qtbot, harness):
                     and window.shown_frame.source == "camera:3", timeout=3000)
 
 
-def test_run_gui_opens_the_window_on_a_clip_and_exits_cleanly(qtbot, models, tmp_path,
-                                                               monkeypatch):
-    """The entry point the CLI calls: real deps, a video file, the mode's model."""
-    import argparse
+RUN_GUI_SCRIPT = """
+import argparse, sys
+from PySide6 import QtCore, QtWidgets
+from app.ui.app import run_gui
+from app.ui.window import MainWindow
 
-    from PySide6 import QtWidgets
+def check_then_close():
+    windows = [w for w in QtWidgets.QApplication.topLevelWidgets() if isinstance(w, MainWindow)]
+    window = windows[0] if windows else None
+    if window is None or window.shown_frame is None or window.model is None:
+        QtCore.QTimer.singleShot(100, check_then_close)
+        return
+    print("seen", window.shown_frame.frame_id, window.model.version, flush=True)
+    window.close()
 
-    from app.ui.app import run_gui
-    from app.ui.window import MainWindow
+app = QtWidgets.QApplication(sys.argv[:1])  # run_gui reuses it
+QtCore.QTimer.singleShot(200, check_then_close)
+args = argparse.Namespace(source=sys.argv[1], mode="plexus", model=sys.argv[2], provider="cpu",
+                          threads=1)
+sys.exit(run_gui(args))
+"""
+
+
+def test_run_gui_opens_the_window_on_a_clip_and_exits_cleanly(models, tmp_path):
+    """The entry point the CLI calls, in its own process (an ended Qt event loop cannot be
+    restarted in this one): real deps, a video file, the mode's model, exit code 0."""
+    import os
+    import subprocess
+    import sys
+
     from tests.clips import write_clip
 
-    monkeypatch.chdir(tmp_path)  # snapshots folder, if any, lands here
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # the ROI store too
     clip = write_clip(tmp_path / "clip.avi", n_frames=60)
-    args = argparse.Namespace(source=str(clip), mode="plexus", model=str(models["plexus"]),
-                              provider="cpu", threads=1)
-    seen: dict[str, object] = {}
-
-    def check_then_close() -> None:
-        windows = [w for w in QtWidgets.QApplication.topLevelWidgets()
-                   if isinstance(w, MainWindow) and w.isVisible()]
-        window = windows[-1]
-        if window.shown_frame is None or window.model is None:
-            QtCore.QTimer.singleShot(100, check_then_close)  # not yet: look again soon
-            return
-        seen["frame"], seen["model"] = window.shown_frame.frame_id, window.model.version
-        window.close()
-        QtWidgets.QApplication.instance().quit()  # other tests' windows may still be around
-
-    QtCore.QTimer.singleShot(300, check_then_close)
-    assert run_gui(args) == 0
-    assert seen["model"] == "plexus-t" and seen["frame"] >= 0
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path / "cfg"))
+    done = subprocess.run([sys.executable, "-c", RUN_GUI_SCRIPT, str(clip), str(models["plexus"])],
+                          cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "seen" in done.stdout and "plexus-t" in done.stdout
 
 
 def test_missing_model_says_so_and_video_runs(qtbot, harness, tmp_path):
