@@ -285,3 +285,16 @@ def test_live_depth_change_shows_the_new_depth_at_once_and_sharpens_later():
             break
         time.sleep(0.01)
     assert f.info["maps_depth_mm"] == 55
+
+
+def test_curvilinear_probe_draws_a_sector_with_matching_labels():
+    lin = PhantomSimulator("jugular", seed=0, size=(128, 128), depth_mm=50).render(0.0)
+    sim = PhantomSimulator("jugular", seed=0, size=(128, 128), depth_mm=50,
+                           geometry="curvilinear")
+    f = sim.render(0.0)
+    assert f.pixel_spacing_mm > lin.pixel_spacing_mm  # a sector is wider than it is deep
+    assert f.image[-1, 0] == 0 and f.image[-1, -1] == 0  # black outside the fan
+    assert f.image[5:40, 54:74].mean() > 10  # picture under the middle of the face
+    assert {ARTERY, VEIN} <= set(np.unique(f.labels).tolist())
+    with pytest.raises(ValueError, match="geometry"):
+        PhantomSimulator("jugular", geometry="phased")

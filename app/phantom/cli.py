@@ -37,6 +37,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--depth", type=float, default=40.0, help="clip: imaging depth mm")
+    p.add_argument("--curvilinear", action="store_true", help="clip: convex probe (sector)")
     p.add_argument("--heart-rate", type=float, default=72.0, help="clip: bpm")
     p.add_argument("--compress", action="store_true", help="clip: press the probe and release")
     p.add_argument("--needle", action="store_true", help="clip: advance an in-plane needle")
@@ -68,7 +69,8 @@ def write_clip(args: argparse.Namespace) -> int:
     n = max(1, int(round(args.seconds * args.fps)))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "masks").mkdir(exist_ok=True)
-    sim = PhantomSimulator(args.scene, seed=args.seed, size=size, depth_mm=args.depth)
+    sim = PhantomSimulator(args.scene, seed=args.seed, size=size, depth_mm=args.depth,
+                           geometry="curvilinear" if args.curvilinear else "linear")
     sim.set_heart_rate(args.heart_rate)
     h, w = sim.size
     path = args.out / "clip.mp4"

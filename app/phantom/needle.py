@@ -37,16 +37,19 @@ def tip_mm(n: NeedleState, half_width_mm: float) -> tuple[float, float]:
 
 
 def draw_needle(lin: np.ndarray, labels: np.ndarray, n: NeedleState, spacing_mm: float,
-                half_width_mm: float) -> tuple[float, float]:
-    """Add the needle's echo to the linear image and its label; returns the tip in pixels."""
+                half_width_mm: float, origin_row: float = 0.0) -> tuple[float, float]:
+    """Add the needle's echo to the linear image and its label; returns the tip in pixels.
+
+    origin_row: the pixel row of the skin under the probe centre (0 for a linear probe)."""
     h, w = lin.shape
     cx = w / 2.0
 
     def px(x_mm: float, y_mm: float) -> tuple[int, int]:
-        return (int(round((cx + x_mm / spacing_mm) * _ONE)), int(round(y_mm / spacing_mm * _ONE)))
+        return (int(round((cx + x_mm / spacing_mm) * _ONE)),
+                int(round((origin_row + y_mm / spacing_mm) * _ONE)))
 
     tx, ty = tip_mm(n, half_width_mm)
-    tip_px = (cx + tx / spacing_mm, ty / spacing_mm)
+    tip_px = (cx + tx / spacing_mm, origin_row + ty / spacing_mm)
     thick = max(1, int(round(0.35 / spacing_mm)))
     if n.in_plane:
         ang = np.deg2rad(np.clip(n.angle_deg, 5.0, 80.0))

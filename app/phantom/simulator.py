@@ -52,13 +52,21 @@ class PhantomSimulator:
 
     def __init__(self, scene: str = "jugular", seed: int = 0, size: tuple[int, int] = (512, 512),
                  depth_mm: float = 40.0, *, probe_width_mm: float = 38.0,
-                 frequency_mhz: float = 10.0, slide_margin_mm: float = 15.0,
+                 frequency_mhz: float | None = None, slide_margin_mm: float = 15.0,
                  max_tilt_deg: float = 15.0,
                  realisations: int = 2, mirror: bool | None = None,
-                 anatomy: Anatomy | None = None) -> None:
-        """size is (height, width) in pixels, like a numpy shape."""
+                 anatomy: Anatomy | None = None, geometry: str = "linear") -> None:
+        """size is (height, width) in pixels, like a numpy shape. geometry "linear" (a linear
+        array, the default) or "curvilinear" (a convex array: sector picture, 5 MHz default)."""
         if scene not in self.SCENES:
             raise ValueError(f"unknown phantom scene {scene!r}; choose one of {self.SCENES}")
+        if geometry not in ("linear", "curvilinear"):
+            raise ValueError(f"unknown probe geometry {geometry!r}; use linear or curvilinear")
+        self.curvilinear = geometry == "curvilinear"
+        self.radius_mm = 50.0  # convex array: radius of the face
+        self.half_angle = math.radians(30.0)  # and half the sector angle
+        if frequency_mhz is None:
+            frequency_mhz = 5.0 if self.curvilinear else 10.0
         h, w = int(size[0]), int(size[1])
         if h < 32 or w < 32:
             raise ValueError(f"phantom size {size} too small (min 32x32)")
@@ -148,6 +156,9 @@ class PhantomSimulator:
     # --- read-outs -----------------------------------------------------------------------------
     @property
     def pixel_spacing_mm(self) -> float:
+        """Of the rendered picture (the last one, for a curvilinear probe)."""
+        if self.curvilinear and self._view_depth > 0:
+            return self._display_sp
         return self._depth_mm / self.size[0]
 
     @property
@@ -190,6 +201,8 @@ class PhantomSimulator:
         # tissue a tilted / slid probe can reach, plus a little for pulsation and collapse
         tilt = math.radians(self.max_tilt_deg)
         view_half = w * sp / 2
+        if self.curvilinear:
+            view_half = (self.radius_mm + depth_mm) * math.sin(self.half_angle)
         half = view_half + self.slide_margin_mm + depth_mm * math.sin(tilt) + 2.0
         deep = depth_mm / math.cos(tilt) + view_half * math.sin(tilt) + 3.0
         grid = Grid(sp, -half, int(math.ceil(2 * half / sp)) + 1, int(math.ceil(deep / sp)))
@@ -212,11 +225,36 @@ class PhantomSimulator:
         # the probe's footprint: columns beyond it stay black like on a scanner
         xcol = np.arange(w) * sp - w * sp / 2
         self._dark_cols = np.abs(xcol) > self.probe_width_mm / 2
+        self._display_sp, self._origin_row, self._scan_map = sp, 0.0, None
+        if self.curvilinear:
+            self._setup_sector(depth_mm, sp)
         # TGC curve: a mild focal-zone gain and a slight loss towards the bottom
         depth = np.arange(h) * sp
         focus = 0.45 * depth_mm
         tgc_db = 2.5 * np.exp(-(((depth - focus) / (0.3 * depth_mm)) ** 2)) - 0.1 * depth
         self._tgc = np.power(10.0, tgc_db / 20.0).astype(np.float32)[:, None]
+
+    def _setup_sector(self, depth_mm: float, sp: float) -> None:
+        """Convex array: the rendered raster is (beam angle, range); beams fan out from a centre
+        `radius_mm` above the skin, and a scan conversion draws the sector picture."""
+        h, w = self.size
+        big_r, phi = self.radius_mm, self.half_angle
+        xs, ys = self._coarse
+        theta = xs / (w * sp / 2) * phi
+        self._coarse = ((big_r + ys) * np.sin(theta), (big_r + ys) * np.cos(theta) - big_r)
+        self._dark_cols = np.zeros(w, bool)
+        y_min = big_r * math.cos(phi) - big_r  # the face's ends lie above its centre
+        d_sp = max((depth_mm - y_min) / h, 2 * (big_r + depth_mm) * math.sin(phi) / w)
+        u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+        x_mm, y_mm = (u - w / 2) * d_sp, y_min + v * d_sp
+        r = np.hypot(x_mm, y_mm + big_r) - big_r
+        theta = np.arctan2(x_mm, y_mm + big_r)
+        col = w / 2 + theta / phi * (w / 2)
+        row = r / sp
+        outside = (np.abs(theta) > phi) | (r < 0) | (r > depth_mm)
+        col[outside], row[outside] = -10.0, -10.0
+        self._scan_map = np.dstack([col, row]).astype(np.float32)
+        self._display_sp, self._origin_row = d_sp, -y_min / d_sp
 
     def _ensure_maps(self) -> TissueMaps:
         want = (self._depth_mm, self._frequency)
@@ -283,10 +321,17 @@ class PhantomSimulator:
             env = cv2.addWeighted(env, 0.5, env2, 0.5, 0.0)
         lin = cv2.add(env, add)
 
+        lin *= self._tgc
+        d_sp, half_face = sp, self.probe_width_mm / 2
+        if self._scan_map is not None:  # sector picture from the (angle, range) raster
+            lin = cv2.remap(lin, self._scan_map, None, cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT)
+            labels = cv2.remap(labels, self._scan_map, None, cv2.INTER_NEAREST,
+                               borderMode=cv2.BORDER_CONSTANT)
+            d_sp, half_face = self._display_sp, self.radius_mm * math.sin(self.half_angle)
         tip = None
         if needle is not None:
-            tip = draw_needle(lin, labels, needle, sp, self.probe_width_mm / 2)
-        lin *= self._tgc
+            tip = draw_needle(lin, labels, needle, d_sp, half_face, self._origin_row)
         floor = 10.0 ** (-(_TISSUE_GREY_DB + gain) / 20.0)
         cv2.log(cv2.add(lin, floor), lin)
         scale = 255.0 / dr
@@ -295,7 +340,7 @@ class PhantomSimulator:
         labels[:, self._dark_cols] = 0
         if tip is not None and not (0 <= tip[0] < w and 0 <= tip[1] < h):
             tip = None  # tip outside the picture: the scanner cannot show it
-        return PhantomFrame(image, labels, tip, sp, t, self.scene,
+        return PhantomFrame(image, labels, tip, d_sp, t, self.scene,
                             {"pressure": self._pressure, "heart_rate": self._hr,
                              "cardiac_phase": phase % 1.0, "vein_collapse": k, "pulse": pulse,
                              "gain_db": gain, "depth_mm": self._view_depth,
