@@ -24,7 +24,7 @@ TISSUES: dict[str, tuple[float, float, str]] = {
     "deep": (0.7, 3.4, "plain"),
     "skin": (1.5, 3.6, "plain"),
     "fat": (0.35, 3.0, "fat"),
-    "muscle": (0.28, 3.8, "muscle"),
+    "muscle": (0.22, 3.8, "muscle"),
     "gland": (1.45, 3.8, "plain"),
     "connective": (2.6, 3.6, "plain"),
     "blood": (0.012, -3.0, "plain"),
@@ -242,12 +242,12 @@ def jugular(rng: np.random.Generator) -> Anatomy:
     fat_bottom = _skin_and_fat(a, rng, rng.uniform(2.0, 5.0))
     # sternocleidomastoid: lateral-superficial lens, thinning medially
     scm_top = fat_bottom + 0.3
-    scm_bot = scm_top + rng.uniform(5.0, 9.0)
-    _, scm_b = _muscle(a, rng, -45, rng.uniform(6, 14), scm_top, scm_bot, taper=0.8)
+    scm_bot = scm_top + rng.uniform(6.0, 10.0)
+    _muscle(a, rng, -45, rng.uniform(8, 16), scm_top, scm_bot, taper=0.7)
 
     r_a = rng.uniform(3.0, 4.6)  # carotid lumen radius
     ax = rng.uniform(-1.0, 6.0)
-    ay = scm_bot + r_a + rng.uniform(2.0, 6.0)
+    ay = scm_bot + r_a + rng.uniform(1.0, 4.0)
     va = rng.uniform(4.5, 8.5)  # IJV semi-axes
     vb = va * rng.uniform(0.55, 0.95)
     # where the IJV lies relative to the carotid: the overlapping case is the dangerous one

@@ -189,7 +189,7 @@ def build_tissue(anatomy: Anatomy, grid: Grid, rng: np.random.Generator,
 
     # specular interfaces: fascia, walls, bone, pleura, and the short dashes of perimysium
     # (muscle) and septa (fat)
-    spec = cv2.LUT(ids, lut[2]) * _streaks(rng, grid, 1 / 4.0, (0.3, 1.6), 6.0)
+    spec = cv2.LUT(ids, lut[2]) * _streaks(rng, grid, 1 / 10.0, (0.3, 1.6), 4.0)
     spec += cv2.LUT(ids, lut[3]) * _streaks(rng, grid, 1 / 6.0, (1.0, 4.0), 0.8)
     reverb = np.zeros((h, w), np.float32)
     line_rng = np.random.default_rng(rng.integers(1 << 32))
