@@ -58,7 +58,7 @@ def build(real_dir: Path = REAL_DIR) -> np.ndarray:
     rows.append(_scene_row("jugular", [0, 1, 2, 1], [
         plain, plain, ("needle in-plane", lambda s: s.set_needle(16.0, 35.0)),
         ("pressed + labels", lambda s: s.set_pressure(0.7))]))
-    rows.append(_scene_row("supraclavicular", [0, 1, 3, 2], [
+    rows.append(_scene_row("supraclavicular", [0, 1, 5, 2], [
         plain, ("depth 45", lambda s: s.set_depth(45)),
         ("depth 55: A-lines", lambda s: s.set_depth(55)), ("labels", lambda s: None)]))
     rows.append(_scene_row("interscalene", [0, 1, 5, 3], [
