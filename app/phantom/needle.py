@@ -49,7 +49,7 @@ def draw_needle(lin: np.ndarray, labels: np.ndarray, n: NeedleState, spacing_mm:
                 int(round((origin_row + y_mm / spacing_mm) * _ONE)))
 
     tx, ty = tip_mm(n, half_width_mm)
-    tip_px = (cx + tx / spacing_mm, origin_row + ty / spacing_mm)
+    tip_px = (float(cx + tx / spacing_mm), float(origin_row + ty / spacing_mm))
     thick = max(1, int(round(0.35 / spacing_mm)))
     if n.in_plane:
         ang = np.deg2rad(np.clip(n.angle_deg, 5.0, 80.0))
