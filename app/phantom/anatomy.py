@@ -33,7 +33,6 @@ TISSUES: dict[str, tuple[float, float, str]] = {
     "bone": (0.25, 220.0, "plain"),
     "air": (0.0, 400.0, "plain"),
 }
-TEXTURES = ("plain", "fat", "muscle")
 
 
 def ellipse(cx: float, cy: float, a: float, b: float, n: int = 48, tri: float = 0.0,

@@ -7,7 +7,7 @@ From an Anatomy and a pixel spacing this rasterises:
 - specular interfaces (fascia, vessel walls, bone, pleura), also blurred by the PSF;
 - amplitude attenuation accumulated along each beam (shadows under bone and air, posterior
   enhancement under fluid) and reverberation artefacts under air interfaces;
-- the label map and, per column, the vein's upper and lower edge (for compression).
+- the label map.
 """
 
 from __future__ import annotations
@@ -47,8 +47,6 @@ class TissueMaps:
     speckle: np.ndarray  # (H, W, 4) float32: re/im of two speckle realisations, attenuated
     additive: np.ndarray  # (H, W) float32: attenuated specular echoes + reverberation
     labels: np.ndarray  # (H, W) uint8 label codes
-    vein_top_mm: np.ndarray  # (W,) per column, NaN where no vein
-    vein_bottom_mm: np.ndarray
 
 
 def psf_sigmas_mm(frequency_mhz: float) -> tuple[float, float]:
@@ -86,12 +84,12 @@ def _densify(pts: np.ndarray, step_mm: float, closed: bool = False) -> np.ndarra
     return np.stack([np.interp(t, s, pts[:, 0]), np.interp(t, s, pts[:, 1])], 1)
 
 
-def _smooth_patchiness(rng: np.random.Generator, n: int, broken: float) -> np.ndarray:
-    """Brightness along an interface (segments ~0.4 mm): log-normal variation over a few mm
-    with drop-outs, so fascia read as patchy streaks rather than drawn lines."""
+def _smooth_patchiness(rng: np.random.Generator, n: int, amount: float) -> np.ndarray:
+    """Brightness along a boundary of n ~0.4 mm segments: log-normal variation over a few mm,
+    so sheaths and walls read as patchy rather than drawn."""
     knots = rng.normal(0.0, 1.0, max(3, n // 6 + 2))
     v = np.interp(np.linspace(0, len(knots) - 1, n), np.arange(len(knots)), knots)
-    return np.exp(broken * 1.6 * v - broken * 0.8)
+    return np.exp(amount * 1.6 * v - amount * 0.8)
 
 
 def _rim(img: np.ndarray, grid: Grid, part: Part, rng: np.random.Generator) -> None:
@@ -138,11 +136,6 @@ def _streaks(rng: np.random.Generator, grid: Grid, per_mm2: float, length: tuple
         sel = (bright <= lv) & (bright > lv - 0.25)
         cv2.polylines(img, list(segs[sel]), False, lv * value, 1, cv2.LINE_8, _SHIFT)
     return img
-
-
-def ids_of(anatomy: Anatomy, tissue: str) -> list[int]:
-    """Part ids (as rasterised, 1-based) made of one tissue."""
-    return [i + 1 for i, p in enumerate(anatomy.parts) if p.tissue == tissue]
 
 
 def build_tissue(anatomy: Anatomy, grid: Grid, rng: np.random.Generator,
@@ -241,16 +234,6 @@ def build_tissue(anatomy: Anatomy, grid: Grid, rng: np.random.Generator,
     # reverberations are not shadowed by the air that makes them
     additive = (spec * att + reverb) * SPECULAR_GAIN
 
-    vein_top = np.full(w, np.nan, np.float32)
-    vein_bot = np.full(w, np.nan, np.float32)
-    if anatomy.vein is not None:
-        vmask = np.zeros((h, w), np.uint8)
-        cv2.fillPoly(vmask, [grid.to_px(anatomy.vein.outer())], 1, cv2.LINE_8, _SHIFT)
-        cols = np.flatnonzero(vmask.any(axis=0))
-        if len(cols):
-            sub = vmask[:, cols].astype(bool)
-            vein_top[cols] = sub.argmax(axis=0) * sp
-            vein_bot[cols] = (h - sub[::-1].argmax(axis=0)) * sp
     return TissueMaps(grid, np.ascontiguousarray(speckle, np.float32),
-                      np.ascontiguousarray(additive, np.float32), labels, vein_top, vein_bot)
+                      np.ascontiguousarray(additive, np.float32), labels)
 
