@@ -1,4 +1,4 @@
-"""Scanning simulator: one phantom patient under a linear probe, rendered frame by frame.
+"""Scanning simulator: one phantom patient under a linear (or convex) probe, frame by frame.
 
 Per patient (and per depth / frequency setting) the static tissue maps are built once
 (tissue.py). Per frame only: a smooth inverse deformation on a coarse grid (motion.py),
@@ -268,7 +268,11 @@ class PhantomSimulator:
             # live use: keep showing the old maps (rescaled) while the new ones are built,
             # so a depth change never freezes the picture
             def build(want=want) -> None:
-                self._pending = (want, self._make_maps(*want))
+                try:
+                    self._pending = (want, self._make_maps(*want))
+                except Exception:  # keep the old picture rather than retry every frame
+                    self._depth_mm, self._frequency = self._built_for
+
 
             self._builder = threading.Thread(target=build, name="phantom-rebuild", daemon=True)
             self._builder.start()
