@@ -19,11 +19,11 @@ from app.phantom.simulator import PhantomSimulator
 SCENES = ("jugular", "supraclavicular", "interscalene")
 
 
-def bench_render(scene: str, frames: int,
-                 size: tuple[int, int] = (512, 512)) -> tuple[np.ndarray, np.ndarray]:
+def bench_render(scene: str, frames: int, size: tuple[int, int] = (512, 512),
+                 geometry: str = "linear") -> tuple[np.ndarray, np.ndarray]:
     """Per-frame wall and CPU (this thread) milliseconds. On a shared machine the CPU time is
     the honest single-core cost; wall time also counts waiting for the core."""
-    sim = PhantomSimulator(scene, seed=1, size=size)
+    sim = PhantomSimulator(scene, seed=1, size=size, geometry=geometry)
     sim.set_needle(15.0, 30.0)
     sim.render(0.0)  # builds the patient's static maps
     wall, cpu = [], []
@@ -46,8 +46,10 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     cv2.setNumThreads(1)
     print(f"opencv {cv2.__version__}, threads={cv2.getNumThreads()}")
-    for scene in SCENES:
-        wall, cpu = bench_render(scene, args.frames)
+    for scene, geometry in [(s, "linear") for s in SCENES] + [("jugular", "curvilinear")]:
+        wall, cpu = bench_render(scene, args.frames, geometry=geometry)
+        if geometry != "linear":
+            scene = f"{scene} ({geometry})"
         print(f"render 512x512 {scene:16s} wall median {np.median(wall):6.2f} ms "
               f"p95 {np.percentile(wall, 95):6.2f} ms | cpu median {np.median(cpu):6.2f} ms "
               f"p95 {np.percentile(cpu, 95):6.2f} ms  ({args.frames} frames)")
