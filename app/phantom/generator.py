@@ -41,6 +41,7 @@ def _scan(sim: PhantomSimulator, scene: str, seed: int, index: int) -> PhantomFr
                                       p=[0.4, 0.4, 0.2])))
     sim.set_gain(float(rng.normal(0.0, 4.0)))
     sim.set_dynamic_range(float(rng.uniform(55.0, 85.0)))
+    sim.set_tgc(float(rng.uniform(-2.5, 1.0)), float(rng.uniform(0.3, 0.7)) * sim.depth_mm)
     sim.set_heart_rate(float(rng.uniform(50.0, 120.0)))
     if rng.random() < 0.3:
         sim.set_needle(float(rng.uniform(5.0, 30.0)), float(rng.uniform(15.0, 50.0)),

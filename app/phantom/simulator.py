@@ -93,6 +93,8 @@ class PhantomSimulator:
         self._resp_amp = 0.12  # fraction of vein height gained/lost with breathing
         self._pulse_amp = 0.075  # fractional radius change of the artery per beat
         self._decorr_hz = 0.05  # speckle decorrelation speed
+        self._tgc_slope = -1.0  # dB/cm left after TGC: the picture darkens a little with depth
+        self._focus_mm: float | None = None
         self._phase0 = float(np.random.default_rng([self.seed, 2]).random())
         self._phase_ref = (0.0, self._phase0)
         self._last_t = 0.0
@@ -102,6 +104,7 @@ class PhantomSimulator:
         self._pending: tuple[tuple[float, float], TissueMaps] | None = None
         self._builder: threading.Thread | None = None
         self._view_depth = -1.0
+        self._view_dirty = True
         # True for live sources: depth / frequency changes rebuild in the background instead
         # of stalling a frame (frames then depend on timing, so generators leave it False)
         self.async_rebuild = False
@@ -138,6 +141,13 @@ class PhantomSimulator:
 
     def set_frequency(self, mhz: float) -> None:
         self._frequency = float(np.clip(mhz, 4.0, 18.0))
+
+    def set_tgc(self, slope_db_per_cm: float = -1.0, focus_mm: float | None = None) -> None:
+        """Residual gain change with depth after TGC, and the transmit focus depth (None: 45 %
+        of the imaging depth)."""
+        self._tgc_slope = float(np.clip(slope_db_per_cm, -6.0, 6.0))
+        self._focus_mm = None if focus_mm is None else float(focus_mm)
+        self._view_dirty = True  # recompute the TGC curve on the next frame
 
     def set_heart_rate(self, bpm: float) -> None:
         bpm = float(np.clip(bpm, 30.0, 200.0))
@@ -228,10 +238,11 @@ class PhantomSimulator:
         self._display_sp, self._origin_row, self._scan_map = sp, 0.0, None
         if self.curvilinear:
             self._setup_sector(depth_mm, sp)
-        # TGC curve: a mild focal-zone gain and a slight loss towards the bottom
+        # TGC curve: a mild focal-zone gain and a residual slope with depth
         depth = np.arange(h) * sp
-        focus = 0.45 * depth_mm
-        tgc_db = 2.5 * np.exp(-(((depth - focus) / (0.3 * depth_mm)) ** 2)) - 0.1 * depth
+        focus = 0.45 * depth_mm if self._focus_mm is None else self._focus_mm
+        tgc_db = (2.5 * np.exp(-(((depth - focus) / (0.3 * depth_mm)) ** 2))
+                  + self._tgc_slope * depth / 10.0)
         self._tgc = np.power(10.0, tgc_db / 20.0).astype(np.float32)[:, None]
 
     def _setup_sector(self, depth_mm: float, sp: float) -> None:
@@ -276,7 +287,8 @@ class PhantomSimulator:
 
             self._builder = threading.Thread(target=build, name="phantom-rebuild", daemon=True)
             self._builder.start()
-        if self._view_depth != self._depth_mm:
+        if self._view_dirty or self._view_depth != self._depth_mm:
+            self._view_dirty = False
             self._setup_view(self._depth_mm)
         return self._maps
 
