@@ -298,3 +298,16 @@ def test_curvilinear_probe_draws_a_sector_with_matching_labels():
     assert {ARTERY, VEIN} <= set(np.unique(f.labels).tolist())
     with pytest.raises(ValueError, match="geometry"):
         PhantomSimulator("jugular", geometry="phased")
+
+
+def test_vein_breathes_and_probe_slide_moves_the_anatomy():
+    sim = _find_patient("jugular", _has_vessels, size=(128, 128))
+    sim.set_respiratory_rate(15)  # one breath every 4 s
+    veins = [_area(sim.render(t), VEIN) for t in np.arange(0, 4, 0.25)]
+    assert min(veins) < 0.9 * max(veins)
+    f0 = sim.render(0.0)
+    sim.set_probe_offset(5.0)  # slide 5 mm towards screen-right: anatomy moves left on screen
+    f1 = sim.render(0.0)
+    x0 = np.nonzero(f0.labels == ARTERY)[1].mean()
+    x1 = np.nonzero(f1.labels == ARTERY)[1].mean()
+    assert x0 - x1 == pytest.approx(5.0 / f0.pixel_spacing_mm, abs=2)
