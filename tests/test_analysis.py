@@ -3,6 +3,8 @@ presence suppression, steadier contours with smoothing."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import cv2
 import numpy as np
 import pytest
@@ -211,3 +213,30 @@ def test_real_model_through_an_offset_roi(tmp_path):
     assert 148 <= ys.min() <= 153 and 178 <= ys.max() <= 184
     assert nerve.area_px == pytest.approx(32 * 64, rel=0.15)  # edge blocks are half bright
     assert result.target.depth_mm == pytest.approx((165.5 - 100) * 0.05, abs=0.1)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("app.phantom.simulator") is None,
+                    reason="phantom simulator not there yet")
+def test_phantom_truth_round_trip_lands_on_the_true_vein():
+    """Perfect probabilities from the phantom's own labels, through the detected ROI and a
+    128x128 model space, must put the vein target on the true vein of the full frame."""
+    from app.phantom.labels import VEIN, to_model_classes
+    from app.phantom.simulator import PhantomSimulator
+    from app.pipeline.roi import detect_roi
+
+    phantom = PhantomSimulator("jugular", seed=0, size=(512, 512)).render(0.0)
+    roi = detect_roi(phantom.image)
+    model_labels = cv2.resize(to_model_classes(roi.crop(phantom.labels), JUGULAR), (128, 128),
+                              interpolation=cv2.INTER_NEAREST)
+    probs = np.stack([(model_labels == i).astype(np.float32) for i in range(3)])
+    analyzer = Analyzer(JUGULAR, "jugular", smoothing=1.0)
+
+    target = analyzer.analyze(Prediction(probs, None, 1.0), roi, phantom.pixel_spacing_mm).target
+
+    count, cc, stats, centroids = cv2.connectedComponentsWithStats(
+        (phantom.labels == VEIN).astype(np.uint8))
+    biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    true_x, true_y = centroids[biggest]
+    assert target is not None
+    assert target.x == pytest.approx(true_x, abs=3) and target.y == pytest.approx(true_y, abs=3)
+    assert target.depth_mm == pytest.approx((true_y - roi.y) * phantom.pixel_spacing_mm, abs=0.3)
