@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--out", default="runs/compare")
     c.add_argument("--data-root")
     c.add_argument("--device")
+    c.add_argument("--threads", type=int)
 
     b = sub.add_parser("bench", help="ONNX Runtime CPU speed, batch 1 (and an int8 variant)")
     b.add_argument("models", nargs="+")
@@ -89,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     elif a.cmd == "compare":
         from training.compare import compare
 
+        if a.threads:
+            cfg.raw["threads"] = a.threads
         print(compare(cfg, a.nets.split(","), a.losses.split(","), a.epochs, Path(a.out),
                       a.data_root, a.device))
     elif a.cmd == "bench":

@@ -27,11 +27,17 @@ def compare(cfg: Config, nets: list[str], losses: list[str], epochs: int, out: P
             raw = copy.deepcopy(cfg.raw)
             raw["net"]["arch"] = arch
             raw.update(loss=loss, epochs=epochs, out=str(out / tag))
+            raw.pop("evaluate_extra", None)  # the comparison is on the validation split only
             variant = Config(raw)
-            run = train(variant, root, device)
-            model = export_run(variant, run, out / f"{tag}.onnx", root)
-            report = evaluate_config(variant, model, root, out / f"{tag}.eval.json", quiet=True)
-            val = report["sets"]["validation"]["classes"]
+            done = out / f"{tag}.eval.json"
+            if done.exists():  # a finished combination is not trained again
+                model = out / f"{tag}.onnx"
+                val = json.loads(done.read_text())["sets"]["validation"]["classes"]
+            else:
+                run = train(variant, root, device)
+                model = export_run(variant, run, out / f"{tag}.onnx", root)
+                report = evaluate_config(variant, model, root, done, quiet=True)
+                val = report["sets"]["validation"]["classes"]
             speed = bench(model, runs=100)
             row = {"net": arch, "loss": loss, "epochs": epochs,
                    **{f"dice_{k}": v["dice_mean"] for k, v in val.items()},

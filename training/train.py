@@ -189,11 +189,13 @@ def train(cfg: Config, root: Path | None = None, device: str | None = None,
     contract = cfg.contract()
     size = (contract.height, contract.width)
     root = data_root(root)
-    train_set = to_model_size(load_sources(cfg["train"], contract.classes, root, size), contract)
-    val_set = to_model_size(load_sources(cfg["val"], contract.classes, root, size), contract)
     out = Path(cfg["out"])
     if not out.is_absolute():
         out = REPO / out
+    if _finished(out / "last.pt", int(cfg.get("epochs", 40))):
+        return out  # nothing left to do: skip loading (and generating) the data
+    train_set = to_model_size(load_sources(cfg["train"], contract.classes, root, size), contract)
+    val_set = to_model_size(load_sources(cfg["val"], contract.classes, root, size), contract)
     out.mkdir(parents=True, exist_ok=True)
     net = build_net(cfg["net"], len(contract.classes),
                     pretrained=bool(cfg["net"].get("pretrained", True))).to(dev)
@@ -261,6 +263,12 @@ def train(cfg: Config, root: Path | None = None, device: str | None = None,
         if max_steps is not None and step >= max_steps:
             break
     return out
+
+
+def _finished(ckpt: Path, epochs: int) -> bool:
+    if not ckpt.exists():
+        return False
+    return torch.load(ckpt, map_location="cpu", weights_only=False)["epoch"] >= epochs
 
 
 def load_trained(run: Path, device: str = "cpu") -> tuple[SegNet, Config]:
