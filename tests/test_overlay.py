@@ -33,7 +33,7 @@ def frame(frame_id: int, t: float) -> Frame:
 
 
 def test_palette_is_okabe_ito_per_class():
-    for name, colour in (("nerve", "#F0E442"), ("artery", "#D55E00"), ("vein", "#0072B2"),
+    for name, colour in (("nerve", "#F0E442"), ("artery", "#D55E00"), ("vein", "#56B4E9"),
                          ("vessel", "#CC79A7")):
         assert contour_style(structure(name, 5, 5), ("background", name), 1.0, True).colour == \
             colour

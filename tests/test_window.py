@@ -145,7 +145,7 @@ def test_mode_switch_loads_the_other_model(qtbot, harness):
                     timeout=10000)
     assert harness.loaded[-1] == ("jugular", None)
     assert window.legend.names() == ["vein", "artery"]
-    assert window.status_labels["model"].text() == "jugular vjugular-t"
+    assert window.status_labels["model"].text() == "model jugular-t"
     qtbot.waitUntil(lambda: window.overlay.visible, timeout=5000)
     assert window.painted.classes == JUGULAR
     assert window.painted.target is not None and window.painted.target.class_name == "vein"

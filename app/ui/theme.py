@@ -6,12 +6,12 @@ from __future__ import annotations
 CLASS_COLOURS: dict[str, str] = {
     "nerve": "#F0E442",  # yellow
     "artery": "#D55E00",  # vermillion (red)
-    "vein": "#0072B2",  # blue
+    "vein": "#56B4E9",  # sky blue: Okabe-Ito #0072B2 is too dark on a dim ultrasound image
     "vessel": "#CC79A7",  # reddish purple: a vessel the model does not split into artery/vein
 }
 FALLBACK_COLOURS = ("#009E73", "#56B4E9", "#E69F00", "#FFFFFF")
 TARGET_COLOUR = "#FFFFFF"
-ROI_COLOUR = "#56B4E9"
+ROI_COLOUR = "#9AA0A6"  # neutral: must not look like a structure
 
 # A structure below this confidence is drawn dashed and fainter: the app must show it is unsure.
 LOW_CONFIDENCE = 0.6

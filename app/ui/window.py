@@ -538,7 +538,7 @@ class MainWindow(QtWidgets.QMainWindow):
         name = self.source.name if self.source is not None else "-"
         labels["source"].setText(f"{name} ({state})")
         labels["provider"].setText(f"ORT {self.model.provider}" if self.model else "ORT -")
-        labels["model"].setText(f"{self.model.name} v{self.model.version}" if self.model else (
+        labels["model"].setText(f"model {self.model.version}" if self.model else (
             "model refused" if self.model_error else "model loading"))
         labels["input"].setText(f"in {self._input_rate.rate(now):.0f} fps")
         labels["ai"].setText(f"AI {self._ai_rate.rate(now):.0f} fps")
