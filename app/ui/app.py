@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -94,7 +96,21 @@ def run_gui(args: argparse.Namespace) -> int:
         print(f"sonoguide: {exc}", file=sys.stderr)
         return 2
     window.show()
+    _close_on_ctrl_c(window)
     try:
         return int(app.exec())
     finally:
         window.shutdown()
+
+
+def _close_on_ctrl_c(window: Any) -> None:
+    """Ctrl+C in the terminal closes the window cleanly. Python runs signal handlers only when
+    it gets control, so a timer hands it control a few times a second."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    from PySide6 import QtCore
+
+    signal.signal(signal.SIGINT, lambda *_: window.close())
+    wake = QtCore.QTimer(window)
+    wake.timeout.connect(lambda: None)
+    wake.start(250)
