@@ -210,6 +210,7 @@ def test_snapshot_writes_pngs_and_json(qtbot, harness, tmp_path):
     assert classes == {"nerve", "vessel"}
     assert record["overlay"]["target"]["depth_mm"] > 0
     assert paths.json.stem in window.statusBar().currentMessage()
+    assert window.banner_text("info").startswith(f"Snapshot saved: {paths.json.stem}")
     import cv2
 
     raw, over = cv2.imread(str(paths.raw_png)), cv2.imread(str(paths.overlay_png))

@@ -17,6 +17,7 @@ COLOURS = {  # banner name -> background; order = stacking order on screen
     "loading": theme.ACCENT,
     "frozen": theme.ACCENT,
     "calibrate": theme.ACCENT,
+    "info": theme.ACCENT,  # short-lived confirmations (snapshot saved)
 }
 
 
@@ -38,6 +39,7 @@ class Banners(QtWidgets.QWidget):
             label.setVisible(False)
             column.addWidget(label, 0, QtCore.Qt.AlignmentFlag.AlignHCenter)
             self.labels[name] = label
+        self._expiry: dict[str, QtCore.QTimer] = {}
 
     def set(self, name: str, headline: str, detail: str = "") -> None:
         """Show `headline` (+ `detail`) in banner `name`; an empty headline hides it."""
@@ -50,6 +52,16 @@ class Banners(QtWidgets.QWidget):
                           if detail else html.escape(headline))
         if label.isHidden() == bool(text):
             label.setVisible(bool(text))
+
+    def flash(self, name: str, headline: str, detail: str = "", seconds: float = 3.0) -> None:
+        """Show a banner that hides itself after `seconds` (a newer flash restarts the clock)."""
+        self.set(name, headline, detail)
+        timer = self._expiry.get(name)
+        if timer is None:
+            timer = self._expiry[name] = QtCore.QTimer(self)
+            timer.setSingleShot(True)
+            timer.timeout.connect(lambda: self.set(name, ""))
+        timer.start(int(seconds * 1000))
 
     def text(self, name: str) -> str:
         """Plain text ("headline: detail") of a shown banner, else ""."""

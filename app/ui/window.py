@@ -516,6 +516,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.statusBar().showMessage(f"Snapshot failed: {exc}", 8000)
             return None
         self.last_snapshot = paths
+        self.banner_box.flash("info", "Snapshot saved",
+                              f"{paths.json.stem}  in  {paths.json.parent}")
         self.statusBar().showMessage(f"Snapshot saved: {paths.raw_png.parent}/"
                                      f"{paths.json.stem}_*.png + .json", 10000)
         return paths
