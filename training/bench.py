@@ -42,6 +42,24 @@ def bench(path: str | Path, runs: int = 200, warmup: int = 20, threads: int = 2)
             "loadavg_1min": round(os.getloadavg()[0], 2)}
 
 
+def bench_interleaved(paths: dict[str, Path], rounds: int = 5, runs: int = 60) -> dict[str, dict]:
+    """Time several models in alternating rounds so a shared machine's load hits all alike.
+
+    Each model's figures are the median over rounds of each round's median / p95.
+    """
+    per: dict[str, list[dict]] = {k: [] for k in paths}
+    for _ in range(rounds):
+        for key, path in paths.items():
+            per[key].append(bench(path, runs=runs, warmup=10))
+    out = {}
+    for key, rows in per.items():
+        median = float(np.median([r["median_ms"] for r in rows]))
+        out[key] = {**rows[-1], "median_ms": round(median, 2),
+                    "p95_ms": round(float(np.median([r["p95_ms"] for r in rows])), 2),
+                    "per_s": round(1000 / median, 1), "runs": rounds * runs}
+    return out
+
+
 class _Calibration(CalibrationDataReader):
     def __init__(self, name: str, inputs: np.ndarray):
         self.name, self.items = name, iter(inputs)

@@ -11,7 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
-from training.bench import bench, calibration_inputs, quantize_int8
+from training.bench import bench_interleaved, calibration_inputs, quantize_int8
 from training.evaluate import evaluate_config
 from training.export import export_run
 from training.train import REPO, Config
@@ -32,7 +32,7 @@ def ship(cfg: Config, root: str | Path | None = None) -> dict:
     int8 = quantize_int8(fp32, run / f"{name}.int8.onnx", calibration_inputs(cfg, root))
     reports = {v: evaluate_config(cfg, p, root, run / f"{name}.{v}.eval.json")
                for v, p in (("fp32", fp32), ("int8", int8))}
-    speed = {v: bench(p, runs=300) for v, p in (("fp32", fp32), ("int8", int8))}
+    speed = bench_interleaved({"fp32": fp32, "int8": int8})
     d32, d8 = _dice(reports["fp32"]), _dice(reports["int8"])
     int8_ok = all(d8.get(k, 0) >= d - MAX_DICE_LOSS for k, d in d32.items())
     pick = "int8" if int8_ok and speed["int8"]["per_s"] > speed["fp32"]["per_s"] else "fp32"
