@@ -448,3 +448,28 @@ def test_missing_model_says_so_and_video_runs(qtbot, harness, tmp_path):
     assert window.banner_text("model").startswith("No model: gone.onnx")
     qtbot.waitUntil(lambda: window.shown_frame is not None, timeout=5000)
     assert window.target_label.text() == "Target: no model"
+
+
+def test_quick_mode_switches_end_on_the_last_chosen_model():
+    """Plexus loads slowly, the user already picked IJ: the late plexus model is never used."""
+    from app.ui.controller import LoadedModel, ModelLoader
+
+    release_plexus = threading.Event()
+
+    def load(mode: str, path: str | None) -> LoadedModel:
+        if mode == "plexus":
+            release_plexus.wait(5)
+        return LoadedModel(segmenter=mode, analyzer=None)
+
+    loader = ModelLoader(load)
+    loader.request("plexus", None)
+    loader.request("jugular", None)
+    deadline = time.monotonic() + 5
+    while (done := loader.poll()) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert done is not None and done[0] == "jugular" and done[1].segmenter == "jugular"
+    release_plexus.set()
+    for thread in threading.enumerate():
+        if thread.name == "load-model:plexus":
+            thread.join(5)  # the late load has finished...
+    assert loader.poll() is None  # ...and is dropped
