@@ -260,6 +260,8 @@ def test_roi_drag_limits_what_the_model_sees(qtbot, harness):
     qtbot.waitUntil(lambda: window.painted is not None and window.painted.roi == Roi(10, 20, 80,
                                                                                       60),
                     timeout=5000)
+    window.roi_reset_button.click()  # back to the detected area (here: the full frame)
+    assert window.roi_for(window.shown_frame) == Roi(0, 0, 160, 120)
 
 
 def test_calibration_gives_depth_without_source_spacing(qtbot, harness):

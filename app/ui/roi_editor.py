@@ -57,8 +57,9 @@ class RoiEditor:
             roi = Roi.full(frame.image) if full_frame else self._detected(frame)
         self._place(roi, frame)
 
-    def redetect(self, frame: Frame) -> None:
-        self._place(self._detected(frame), frame)
+    def redetect(self, frame: Frame, full_frame: bool = False) -> None:
+        """Forget the user's adjustment: detect again (phantom: the full frame)."""
+        self._place(Roi.full(frame.image) if full_frame else self._detected(frame), frame)
         self._dragged()
 
     def roi_for(self, frame: Frame) -> Roi:

@@ -459,7 +459,8 @@ class MainWindow(QtWidgets.QMainWindow):
     # ================================================================ ROI + calibration
     def redetect_roi(self) -> None:
         if self.shown_frame is not None:
-            self.roi_editor.redetect(self.shown_frame)
+            self.roi_editor.redetect(self.shown_frame,
+                                     full_frame=hasattr(self.source, "simulator"))
 
     @property
     def spacing_mm(self) -> float | None:
