@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--data-root")
     c.add_argument("--device")
     c.add_argument("--threads", type=int)
+    c.add_argument("--rebench", action="store_true",
+                   help="only time the already compared models again and redraw")
 
     b = sub.add_parser("bench", help="ONNX Runtime CPU speed, batch 1 (and an int8 variant)")
     b.add_argument("models", nargs="+")
@@ -92,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
 
         if a.threads:
             cfg.raw["threads"] = a.threads
+        if a.rebench:
+            from training.compare import rebench
+
+            print(rebench(Path(a.out), cfg.get("name", "")))
+            return 0
         print(compare(cfg, a.nets.split(","), a.losses.split(","), a.epochs, Path(a.out),
                       a.data_root, a.device))
     elif a.cmd == "bench":

@@ -52,6 +52,21 @@ def compare(cfg: Config, nets: list[str], losses: list[str], epochs: int, out: P
     return out
 
 
+def rebench(out: Path, title: str = "") -> list[dict]:
+    """Time all compared models again in interleaved rounds (fair on a shared machine)."""
+    from training.bench import bench_interleaved
+
+    rows = json.loads((out / "compare.json").read_text())
+    tags = {f"{r['net']}-{r['loss'].replace('+', '_')}": r for r in rows}
+    speed = bench_interleaved({t: out / f"{t}.onnx" for t in tags}, rounds=3, runs=50)
+    for tag, r in tags.items():
+        r.update(per_s=speed[tag]["per_s"], median_ms=speed[tag]["median_ms"])
+    (out / "compare.json").write_text(json.dumps(rows, indent=1))
+    write_table(rows, out / "compare.md")
+    plot(rows, out / "compare.png", title)
+    return rows
+
+
 def write_table(rows: list[dict], path: Path) -> None:
     keys = [k for k in rows[0] if k not in ("net", "loss", "epochs")]
     lines = ["| net | loss | epochs | " + " | ".join(keys) + " |",
