@@ -40,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--provider", choices=PROVIDER_CHOICES, default="auto",
                         help="inference provider; auto = GPU when usable, else CPU")
     parser.add_argument("--threads", type=_positive_int, default=default_intra_op_threads(),
-                        help="ONNX Runtime intra-op threads (default: 1 on 2 cores, else "
-                             "half the cores, at most 4; here %(default)s)")
+                        help="ONNX Runtime intra-op threads (default: 2, or half the cores "
+                             "up to 4; here %(default)s)")
     parser.add_argument("--headless", action="store_true",
                         help="run the pipeline without a window and print a summary")
     parser.add_argument("--max-frames", type=_positive_int, default=None,

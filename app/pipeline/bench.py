@@ -94,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{segmenter.provider} intra-op {threads} cv2 {cv_threads}: "
                   f"model {speed['p50']:.1f}/{speed['p95']:.1f} ms (p50/p95); pipeline "
                   f"{report['frames_in']} in at {report['input_fps']:.1f} fps, inferred "
-                  f"{100 * report['inferred_fraction']:.1f}%, latency p50 {lat['p50']} "
+                  f"{100 * report['inferred_fraction']:.1f}%, in-pipeline model "
+                  f"{report['inference_ms']['p50']}/{report['inference_ms']['p95']} ms, "
+                  f"latency p50 {lat['p50']} "
                   f"p95 {lat['p95']} max {lat['max']} ms; load {os.getloadavg()[0]:.2f}"
                   + (f"; errors {report['errors']}" if report["errors"] else ""))
     return 0
