@@ -21,7 +21,7 @@ from app.pipeline.roi import (
     map_roi_to_full,
     spacing_from_two_points,
 )
-from tests.clips import scanner_screen, speckle_image
+from tests.clips import frame_image, scanner_screen, speckle_image, write_clip
 
 REAL_IMAGES = Path("/work/shared/data/usgra-seg/images")
 TOLERANCE_PX = 3
@@ -98,6 +98,62 @@ def test_bad_input_is_a_clear_error_and_tiny_frames_are_full():
         detect_roi(None)  # type: ignore[arg-type]
     tiny = np.zeros((8, 8), np.uint8)
     assert detect_roi(tiny) == Roi(0, 0, 8, 8)
+
+
+def _sweep_image(kind: str, height: int, width: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if kind == "blank":
+        return np.full((height, width, 3), int(rng.integers(0, 256)), np.uint8)
+    if kind == "noise":
+        return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    if kind == "clip":  # the coded test-clip frame (grey code row, coloured gradient)
+        return cv2.resize(frame_image(int(rng.integers(256)), (320, 256)), (width, height),
+                          interpolation=cv2.INTER_NEAREST)
+    if kind == "real":
+        path = REAL_IMAGES / "0000.png"
+        if not path.exists():
+            pytest.skip(f"{path} not available")
+        return cv2.resize(cv2.imread(str(path)), (width, height))
+    # a scanner screen squeezed to the size: image, text and panels at odd scales
+    screen = scanner_screen((1280, 720), (300, 90, 700, 520), seed=seed)
+    return cv2.resize(screen, (width, height), interpolation=cv2.INTER_AREA)
+
+
+# sizes (h, w) 16..2000 per side: the 256x320 clip frame that once raised IndexError, extreme
+# aspect ratios, and sizes either side of the reduced-copy search (DETECT_SIDE)
+SWEEP_SIZES = [(256, 320), (320, 256), (16, 16), (16, 2000), (2000, 16), (17, 961), (959, 1283),
+               (1080, 1920), (37, 500)]
+
+
+@pytest.mark.parametrize("kind", ["blank", "noise", "clip", "real", "screen"])
+@pytest.mark.parametrize("size", SWEEP_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_any_frame_gives_a_roi_inside_it(kind, size):
+    """Regression: detect_roi raised IndexError (index -257, axis 0 of size 256) on a 256x320
+    clip frame; an edge walk ran past the frame edge. Any uint8 frame, grey or RGB, must give
+    a non-empty ROI inside the frame."""
+    height, width = size
+    image = _sweep_image(kind, height, width, seed=height * 7 + width)
+    for frame in (image, cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), image[..., :1]):
+        roi = detect_roi(frame)
+        assert roi.w >= 1 and roi.h >= 1 and roi.x >= 0 and roi.y >= 0
+        assert roi.x + roi.w <= width and roi.y + roi.h <= height
+
+
+def test_decoded_clip_frame_roi_is_inside_the_frame(tmp_path):
+    clip = write_clip(tmp_path / "clip.avi", n_frames=3, size=(320, 256))
+    capture = cv2.VideoCapture(str(clip))
+    ok, bgr = capture.read()
+    capture.release()
+    assert ok
+    roi = detect_roi(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    assert roi.x + roi.w <= 320 and roi.y + roi.h <= 256 and roi.w >= 1 and roi.h >= 1
+
+
+def test_unsupported_pixel_formats_are_a_clear_error():
+    with pytest.raises(ValueError, match="uint8"):
+        detect_roi(np.zeros((64, 64), np.float64))
+    with pytest.raises(ValueError, match="image"):
+        detect_roi(np.zeros((64, 64, 2), np.uint8))
 
 
 # --- coordinate mapping ---------------------------------------------------------------------

@@ -156,9 +156,14 @@ def _grow(cues: _Cues, x0: int, y0: int, x1: int, y1: int) -> tuple[int, int, in
 
 def detect_roi(image: np.ndarray) -> Roi:
     """Bounding box of the B-mode image on a scanner screen; the full frame if none is found."""
-    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
+    if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]  # a single-channel frame is a grey frame
+    if (not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0
+            or (image.ndim == 3 and image.shape[2] not in (3, 4))):
         raise ValueError(f"detect_roi needs an (H, W) or (H, W, 3) image, got "
                          f"{getattr(image, 'shape', type(image).__name__)}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"detect_roi needs a uint8 image, got {image.dtype}")
     if image.shape[0] < 16 or image.shape[1] < 16:
         return Roi.full(image)
     height, width = image.shape[:2]
@@ -174,7 +179,8 @@ def detect_roi(image: np.ndarray) -> Roi:
     cues = _Cues(gray, achromatic, bg)
     box = (x * f, y * f, min(width, (x + w) * f), min(height, (y + h) * f))
     x0, y0, x1, y1 = _grow(cues, *_shrink(cues, *box))
-    return Roi(x0, y0, x1 - x0, y1 - y0)
+    # every edge walk above is bounded by the frame; the clamp keeps that a promise to callers
+    return Roi(x0, y0, x1 - x0, y1 - y0).clamp(width, height)
 
 
 # --- coordinate mapping (the one place) ----------------------------------------------------
