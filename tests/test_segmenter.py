@@ -36,6 +36,14 @@ def test_non_onnx_file_is_refused(tmp_path):
     assert "not a loadable ONNX model" in _refusal(path)
 
 
+def test_corrupt_model_message_is_readable_at_the_bedside(tmp_path):
+    path = tmp_path / "corrupt.onnx"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 50_000, np.uint8).tobytes())
+    message = _refusal(path)
+    assert "damaged, or not an ONNX file" in message
+    assert "ONNXRuntimeError" not in message and "INVALID_PROTOBUF" not in message
+
+
 def test_model_without_metadata_is_refused(tmp_path):
     message = _refusal(make_model(tmp_path / "bare.onnx", kind="no_metadata"))
     assert "sonoguide.classes" in message and "contract" in message

@@ -345,6 +345,17 @@ def test_truncated_clip_plays_what_is_readable_then_ends(started, tmp_path):
     assert source.duration_s == pytest.approx((last + 1) / 60.0)
 
 
+def test_clip_emptied_while_playing_says_so_and_keeps_its_last_frame(started, tmp_path):
+    # big enough that FFmpeg has not buffered all of it (a tiny clip plays on from memory)
+    clip = write_clip(tmp_path / "live.avi", n_frames=20, fps=60.0, size=(640, 480))
+    source = started(FileSource(clip, loop=True))
+    assert wait_for(lambda: source.latest() is not None)
+    clip.write_bytes(b"")  # the recording is wiped while the app plays it
+    assert wait_for(lambda: source.status.state is SourceState.ERROR)
+    assert "can no longer be read" in source.status.message
+    assert source.latest() is not None  # the last image stays for the window
+
+
 # --- factory -----------------------------------------------------------------------------------
 
 def test_factory_builds_the_right_source(clip20):

@@ -170,6 +170,7 @@ def test_lost_capture_shows_no_signal_and_keeps_last_frame(qtbot, harness):
     window = harness.window(mode="plexus")
     qtbot.waitUntil(lambda: bool(window.banner_text("nosignal")), timeout=5000)
     assert "NO SIGNAL" in window.banner_text("nosignal")
+    assert "last image held" in window.banner_text("nosignal")
     source = harness.sources[-1]
     qtbot.waitUntil(lambda: window.shown_frame.frame_id == 7, timeout=3000)
     np.testing.assert_array_equal(window.image_item.image, source.last_image)

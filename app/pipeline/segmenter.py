@@ -6,6 +6,7 @@ execution provider, warms it up, and turns an ROI into per-class probabilities i
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,8 +103,7 @@ class Segmenter:
         try:
             return ort.InferenceSession(str(self.path), options, providers=plan)
         except Exception as exc:  # ORT raises its own exception types for bad protobufs
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise self._error(f"not a loadable ONNX model ({detail[:200]})") from exc
+            raise self._error(f"not a loadable ONNX model ({_ort_detail(exc)})") from exc
 
     def _read_contract(self) -> ModelContract:
         meta = dict(self._session.get_modelmeta().custom_metadata_map)
@@ -184,3 +184,15 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))).astype(np.float32)
+
+
+def _ort_detail(exc: Exception) -> str:
+    """The readable part of an ORT load error: the banner is read at the bedside, so drop
+    "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from /path failed:"."""
+    text = str(exc).strip()
+    detail = text.splitlines()[0] if text else type(exc).__name__
+    detail = re.sub(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*", "", detail)
+    detail = re.sub(r"^Load model from .*? failed:\s*", "", detail)
+    if "protobuf" in detail.lower():
+        detail = f"damaged, or not an ONNX file: {detail}"
+    return detail[:160]

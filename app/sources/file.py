@@ -213,8 +213,11 @@ class FileSource(FrameSource):
                 self._report_state(False)
                 continue
             if next_index == 0:
-                self._set_status(SourceState.ERROR,
-                                 f"cannot play {self.path.name}: no readable frames")
+                # it played before: the file was emptied or replaced while open
+                message = (f"{self.path.name} can no longer be read (changed or removed while "
+                           "playing); open it again" if self._index >= 0 else
+                           f"cannot play {self.path.name}: no readable frames")
+                self._set_status(SourceState.ERROR, message)
                 return
             if self._frame_count is not None and next_index < self._frame_count - 1:
                 self._frame_count = next_index  # truncated: only this much is playable

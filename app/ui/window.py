@@ -374,7 +374,10 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         status = self.source.status
         if status.state is SourceState.NO_SIGNAL:
-            self._set_banner("nosignal", "NO SIGNAL", status.message or "reconnecting...")
+            # say what the user sees: the image on screen is the last one, not live
+            detail = status.message if status.message.lower() not in ("", "no signal") else ""
+            self._set_banner("nosignal", "NO SIGNAL", f"{detail + ' - ' if detail else ''}"
+                                                      "last image held, reconnecting...")
         else:
             self._set_banner("nosignal", "")
         if status.state is SourceState.ERROR:
@@ -539,7 +542,10 @@ class MainWindow(QtWidgets.QMainWindow):
         labels = self.status_labels
         state = self.source.status.state.value if self.source is not None else "none"
         name = self.source.name if self.source is not None else "-"
-        labels["source"].setText(f"{name} ({state})")
+        info = self.source.status.info if self.source is not None else {}
+        cut = ", cut off" if info.get("warning") else ""  # a truncated clip loops its readable part
+        labels["source"].setText(f"{name} ({state}{cut})")
+        labels["source"].setToolTip(str(info.get("warning", "")))
         labels["provider"].setText(f"ORT {self.model.provider}" if self.model else "ORT -")
         labels["model"].setText(f"model {self.model.version}" if self.model else (
             "model refused" if self.model_error else "model loading"))
