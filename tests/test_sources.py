@@ -346,10 +346,10 @@ def test_truncated_clip_plays_what_is_readable_then_ends(started, tmp_path):
 
 
 def test_clip_emptied_while_playing_says_so_and_keeps_its_last_frame(started, tmp_path):
-    # big enough that FFmpeg has not buffered all of it (a tiny clip plays on from memory)
     clip = write_clip(tmp_path / "live.avi", n_frames=20, fps=60.0, size=(640, 480))
     source = started(FileSource(clip, loop=True))
     assert wait_for(lambda: source.latest() is not None)
+    # it must not loop what FFmpeg still has buffered as if that were the clip
     clip.write_bytes(b"")  # the recording is wiped while the app plays it
     assert wait_for(lambda: source.status.state is SourceState.ERROR)
     assert "can no longer be read" in source.status.message

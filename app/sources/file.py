@@ -53,6 +53,7 @@ class FileSource(FrameSource):
         self._fps = FALLBACK_FPS
         self._frame_count: int | None = None
         self._index = -1  # index of the frame last published
+        self._stamp: tuple[int, int] | None = None  # (size, mtime) when opened
         self._open_error = self._probe()
 
     # --- controls (any thread) -------------------------------------------------------------
@@ -142,6 +143,14 @@ class FileSource(FrameSource):
             cap.release()
         return None
 
+    def _file_changed(self) -> bool:
+        """Has the file been removed, cut or rewritten since it was opened?"""
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return True
+        return self._stamp is not None and (stat.st_size, stat.st_mtime_ns) != self._stamp
+
     def _open(self) -> cv2.VideoCapture | str:
         """An opened capture, or a message saying why this file cannot be played."""
         if not self.path.exists():
@@ -156,6 +165,8 @@ class FileSource(FrameSource):
             return f"cannot open {self.path.name}: {exc}"
         if not cap.isOpened():
             return f"cannot play {self.path.name}: not a video or the file is corrupt"
+        stat = self.path.stat()
+        self._stamp = (stat.st_size, stat.st_mtime_ns)
         return cap
 
     def _run(self) -> None:
@@ -212,12 +223,15 @@ class FileSource(FrameSource):
                 next_index += 1
                 self._report_state(False)
                 continue
+            if self._file_changed():
+                # emptied, cut or replaced under us: stop on the last frame rather than loop
+                # whatever FFmpeg still had buffered as if it were the clip
+                self._set_status(SourceState.ERROR, f"{self.path.name} can no longer be read "
+                                 "(changed or removed while playing); open it again")
+                return
             if next_index == 0:
-                # it played before: the file was emptied or replaced while open
-                message = (f"{self.path.name} can no longer be read (changed or removed while "
-                           "playing); open it again" if self._index >= 0 else
-                           f"cannot play {self.path.name}: no readable frames")
-                self._set_status(SourceState.ERROR, message)
+                self._set_status(SourceState.ERROR,
+                                 f"cannot play {self.path.name}: no readable frames")
                 return
             if self._frame_count is not None and next_index < self._frame_count - 1:
                 self._frame_count = next_index  # truncated: only this much is playable
