@@ -3,6 +3,7 @@
     sonoguide                                   window, phantom IJ scene, jugular model
     sonoguide --mode plexus                     window, phantom plexus scene, plexus model
     sonoguide --headless --source phantom --max-frames 600 --report r.json
+    sonoguide --headless --source scan.mp4 --mode jugular --timeline areas.csv
 
 Exit status: 0 when video ran (even without a model: the message says why there is no
 overlay), 1 when nothing could run (source unusable, no frame), 2 for bad arguments.
@@ -49,7 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, default=None,
                         help="headless: stop after this many seconds")
     parser.add_argument("--report", type=Path, default=None,
-                        help="headless: write the run report as JSON here")
+                        help="headless: write the run report as JSON here (with per-class "
+                             "area median/min/max)")
+    parser.add_argument("--timeline", type=Path, default=None, metavar="OUT.csv",
+                        help="headless: write per-frame class areas as CSV (frame_id, t_s, one "
+                             "column per class; mm2 when the pixel spacing is known, else px)")
     return parser
 
 
@@ -101,11 +106,20 @@ def run_headless_cli(args: argparse.Namespace) -> int:
         model_info = {"name": Path(args.model).stem if args.model else args.mode,
                       "version": None}
         _say(f"model: {exc} -- running video without overlay")
+    areas: list = []
     report = run_headless(source, worker, args.max_frames, duration_s=args.duration,
-                          errors=errors, model_info=model_info)
+                          errors=errors, model_info=model_info, areas_out=areas)
     report["mode"] = args.mode
     report["source_spec"] = args.source
     print(summary_line(report))
+    if args.timeline is not None:
+        from app.pipeline.timeline import write_csv
+
+        try:
+            write_csv(args.timeline, areas)
+        except OSError as exc:
+            _say(f"cannot write timeline {args.timeline}: {exc}")
+            return 1
     if args.report is not None:
         try:
             args.report.parent.mkdir(parents=True, exist_ok=True)

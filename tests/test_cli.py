@@ -143,6 +143,33 @@ def test_headless_phantom_end_to_end(tmp_path, capsys):
     assert report["input_fps"] > 0
 
 
+def test_headless_timeline_csv_and_area_summary(tmp_path, capsys):
+    model = make_model(tmp_path / "ij.onnx", classes=JUGULAR, size=(96, 96))
+    report_path, csv_path = tmp_path / "r.json", tmp_path / "out" / "areas.csv"
+    code, out, err = _run(["--headless", "--source", "phantom", "--model", str(model),
+                           "--max-frames", "20", "--report", str(report_path),
+                           "--timeline", str(csv_path)], capsys)
+    assert code == 0, err
+    report = json.loads(report_path.read_text())
+    rows = csv_path.read_text().splitlines()
+    # the phantom knows its pixel spacing: areas in mm2, one row per inferred frame
+    assert rows[0] == "frame_id,t_s,vein_mm2,artery_mm2"
+    assert len(rows) - 1 == report["frames_inferred"] > 0
+    ids = [int(r.split(",")[0]) for r in rows[1:]]
+    assert ids == sorted(ids)
+    areas = report["areas"]
+    assert areas["unit"] == "mm2" and set(areas["classes"]) == {"vein", "artery"}
+    for stats in areas["classes"].values():
+        assert stats["min"] <= stats["median"] <= stats["max"]
+        assert stats["frames"] == report["frames_inferred"]
+
+
+def test_cli_help_mentions_the_timeline(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "--timeline" in capsys.readouterr().out
+
+
 class BurstSource(FrameSource):
     """Publishes frames three at a time: a reader can only ever see the last of each burst."""
 
@@ -181,3 +208,36 @@ def test_runner_reports_a_source_error(plexus_model):
     assert report["frames_in"] == 6 and report["frames_inferred"] == 0
     assert report["ended_by"] == "source error"
     assert any("capture card unplugged" in e for e in report["errors"])
+
+
+class DiscSource(FrameSource):
+    """A bright disc (radius 24 px) on mid-grey, 0.1 mm per pixel: a vein of known area."""
+
+    def __init__(self, frames: int = 8) -> None:
+        super().__init__("disc", nominal_fps=30)
+        self.frames = frames
+
+    def _run(self) -> None:
+        self._set_status(SourceState.LIVE)
+        yy, xx = np.mgrid[0:128, 0:128]
+        image = np.full((128, 128), 128, np.uint8)
+        image[(xx - 64) ** 2 + (yy - 64) ** 2 < 24 ** 2] = 250
+        for _ in range(self.frames):
+            self._publish(image, pixel_spacing_mm=0.1)
+            if not self._sleep_until(time.monotonic() + 0.04):
+                return
+        self._set_status(SourceState.ENDED, "end of stream")
+
+
+def test_runner_area_summary_matches_the_disc_in_mm2(tmp_path):
+    model = make_model(tmp_path / "ij.onnx", classes=JUGULAR, size=(64, 64))
+    segmenter = Segmenter(model, provider="cpu")
+    worker = InferenceWorker(segmenter, Analyzer(segmenter.classes, "jugular"))
+    samples: list = []
+    report = run_headless(DiscSource(), worker, max_frames=None, areas_out=samples)
+    vein = report["areas"]["classes"]["vein"]
+    truth = np.pi * 24 ** 2 * 0.1 ** 2  # 18.1 mm2
+    assert report["areas"]["unit"] == "mm2"
+    assert vein["median"] == pytest.approx(truth, rel=0.1)
+    assert report["areas"]["classes"]["artery"]["max"] == 0.0  # no dark disc: no artery
+    assert len(samples) == report["frames_inferred"] > 0

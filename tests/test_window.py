@@ -136,6 +136,33 @@ def test_frames_are_shown_and_fresh_overlay_painted(qtbot, harness):
     assert not window.banner_text("lagging")
 
 
+def test_area_chart_fills_with_one_line_per_class_when_results_come(qtbot, harness):
+    from app.ui import theme
+
+    window = harness.window(mode="jugular")
+    chart = window.area_chart
+    wait_model(qtbot, window)
+    qtbot.waitUntil(lambda: len(window.area_timeline) >= 5 and chart.redraws >= 2, timeout=5000)
+    assert set(chart.curves) == {"vein", "artery"}
+    curves = dict(chart.curves)
+    for name, curve in curves.items():
+        assert curve.opts["pen"].color().name().lower() == theme.class_colour(name).lower()
+        x, y = curve.getData()
+        assert len(x) >= 2 and np.all(x <= 0.5) and np.all(x >= -10.5)
+    # the fake frames: a bright disc (vein, r 18 px) and a dark one (artery, r 14 px), 0.1 mm/px
+    _, vein = curves["vein"].getData()
+    _, artery = curves["artery"].getData()
+    assert np.median(vein) == pytest.approx(np.pi * 18 ** 2 * 0.01, rel=0.3)
+    assert np.median(artery) == pytest.approx(np.pi * 14 ** 2 * 0.01, rel=0.3)
+    assert "mm²" in chart.unit_label.text()
+    redraws = chart.redraws
+    qtbot.wait(300)
+    assert chart.curves == curves  # the same line items, new data: nothing rebuilt per frame
+    assert chart.redraws > redraws
+    window.set_mode("plexus")  # another model: the chart starts over with its classes
+    qtbot.waitUntil(lambda: set(chart.curves) == {"nerve", "vessel"}, timeout=10000)
+
+
 def test_mode_switch_loads_the_other_model(qtbot, harness):
     window = harness.window(mode="plexus")
     wait_model(qtbot, window)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from app.pipeline.frames import Frame, Roi, Segmentation
+from app.pipeline.timeline import AreaSample, area_sample, summarize
 from app.pipeline.worker import InferenceWorker
 from app.sources.base import FrameSource, SourceState
 
@@ -26,20 +28,25 @@ def run_headless(source: FrameSource, worker: InferenceWorker | None,
                  max_frames: int | None = None, *, duration_s: float | None = None,
                  errors: list[str] | None = None, model_info: dict | None = None,
                  stop_event: threading.Event | None = None,
-                 on_frame: Callable[[Frame], None] | None = None) -> dict:
+                 on_frame: Callable[[Frame], None] | None = None,
+                 areas_out: list[AreaSample] | None = None) -> dict:
     """Run until max_frames frames came in, duration_s passed, the source ended or failed, or
     stop_event is set. Starts and stops the source; stops the worker at the end.
 
     errors: problems met before the run (e.g. a model that failed to load), kept in the report.
     model_info: name/version to report when there is no worker (model missing).
+    areas_out: filled with the per-frame class areas of this run, in frame order (for CSV);
+    the report's "areas" summarises them.
     """
     errors = errors if errors is not None else []  # shared: the ROI provider may add to it
-    results: list[Segmentation] = []
+    # only what the report needs: a long run must not hold every frame's label map
+    results: list[_Done] = []
     results_lock = threading.Lock()
 
     def collect(seg: Segmentation) -> None:
+        done = _Done(seg.frame_id, seg.latency_s, seg.t_done, area_sample(seg))
         with results_lock:
-            results.append(seg)
+            results.append(done)
 
     if worker is not None:
         worker.add_listener(collect)
@@ -100,6 +107,10 @@ def run_headless(source: FrameSource, worker: InferenceWorker | None,
     frames_in = 0 if first_id is None else last_id - first_id + 1
     with results_lock:
         done = [r for r in results if first_id is not None and first_id <= r.frame_id <= last_id]
+    done.sort(key=lambda r: r.frame_id)
+    areas = [r.areas for r in done]
+    if areas_out is not None:
+        areas_out.extend(areas)
     latencies = np.array([r.latency_s * 1000.0 for r in done]) if done else np.zeros(0)
     span_in = (t_last - t_first) if t_first is not None and t_last is not None else 0.0
     span_out = (done[-1].t_done - done[0].t_done) if len(done) >= 2 else 0.0
@@ -124,8 +135,17 @@ def run_headless(source: FrameSource, worker: InferenceWorker | None,
                   if segmenter is not None else (model_info or None)),
         "mode": worker.analyzer.mode if worker is not None else None,
         "wall_s": round(time.monotonic() - t_start, 3),
+        "areas": summarize(areas),
         "errors": errors,
     }
+
+
+@dataclass(frozen=True)
+class _Done:
+    frame_id: int
+    latency_s: float
+    t_done: float
+    areas: AreaSample
 
 
 def detected_roi_provider(errors: list[str] | None = None) -> Callable[[Frame], Roi] | None:

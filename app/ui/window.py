@@ -17,8 +17,10 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.pipeline.frames import Frame, Roi, Segmentation
+from app.pipeline.timeline import AreaTimeline
 from app.sources.base import FrameSource, SourceState
 from app.ui import theme
+from app.ui.area_chart import AreaChart
 from app.ui.banners import Banners
 from app.ui.controller import (
     MODES,
@@ -90,6 +92,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._last_result_id: int | None = None
         self._input_rate, self._ai_rate = RateMeter(), RateMeter()
         self._latencies: list[float] = []
+        self.area_timeline = AreaTimeline(window_s=10.0)  # per-class area, fed on the GUI thread
         self._loader = ModelLoader(self.deps.load_model)
         self._bridge = _ResultBridge()
         self._bridge.result_ready.connect(self._refresh_overlay,
@@ -160,6 +163,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.overlay_controls = OverlayControls()
         self.overlay_controls.changed.connect(self._refresh_overlay)
         self.legend = Legend()
+        self.area_chart = AreaChart(self.area_timeline)
         self.file_controls = FileControls()
         self.phantom_controls = PhantomControls()
         self.calibrate_button = QtWidgets.QPushButton("Calibrate depth (2 clicks)")
@@ -170,9 +174,9 @@ class MainWindow(QtWidgets.QMainWindow):
         panel = QtWidgets.QWidget()
         panel.setFixedWidth(420)
         column = QtWidgets.QVBoxLayout(panel)
-        for widget in (self.mode_switch, self.target_label, self.legend, self.overlay_controls,
-                       self.phantom_controls, self.file_controls, self.calibrate_button,
-                       self.roi_reset_button):
+        for widget in (self.mode_switch, self.target_label, self.legend, self.area_chart,
+                       self.overlay_controls, self.phantom_controls, self.file_controls,
+                       self.calibrate_button, self.roi_reset_button):
             column.addWidget(widget)
         column.addStretch(1)
         keys = QtWidgets.QLabel("Space freeze  -  O overlay  -  S snapshot\n"
@@ -246,6 +250,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._set_banner("nosignal", "")
         self.roi_editor.reset(_source_key(spec))
         self._epoch_t = None
+        self.area_timeline.reset()
         self._clear_overlay()
         self.phantom_controls.attach(getattr(new, "simulator", None))
         is_file = all(hasattr(new, a) for a in ("toggle_pause", "seek", "step"))
@@ -296,6 +301,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if switching and self.source_spec.startswith("phantom"):
             self.open_source(PHANTOM_SCENE_FOR_MODE[mode])  # the phantom shows that anatomy
         self.model = None  # no overlay from the other procedure's model meanwhile
+        self.area_timeline.reset()
         self._clear_overlay()
         self._set_banner("model", "")  # a refusal of the previous mode's model no longer applies
         self._set_banner("loading", f"Loading {MODES[mode]} model...")
@@ -349,6 +355,7 @@ class MainWindow(QtWidgets.QMainWindow):
             if frame is not None and frame is not self.shown_frame:
                 self._show_frame(frame)
         self._refresh_overlay()
+        self.area_chart.refresh()
         if self.file_controls.isVisible():
             self.file_controls.refresh()
         self._update_status()
@@ -411,6 +418,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self._last_result_id = result.frame_id
             self._ai_rate.tick(time.monotonic())
             self._latencies = (self._latencies + [result.latency_s])[-30:]
+            self.area_timeline.add(result, self.spacing_mm)
         decision = decide_overlay(result, self.shown_frame, model_ready_since=self._epoch_t
                                   if self.model else None, budget_s=self.budget_s)
         now = time.monotonic()
