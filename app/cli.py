@@ -94,13 +94,14 @@ def run_headless_cli(args: argparse.Namespace) -> int:
     if args.max_frames is None and args.duration is None and hasattr(source, "loop"):
         source.loop = False  # a clip with no frame limit plays once, then the run reports
     errors: list[str] = []
-    worker = None
+    worker = roi_provider = None
     model_info = None
     try:
         segmenter, analyzer = load_mode(args.mode, args.model, args.provider, args.threads)
         if segmenter.provider_note:
             errors.append(f"provider: {segmenter.provider_note}")
-        worker = InferenceWorker(segmenter, analyzer, detected_roi_provider(errors))
+        roi_provider = detected_roi_provider(errors)
+        worker = InferenceWorker(segmenter, analyzer, roi_provider)
     except (ModelLoadError, ValueError) as exc:
         errors.append(f"model: {exc}")
         model_info = {"name": Path(args.model).stem if args.model else args.mode,
@@ -111,6 +112,9 @@ def run_headless_cli(args: argparse.Namespace) -> int:
                           errors=errors, model_info=model_info, areas_out=areas)
     report["mode"] = args.mode
     report["source_spec"] = args.source
+    # the image area the model saw (x, y, w, h, full-frame px): check it without a window
+    found = getattr(roi_provider, "found", {})
+    report["roi"] = [[r.x, r.y, r.w, r.h] for r in found.values()]
     print(summary_line(report))
     if args.timeline is not None:
         from app.pipeline.timeline import write_csv
@@ -133,7 +137,8 @@ def run_headless_cli(args: argparse.Namespace) -> int:
 def summary_line(report: dict) -> str:
     lat = report["latency_ms"]
     model = report.get("model") or {}
-    model_text = (f"model {model.get('name')} v{model.get('version')} on {report['provider']}"
+    model_text = (f"model {model.get('name')} (version {model.get('version')}) on "
+                  f"{report['provider']}"
                   if report["provider"] else f"model {model.get('name', '-')} not loaded")
     lat_text = (f"latency p50 {lat['p50']:.1f} ms p95 {lat['p95']:.1f} ms"
                 if lat["p50"] is not None else "no overlay")

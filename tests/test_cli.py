@@ -55,6 +55,7 @@ def test_headless_clip_writes_a_full_report(tmp_path, plexus_model, clip, capsys
     assert report["provider"] == "CPU"
     assert report["model"]["name"] == "plexus-test" and report["model"]["version"] == "test-1"
     assert report["source"] == "file:scan.avi" and report["mode"] == "plexus"
+    assert len(report["roi"]) == 1 and report["roi"][0][2] <= 160 and report["roi"][0][3] <= 128
     assert set(report["latency_ms"]) == {"p50", "p95", "max"}
     assert report["latency_ms"]["p50"] > 0 and report["errors"] == []
     assert "10 frames in" in out and "plexus-test" in out and out.count("\n") == 1

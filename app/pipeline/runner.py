@@ -170,6 +170,7 @@ def detected_roi_provider(errors: list[str] | None = None) -> Callable[[Frame], 
                                   f"({type(exc).__name__}: {exc}); using the full frame")
         return cache[key]
 
+    provide.found = cache  # type: ignore[attr-defined]  # the report says which area was used
     return provide
 
 
