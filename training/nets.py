@@ -47,7 +47,9 @@ class LinkBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int):
         super().__init__()
-        mid = max(cin // 4, 8)
+        # Lite0's shallow levels have only 16-40 channels; a quarter of that (LinkNet's rule
+        # for ResNet widths) starved the decoder and it lost the vessel class entirely.
+        mid = max(cin // 4, 32)
         self.squeeze = conv_bn_relu(cin, mid, kernel=1)
         self.conv = conv_bn_relu(mid, mid)
         self.expand = conv_bn_relu(mid, cout, kernel=1)
