@@ -62,12 +62,13 @@ def target_text(target: Target, roi: Roi, spacing_mm: float | None) -> str:
 
 
 def target_summary(target: Target, roi: Roi, spacing_mm: float | None) -> str:
-    """Two short lines for the side panel: what, and how deep (and whether unsure)."""
+    """One short line for the side panel: what, how deep, and a '?' when unsure (the panel
+    colours it too). Kept to one line so the panel fits a 1366x768 screen."""
     depth = target_depth_mm(target, roi, spacing_mm)
-    line = f"{depth:.1f} mm deep" if depth is not None else "depth: calibrate"
+    line = f"{depth:.1f} mm" if depth is not None else "depth ?"
     if target.confidence < theme.LOW_CONFIDENCE:
-        line += "  (unsure)"
-    return f"Target: {target.class_name}\n{line}"
+        line += " ?"
+    return f"Target: {target.class_name}  {line}"
 
 
 def _qcolor(hex_colour: str, alpha: float) -> QtGui.QColor:

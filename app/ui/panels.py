@@ -18,14 +18,17 @@ def _slider(lo: int, hi: int, value: int) -> QtWidgets.QSlider:
     return slider
 
 
-class ModeSwitch(QtWidgets.QGroupBox):
-    """Two big exclusive buttons: Nerve block / IJ cannulation."""
+class ModeSwitch(QtWidgets.QFrame):
+    """Two big exclusive buttons: Nerve block / IJ cannulation (they name themselves: no
+    group title, which would cost a line of the panel's height)."""
 
     mode_chosen = QtCore.Signal(str)
 
     def __init__(self, mode: str) -> None:
-        super().__init__("Procedure")
+        super().__init__()
+        self.setObjectName("panel")
         layout = QtWidgets.QHBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
         self.buttons: dict[str, QtWidgets.QPushButton] = {}
         group = QtWidgets.QButtonGroup(self)
         group.setExclusive(True)
@@ -82,8 +85,10 @@ class Legend(QtWidgets.QGroupBox):
     right now, plus how doubt is drawn."""
 
     def __init__(self) -> None:
-        super().__init__("Legend")
+        super().__init__("Legend: AI confidence")
         self._layout = QtWidgets.QGridLayout(self)
+        self._layout.setContentsMargins(8, 2, 8, 2)
+        self._layout.setVerticalSpacing(0)
         self._classes: tuple[str, ...] = ()
         self._rows: list[tuple[QtWidgets.QLabel, QtWidgets.QLabel]] = []
         self._note = QtWidgets.QLabel("- - -  dashed / faint = unsure")
@@ -99,7 +104,7 @@ class Legend(QtWidgets.QGroupBox):
         for row, name in enumerate(self._classes):
             colour = theme.class_colour(name, row + 1)
             name_label = QtWidgets.QLabel(
-                f'<span style="color:{colour}; font-size:26pt">&#9632;</span>&nbsp;&nbsp;{name}')
+                f'<span style="color:{colour}; font-size:22pt">&#9632;</span>&nbsp;&nbsp;{name}')
             value_label = QtWidgets.QLabel("")
             value_label.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight
                                      | QtCore.Qt.AlignmentFlag.AlignVCenter)
@@ -227,6 +232,10 @@ class PhantomControls(QtWidgets.QGroupBox):
 
             slider.valueChanged.connect(changed)
             changed(slider.value())
+
+    @property
+    def simulator_attached(self) -> bool:
+        return self._sim is not None
 
     def attach(self, simulator: object | None) -> None:
         self._sim = simulator

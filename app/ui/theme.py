@@ -42,6 +42,13 @@ QStatusBar QLabel {{ padding: 2px 10px; color: {TEXT}; }}
 QFrame#panel, QGroupBox {{ background: {PANEL}; border: 1px solid #2A2F35; border-radius: 6px; }}
 QGroupBox {{ margin-top: 18px; padding: 10px 8px 8px 8px; font-weight: bold; }}
 QGroupBox QLabel, QGroupBox QCheckBox {{ background: transparent; }}
+QTabWidget QGroupBox {{ margin-top: 0px; border: none; padding: 4px 4px 4px 4px; }}
+QTabBar::tab {{ background: #262B31; color: {MUTED}; border: 1px solid #3A4048;
+                border-bottom: none; border-top-left-radius: 6px; border-top-right-radius: 6px;
+                padding: 6px 14px; margin-right: 4px; }}
+QTabBar::tab:selected {{ background: {PANEL}; color: {TEXT}; font-weight: bold;
+                         border-color: {ACCENT}; }}
+QTabWidget::pane {{ border: 1px solid #2A2F35; border-radius: 6px; background: {PANEL}; }}
 QGroupBox::title {{ subcontrol-origin: margin; left: 10px; padding: 0 4px; color: {MUTED}; }}
 QPushButton {{ background: #262B31; border: 1px solid #3A4048; border-radius: 6px;
                padding: 8px 12px; }}

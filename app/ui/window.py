@@ -154,12 +154,14 @@ class MainWindow(QtWidgets.QMainWindow):
         grid.addWidget(self.banner_box, 0, 0)
 
     def _build_side_panel(self) -> None:
+        """Always in view: procedure, target, legend, area chart. The rest (phantom or clip
+        controls, overlay settings, calibration) shares one tab block, so the whole panel
+        fits a 1366x768 laptop without scrolling at the large font."""
         self.mode_switch = ModeSwitch(self.mode)
         self.mode_switch.mode_chosen.connect(self.set_mode)
         self.target_label = QtWidgets.QLabel("Target: -")
         self.target_label.setObjectName("target")
-        self.target_label.setWordWrap(True)
-        self.target_label.setMinimumHeight(100)  # two lines: the panel does not jump
+        self.target_label.setWordWrap(True)  # one line normally; a long class name may wrap
         self.overlay_controls = OverlayControls()
         self.overlay_controls.changed.connect(self._refresh_overlay)
         self.legend = Legend()
@@ -171,19 +173,45 @@ class MainWindow(QtWidgets.QMainWindow):
         self.roi_reset_button = QtWidgets.QPushButton("Re-detect image area")
         self.roi_reset_button.clicked.connect(self.redetect_roi)
 
+        self.tabs = QtWidgets.QTabWidget()
+        self.tabs.setDocumentMode(True)
+        source_page = QtWidgets.QWidget()
+        source_column = QtWidgets.QVBoxLayout(source_page)
+        source_column.setContentsMargins(0, 4, 0, 0)
+        for controls in (self.phantom_controls, self.file_controls):
+            controls.setTitle("")  # the tab names it
+            source_column.addWidget(controls)
+        source_column.addStretch(1)
+        self._source_tab = self.tabs.addTab(source_page, "Phantom")
+        overlay_page = QtWidgets.QWidget()
+        overlay_column = QtWidgets.QVBoxLayout(overlay_page)
+        overlay_column.setContentsMargins(0, 4, 0, 0)
+        self.overlay_controls.setTitle("")
+        overlay_column.addWidget(self.overlay_controls)
+        overlay_column.addStretch(1)
+        self._overlay_tab = self.tabs.addTab(overlay_page, "Overlay")
+        image_page = QtWidgets.QWidget()
+        image_column = QtWidgets.QVBoxLayout(image_page)
+        image_column.setContentsMargins(0, 8, 0, 0)
+        image_column.addWidget(self.calibrate_button)
+        image_column.addWidget(self.roi_reset_button)
+        keys = QtWidgets.QLabel("Space freeze  -  O overlay\nS snapshot  -  F11 full screen\n"
+                                "1 / 2 procedure")
+        keys.setObjectName("muted")
+        image_column.addWidget(keys)
+        image_column.addStretch(1)
+        self._image_tab = self.tabs.addTab(image_page, "Image")
+
         panel = QtWidgets.QWidget()
         panel.setFixedWidth(420)
         column = QtWidgets.QVBoxLayout(panel)
+        column.setContentsMargins(0, 0, 4, 0)
+        column.setSpacing(6)
         for widget in (self.mode_switch, self.target_label, self.legend, self.area_chart,
-                       self.overlay_controls, self.phantom_controls, self.file_controls,
-                       self.calibrate_button, self.roi_reset_button):
+                       self.tabs):
             column.addWidget(widget)
         column.addStretch(1)
-        keys = QtWidgets.QLabel("Space freeze  -  O overlay  -  S snapshot\n"
-                                "F11 full screen  -  1 / 2 procedure")
-        keys.setObjectName("muted")
-        column.addWidget(keys)
-        # Keys (Space, O, S) must reach the window, not a focused button or slider.
+        # Keys (Space, O, S) must reach the window, not a focused button, slider or tab.
         for child in panel.findChildren(QtWidgets.QWidget):
             child.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
 
@@ -191,7 +219,9 @@ class MainWindow(QtWidgets.QMainWindow):
         row = QtWidgets.QHBoxLayout(central)
         row.setContentsMargins(6, 6, 6, 6)
         row.addWidget(self.video, 1)
-        scroll = QtWidgets.QScrollArea()  # small screens: the panel scrolls, the image stays
+        # Safety net for screens smaller than 1366x768 or a bigger system font; at 1366x768
+        # and up the panel fits and no scroll bar shows.
+        self.panel_scroll = scroll = QtWidgets.QScrollArea()
         scroll.setWidget(panel)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
@@ -200,6 +230,13 @@ class MainWindow(QtWidgets.QMainWindow):
         scroll.setFixedWidth(panel.width() + 16)
         row.addWidget(scroll)
         self.setCentralWidget(central)
+
+    def _show_source_tab(self, phantom: bool, clip: bool) -> None:
+        """The first tab holds the source's own controls; it is shown (and brought to the
+        front) for a phantom or a clip, hidden for a capture card that has none."""
+        self.tabs.setTabText(self._source_tab, "Clip" if clip else "Phantom")
+        self.tabs.setTabVisible(self._source_tab, phantom or clip)
+        self.tabs.setCurrentIndex(self._source_tab if phantom or clip else self._overlay_tab)
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -255,6 +292,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.phantom_controls.attach(getattr(new, "simulator", None))
         is_file = all(hasattr(new, a) for a in ("toggle_pause", "seek", "step"))
         self.file_controls.attach(new if is_file else None)
+        self._show_source_tab(self.phantom_controls.simulator_attached, is_file)
         self._update_status(force=True)
         return True
 
@@ -466,6 +504,9 @@ class MainWindow(QtWidgets.QMainWindow):
             text = target_summary(seg.target, seg.roi, self.spacing_mm)
         if self.target_label.text() != text:
             self.target_label.setText(text)
+            unsure = seg is not None and seg.target is not None and \
+                seg.target.confidence < theme.LOW_CONFIDENCE
+            self.target_label.setStyleSheet(f"color: {theme.WARN if unsure else theme.TEXT};")
 
     # ================================================================ ROI + calibration
     def redetect_roi(self) -> None:
