@@ -128,3 +128,23 @@ def test_depth_ruler_reads_mm_below_the_roi_top(qtbot):
     assert majors[:3] == [20.0, 120.0, 220.0] and minors[0] == 70.0
     assert axis.tickStrings(majors[:3], 1.0, major_step) == ["0", "10", "20"]
     assert set(axis.tickStrings(minors, 1.0, major_step / 2)) == {""}
+
+
+def test_target_label_stays_on_the_image_side_of_the_marker(view, qtbot):
+    """A target near the right edge gets its label on the left of the marker, so the depth
+    text never runs off the image; near the left edge it stays on the right."""
+    from app.ui.overlay import OverlayItems, target_summary
+
+    view.setRange(xRange=(0, 100), yRange=(0, 80), padding=0.0)
+    overlay = OverlayItems(view)
+    for x, label_left_of_marker in ((90.0, True), (10.0, False)):
+        overlay.show(seg(1, structures=[structure("vein", x, 40)],
+                         target=Target("vein", x, 40, 12.0, 0.9)),
+                     opacity=1.0, fill=True, spacing_mm=None)
+        box = overlay._label.mapRectToView(overlay._label.boundingRect())
+        if label_left_of_marker:
+            assert box.right() <= x
+        else:
+            assert box.left() >= x
+    summary = target_summary(Target("vein", 50, 40, 12.0, 0.3), Roi(0, 0, 100, 80), None)
+    assert summary == "Target: vein 12.0 mm ?"  # one line for the side panel; '?' = unsure

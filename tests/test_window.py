@@ -149,18 +149,92 @@ def test_area_chart_fills_with_one_line_per_class_when_results_come(qtbot, harne
         assert curve.opts["pen"].color().name().lower() == theme.class_colour(name).lower()
         x, y = curve.getData()
         assert len(x) >= 2 and np.all(x <= 0.5) and np.all(x >= -10.5)
-    # the fake frames: a bright disc (vein, r 18 px) and a dark one (artery, r 14 px), 0.1 mm/px
-    _, vein = curves["vein"].getData()
-    _, artery = curves["artery"].getData()
-    assert np.median(vein) == pytest.approx(np.pi * 18 ** 2 * 0.01, rel=0.3)
-    assert np.median(artery) == pytest.approx(np.pi * 14 ** 2 * 0.01, rel=0.3)
-    assert "mm²" in chart.unit_label.text()
+        # Each line is % of its own recent high: the fake discs keep their size, so ~100 %.
+        assert np.nanmedian(y) == pytest.approx(100.0, abs=15.0)
+    # The absolute areas are written out: bright disc (vein, r 18 px) and dark disc
+    # (artery, r 14 px) at 0.1 mm/px.
+    text = chart.values_text()
+    assert text.endswith("mm²")
+    shown = {name: float(value) for name, value in
+             (part.split() for part in text.removesuffix("mm²").split("  "))}
+    assert shown["vein"] == pytest.approx(np.pi * 18 ** 2 * 0.01, rel=0.3)
+    assert shown["artery"] == pytest.approx(np.pi * 14 ** 2 * 0.01, rel=0.3)
+    assert "vein" in chart.unit_label.text() and "mm²" in chart.unit_label.text()
     redraws = chart.redraws
     qtbot.wait(300)
     assert chart.curves == curves  # the same line items, new data: nothing rebuilt per frame
     assert chart.redraws > redraws
     window.set_mode("plexus")  # another model: the chart starts over with its classes
     qtbot.waitUntil(lambda: set(chart.curves) == {"nerve", "vessel"}, timeout=10000)
+
+
+def test_area_chart_shows_each_class_relative_to_its_own_high(qtbot):
+    """A 40 mm² artery pulsing by 5 mm² beside a 150 mm² vein: on one absolute axis the
+    artery is flat; relative to its own high it swings over 10 points, and a vein pressed
+    to 40 mm² reads about a quarter of its high."""
+    from app.pipeline.frames import Roi, Segmentation, Structure
+    from app.pipeline.timeline import AreaTimeline
+    from app.ui.area_chart import AreaChart
+
+    def seg(i: int, vein: float, artery: float) -> Segmentation:
+        structures = tuple(Structure(name, np.zeros((3, 2), np.float32), area, (0.0, 0.0), 0.9,
+                                     area_mm2=area)
+                           for name, area in (("vein", vein), ("artery", artery)))
+        return Segmentation(i, i / 30, i / 30 + 0.02, JUGULAR, Roi(0, 0, 10, 10),
+                            np.zeros((10, 10), np.uint8), structures, None)
+
+    timeline = AreaTimeline(window_s=10.0)
+    chart = AreaChart(timeline)
+    qtbot.addWidget(chart)
+    for i in range(240):  # 8 s at 30 fps: pulse 1.25 Hz, vein pressed during 3-5 s
+        vein = 40.0 if 90 <= i < 150 else 150.0
+        timeline.add(seg(i, vein, 40.5 + 2.5 * np.sin(2 * np.pi * 1.25 * i / 30)))
+    chart.refresh(now=239 / 30, force=True)
+    _, artery = chart.curves["artery"].getData()
+    _, vein = chart.curves["vein"].getData()
+    assert artery.max() - artery.min() > 10.0  # the pulsation is plain to see
+    assert np.max(vein) == pytest.approx(100.0, abs=1.0)
+    assert np.min(vein) == pytest.approx(100.0 * 40 / 150, abs=3.0)
+    assert vein[-1] == pytest.approx(100.0, abs=1.0)
+    artery_now = 40.5 + 2.5 * np.sin(2 * np.pi * 1.25 * 239 / 30)
+    assert chart.values_text() == f"vein 150  artery {artery_now:.0f} mm²"  # absolute, as text
+
+
+@pytest.mark.parametrize("size", [(1366, 768), (1920, 1080)])
+def test_whole_side_panel_fits_common_laptop_screens_without_scrolling(qtbot, harness, size):
+    simulator = RecordingSimulator()
+    original_open = harness._open
+
+    def open_phantom(spec: str) -> FakeSource:
+        source = original_open(spec)
+        source.simulator = simulator
+        return source
+
+    harness.deps.open_source = open_phantom
+    window = harness.window(source="phantom", mode="jugular")
+    window.resize(*size)
+    qtbot.waitUntil(lambda: (window.width(), window.height()) == size, timeout=2000)
+    wait_model(qtbot, window)
+    qtbot.waitUntil(lambda: window.legend.names() == ["vein", "artery"], timeout=5000)
+    scroll = window.panel_scroll
+    viewport = scroll.viewport()
+    tabs = window.tabs
+    controls = {0: [window.phantom_controls.gain, window.phantom_controls.depth,
+                    window.phantom_controls.pressure],
+                1: [window.overlay_controls.opacity, window.overlay_controls.show_box],
+                2: [window.calibrate_button, window.roi_reset_button]}
+    always = [window.mode_switch, window.target_label, window.legend, window.area_chart.plot]
+    for index, widgets in controls.items():
+        tabs.setCurrentIndex(index)
+        qtbot.waitUntil(lambda w=widgets: all(x.isVisible() for x in w), timeout=2000)
+        assert scroll.verticalScrollBar().maximum() == 0, tabs.tabText(index)
+        for widget in always + widgets:  # wholly inside the visible panel
+            top_left = widget.mapTo(viewport, widget.rect().topLeft())
+            bottom_right = widget.mapTo(viewport, widget.rect().bottomRight())
+            assert viewport.rect().contains(top_left) and viewport.rect().contains(
+                bottom_right), (tabs.tabText(index), type(widget).__name__)
+    # The image keeps most of the width.
+    assert window.video.width() > 0.6 * window.centralWidget().width()
 
 
 def test_mode_switch_loads_the_other_model(qtbot, harness):
@@ -344,6 +418,7 @@ def test_file_source_gets_clip_controls_and_detected_roi(qtbot, harness, tmp_pat
     harness.deps.detect_roi = lambda image: Roi(8, 16, 100, 80)
     window = harness.window(source=str(clip))
     assert window.file_controls.isVisible() and not window.phantom_controls.isVisible()
+    assert window.tabs.tabText(window.tabs.currentIndex()) == "Clip"  # brought to the front
     qtbot.waitUntil(lambda: window.shown_frame is not None, timeout=5000)
     assert window.roi_for(window.shown_frame) == Roi(8, 16, 100, 80)  # auto-detected
     window.file_controls.play.click()

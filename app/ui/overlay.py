@@ -68,7 +68,7 @@ def target_summary(target: Target, roi: Roi, spacing_mm: float | None) -> str:
     line = f"{depth:.1f} mm" if depth is not None else "depth ?"
     if target.confidence < theme.LOW_CONFIDENCE:
         line += " ?"
-    return f"Target: {target.class_name}  {line}"
+    return f"Target: {target.class_name} {line}"
 
 
 def _qcolor(hex_colour: str, alpha: float) -> QtGui.QColor:
@@ -168,6 +168,10 @@ class OverlayItems:
                                "brush": None}])
         self._marker.setVisible(True)
         self._label.setText(target_text(target, roi, spacing_mm))
+        # Right of the marker in the left half of the image area, left of it in the right
+        # half: the label must not run off the image edge (it did for a vein near the edge).
+        right_half = target.x > roi.x + roi.w / 2
+        self._label.setAnchor((1.08, 1.15) if right_half else (-0.08, 1.15))
         self._label.setPos(target.x, target.y)
         self._label.setVisible(True)
 

@@ -161,7 +161,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.mode_switch.mode_chosen.connect(self.set_mode)
         self.target_label = QtWidgets.QLabel("Target: -")
         self.target_label.setObjectName("target")
-        self.target_label.setWordWrap(True)  # one line normally; a long class name may wrap
         self.overlay_controls = OverlayControls()
         self.overlay_controls.changed.connect(self._refresh_overlay)
         self.legend = Legend()
@@ -506,7 +505,19 @@ class MainWindow(QtWidgets.QMainWindow):
             self.target_label.setText(text)
             unsure = seg is not None and seg.target is not None and \
                 seg.target.confidence < theme.LOW_CONFIDENCE
-            self.target_label.setStyleSheet(f"color: {theme.WARN if unsure else theme.TEXT};")
+            # Always one line (the panel must not jump): a rare long text (deep target,
+            # unsure) gets a slightly smaller font rather than a second line.
+            font = QtGui.QFont(self.target_label.font())
+            width = self.target_label.contentsRect().width()
+            width = width if width > 100 else 410
+            size = theme.TARGET_FONT_PT
+            while size > theme.BASE_FONT_PT:
+                font.setPointSize(size)
+                if QtGui.QFontMetrics(font).horizontalAdvance(text) <= width:
+                    break
+                size -= 1
+            self.target_label.setStyleSheet(f"color: {theme.WARN if unsure else theme.TEXT};"
+                                            f" font-size: {size}pt;")
 
     # ================================================================ ROI + calibration
     def redetect_roi(self) -> None:
