@@ -134,6 +134,9 @@ def test_frames_are_shown_and_fresh_overlay_painted(qtbot, harness):
     assert window.legend.names() == ["nerve", "vessel"]
     assert all(text.endswith("%") for text in window.legend.confidence_texts())
     assert not window.banner_text("lagging")
+    # A capture card has no phantom or clip knobs: no empty tab, the overlay settings show.
+    tabs = window.tabs
+    assert not tabs.isTabVisible(0) and tabs.tabText(tabs.currentIndex()) == "Overlay"
 
 
 def test_area_chart_fills_with_one_line_per_class_when_results_come(qtbot, harness):
