@@ -21,7 +21,7 @@ from app.ui import theme
 REDRAW_HZ = 10.0
 REFERENCE_PERCENTILE = 95.0  # not the max: one glitchy frame must not squash 10 s of line
 Y_MAX_PCT = 120.0  # fixed range: a line above its reference stays on the chart up to here
-CHART_HEIGHT_PX = 104  # modest and fixed: the side panel must fit a 1366x768 laptop
+CHART_HEIGHT_PX = 96  # modest and fixed: the side panel must fit a 1366x768 laptop
 
 
 def relative_areas(areas: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray],

@@ -14,7 +14,7 @@ def _slider(lo: int, hi: int, value: int) -> QtWidgets.QSlider:
     slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
     slider.setRange(lo, hi)
     slider.setValue(value)
-    slider.setMinimumHeight(30)
+    slider.setMinimumHeight(28)
     return slider
 
 
@@ -28,14 +28,14 @@ class ModeSwitch(QtWidgets.QFrame):
         super().__init__()
         self.setObjectName("panel")
         layout = QtWidgets.QHBoxLayout(self)
-        layout.setContentsMargins(6, 6, 6, 6)
+        layout.setContentsMargins(4, 4, 4, 4)
         self.buttons: dict[str, QtWidgets.QPushButton] = {}
         group = QtWidgets.QButtonGroup(self)
         group.setExclusive(True)
         for key, label in MODES.items():
             button = QtWidgets.QPushButton(label)
             button.setCheckable(True)
-            button.setMinimumHeight(48)
+            button.setMinimumHeight(44)
             button.clicked.connect(lambda _=False, k=key: self.mode_chosen.emit(k))
             group.addButton(button)
             layout.addWidget(button)
@@ -104,7 +104,7 @@ class Legend(QtWidgets.QGroupBox):
         for row, name in enumerate(self._classes):
             colour = theme.class_colour(name, row + 1)
             name_label = QtWidgets.QLabel(
-                f'<span style="color:{colour}; font-size:22pt">&#9632;</span>&nbsp;&nbsp;{name}')
+                f'<span style="color:{colour}; font-size:18pt">&#9632;</span>&nbsp;&nbsp;{name}')
             value_label = QtWidgets.QLabel("")
             value_label.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight
                                      | QtCore.Qt.AlignmentFlag.AlignVCenter)
@@ -206,6 +206,7 @@ class PhantomControls(QtWidgets.QGroupBox):
         super().__init__("Phantom")
         self._sim = None
         layout = QtWidgets.QGridLayout(self)
+        layout.setVerticalSpacing(2)  # five rows must fit a 768-pixel-high screen
         self.pressure = _slider(0, 100, 0)
         self.slide = _slider(-15, 15, 0)
         self.needle = _slider(0, 50, 0)

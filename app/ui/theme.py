@@ -40,7 +40,7 @@ QMainWindow, QStatusBar {{ background: {BG}; }}
 QStatusBar {{ border-top: 1px solid #2A2F35; }}
 QStatusBar QLabel {{ padding: 2px 10px; color: {TEXT}; }}
 QFrame#panel, QGroupBox {{ background: {PANEL}; border: 1px solid #2A2F35; border-radius: 6px; }}
-QGroupBox {{ margin-top: 18px; padding: 10px 8px 8px 8px; font-weight: bold; }}
+QGroupBox {{ margin-top: 18px; padding: 4px 8px 4px 8px; font-weight: bold; }}
 QGroupBox QLabel, QGroupBox QCheckBox {{ background: transparent; }}
 QTabWidget QGroupBox {{ margin-top: 0px; border: none; padding: 4px 4px 4px 4px; }}
 QTabBar::tab {{ background: #262B31; color: {MUTED}; border: 1px solid #3A4048;

@@ -205,7 +205,7 @@ class MainWindow(QtWidgets.QMainWindow):
         panel.setFixedWidth(420)
         column = QtWidgets.QVBoxLayout(panel)
         column.setContentsMargins(0, 0, 4, 0)
-        column.setSpacing(6)
+        column.setSpacing(4)
         for widget in (self.mode_switch, self.target_label, self.legend, self.area_chart,
                        self.tabs):
             column.addWidget(widget)
