@@ -222,3 +222,32 @@ def test_a_split_naming_absent_files_is_an_error(tmp_path):
     write_usgra_like(tmp_path)
     with pytest.raises(DatasetError, match="9999"):
         load_folder(usgra_spec(tmp_path), CLASSES, names=["0000", "9999"])
+
+
+def test_ema_weights_differ_from_raw_and_are_what_export_loads(tmp_path):
+    write_usgra_like(tmp_path / "data" / "tiny", n=4)
+    cfg = Config({
+        "name": "tiny", "classes": list(CLASSES),
+        "input": {"height": 32, "width": 32, "scale": 1 / 255, "mean": 0.3, "std": 0.2},
+        "net": {"arch": "unet", "encoder": "simple", "presence": True, "width": 8,
+                "pretrained": False},
+        "loss": "combo", "epochs": 2, "batch": 2, "lr": 0.01, "threads": 1, "ema": 0.9,
+        "train": [{"kind": "usgra-seg", "root": "tiny"}],
+        "val": [{"kind": "usgra-seg", "root": "tiny"}],
+        "out": str(tmp_path / "run"),
+    })
+    run = train(cfg, root=tmp_path / "data", device="cpu", max_steps=2, quiet=True)
+    state = torch.load(run / "last.pt", weights_only=False)
+    assert state["ema"]["updates"] == 2
+    train(cfg, root=tmp_path / "data", device="cpu", quiet=True)  # resume keeps the average
+    state = torch.load(run / "last.pt", weights_only=False)
+    assert state["ema"]["updates"] == 4  # 2 steps per epoch x 2 epochs
+    raw, ema = state["model"], state["ema"]["model"]
+    assert raw.keys() == ema.keys()
+    assert any(not torch.equal(raw[k], ema[k]) for k in raw if raw[k].is_floating_point())
+    bn = [k for k in raw if k.endswith("running_mean")]
+    assert bn and any(not torch.equal(raw[k], ema[k]) for k in bn)  # BN stats averaged too
+    net, _ = load_trained(run)  # export_run exports what load_trained returns
+    assert all(torch.equal(v, ema[k]) for k, v in net.state_dict().items())
+    net_raw, _ = load_trained(run, raw=True)
+    assert all(torch.equal(v, raw[k]) for k, v in net_raw.state_dict().items())

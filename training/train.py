@@ -4,10 +4,14 @@ Config (see training/configs/plexus.json): classes, input (the contract's prepro
 loss, presence_weight, epochs, batch, lr, augment, train/val sources, out (run folder).
 Each epoch writes <out>/last.pt (model, optimiser, schedule, history, RNG) and the curves PNG,
 so an interrupted run continues where it stopped when the same command is run again.
+With "ema": decay (e.g. 0.995 per step), an exponential moving average of the weights is kept
+beside the raw ones; it is what the per-epoch validation sees, what last.pt stores as "ema" and
+what load_trained (hence export) returns.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -147,6 +151,38 @@ def validate(net: SegNet, samples: list[Sample], contract: ModelContract, loss_f
     return {"val_loss": float(np.mean(losses)), "val_dice": dice}
 
 
+class WeightEMA:
+    """Exponential moving average of a network's weights and BN statistics, updated per step.
+
+    The decay ramps up as (1 + n) / (10 + n) so the first steps do not keep the random init.
+    """
+
+    def __init__(self, net: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.updates = 0
+        self.net = copy.deepcopy(net).eval()
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, net: torch.nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        src = net.state_dict()
+        for k, v in self.net.state_dict().items():
+            if v.dtype.is_floating_point:
+                v.mul_(d).add_(src[k].detach(), alpha=1 - d)
+            else:  # num_batches_tracked
+                v.copy_(src[k])
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "updates": self.updates, "model": self.net.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.updates = int(state["updates"])
+        self.net.load_state_dict(state["model"])
+
+
 def plot_curves(history: list[dict], path: Path, title: str) -> None:
     import matplotlib
 
@@ -209,6 +245,8 @@ def train(cfg: Config, root: Path | None = None, device: str | None = None,
     trainable = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=float(cfg.get("lr", 1e-3)),
                             weight_decay=float(cfg.get("weight_decay", 1e-4)))
+    ema_decay = float(cfg.get("ema", 0) or 0)
+    ema = WeightEMA(net, ema_decay) if ema_decay > 0 else None
     rng = np.random.default_rng(seed)
     history: list[dict] = []
     start_epoch, step = 0, 0
@@ -219,6 +257,10 @@ def train(cfg: Config, root: Path | None = None, device: str | None = None,
         opt.load_state_dict(state["optim"])
         history, start_epoch, step = state["history"], state["epoch"], state["step"]
         rng.bit_generator.state = state["rng"]
+        if ema is not None and "ema" in state:
+            ema.load_state_dict(state["ema"])
+        elif ema is not None:  # a checkpoint from before EMA: the average starts from its weights
+            ema.net.load_state_dict(state["model"])
         if not quiet:
             print(f"resuming {ckpt} at epoch {start_epoch}")
     (out / "config.json").write_text(json.dumps(cfg.raw, indent=2))
@@ -242,6 +284,8 @@ def train(cfg: Config, root: Path | None = None, device: str | None = None,
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update(net)
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
             step += 1
@@ -249,7 +293,8 @@ def train(cfg: Config, root: Path | None = None, device: str | None = None,
                 break
         row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
                "seconds": round(time.perf_counter() - t0, 1),
-               **validate(net, val_set, contract, loss_fn, batch * 2, dev)}
+               **validate(ema.net if ema else net, val_set, contract, loss_fn, batch * 2,
+                          dev)}
         history.append(row)
         if not quiet:
             dice = ", ".join(f"{k} {v:.3f}" for k, v in row["val_dice"].items())
@@ -257,7 +302,7 @@ def train(cfg: Config, root: Path | None = None, device: str | None = None,
                   f"Dice {dice} ({row['seconds']} s)", flush=True)
         torch.save({"model": net.state_dict(), "optim": opt.state_dict(), "history": history,
                     "epoch": epoch + 1, "step": step, "rng": rng.bit_generator.state,
-                    "config": cfg.raw}, ckpt)
+                    "config": cfg.raw, **({"ema": ema.state_dict()} if ema else {})}, ckpt)
         (out / "history.json").write_text(json.dumps(history, indent=1))
         plot_curves(history, out / "curves.png", cfg.get("name", out.name))
         if max_steps is not None and step >= max_steps:
@@ -271,9 +316,10 @@ def _finished(ckpt: Path, epochs: int) -> bool:
     return torch.load(ckpt, map_location="cpu", weights_only=False)["epoch"] >= epochs
 
 
-def load_trained(run: Path, device: str = "cpu") -> tuple[SegNet, Config]:
+def load_trained(run: Path, device: str = "cpu", raw: bool = False) -> tuple[SegNet, Config]:
+    """The run's network: its EMA weights when it kept them (unless raw), else the last ones."""
     state = torch.load(Path(run) / "last.pt", map_location=device, weights_only=False)
     cfg = Config(state["config"])
     net = build_net(cfg["net"], len(cfg.classes), pretrained=False)
-    net.load_state_dict(state["model"])
+    net.load_state_dict(state["ema"]["model"] if "ema" in state and not raw else state["model"])
     return net.eval(), cfg
