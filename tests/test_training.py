@@ -251,3 +251,35 @@ def test_ema_weights_differ_from_raw_and_are_what_export_loads(tmp_path):
     assert all(torch.equal(v, ema[k]) for k, v in net.state_dict().items())
     net_raw, _ = load_trained(run, raw=True)
     assert all(torch.equal(v, raw[k]) for k, v in net_raw.state_dict().items())
+
+
+def test_domain_randomisation_keeps_labels_exact_and_values_in_range():
+    # Two "vessels" (classes 1 and 2) as dark discs with bright rings on a grey background.
+    img = np.full((96, 96), 90, np.uint8)
+    mask = np.zeros((96, 96), np.uint8)
+    for c, (x, y) in ((1, (30, 40)), (2, (64, 56))):
+        cv2.circle(img, (x, y), 14, 230, 3)
+        cv2.circle(img, (x, y), 12, 0, -1)
+        cv2.circle(mask, (x, y), 12, c, -1)
+    photo_only = AugmentConfig(
+        p_flip=0, max_rotate_deg=0, depth_scale=(1, 1), max_shift=0, p_elastic=0,
+        p_wall=1, p_lumen=1, p_resynth=1, p_fascia=1, p_blotch=1, p_tone=1, p_gain_field=1,
+        p_blur=1)
+    for seed in range(8):
+        out_img, out_mask = augment(img, mask, photo_only, np.random.default_rng(seed))
+        assert out_img.dtype == np.uint8 and out_img.shape == img.shape
+        assert np.array_equal(out_mask, mask)  # intensity steps never touch the labels
+        assert out_img.std() > 0
+    # The new geometric steps move image and mask together: the dark lumens stay under the labels.
+    geo = AugmentConfig(p_flip=0, max_rotate_deg=0, depth_scale=(1, 1), max_shift=0,
+                        p_elastic=0, p_fine_elastic=1, p_letterbox=1, gain=(1, 1),
+                        gamma=(1, 1), p_speckle=0, noise_sigma=0, p_shadow=0)
+    for seed in range(8):
+        out_img, out_mask = augment(img, mask, geo, np.random.default_rng(seed))
+        assert set(np.unique(out_mask)) == {0, 1, 2}
+        # Away from the 1-px edge (area-resampled image vs nearest-neighbour mask).
+        inside = cv2.erode((out_mask > 0).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        assert np.mean(out_img[inside] < 45) > 0.95  # lumen pixels are still the dark ones
+        assert out_img[:, :3].max() == 0 or out_img[:3].max() == 0 or out_img[-3:].max() == 0 \
+            or out_img[:, -3:].max() == 0  # some black band from the letterbox
+    assert AugmentConfig.from_dict({}).p_wall == 0  # off unless a config names it
