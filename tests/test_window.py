@@ -206,15 +206,7 @@ def test_area_chart_shows_each_class_relative_to_its_own_high(qtbot):
 # 1366x698: a window maximised on a 1366x768 laptop under a 30 px title bar and a 40 px taskbar.
 @pytest.mark.parametrize("size", [(1366, 698), (1366, 768), (1920, 1080)])
 def test_whole_side_panel_fits_common_laptop_screens_without_scrolling(qtbot, harness, size):
-    simulator = RecordingSimulator()
-    original_open = harness._open
-
-    def open_phantom(spec: str) -> FakeSource:
-        source = original_open(spec)
-        source.simulator = simulator
-        return source
-
-    harness.deps.open_source = open_phantom
+    use_recording_phantom(harness)
     window = harness.window(source="phantom", mode="jugular")
     window.resize(*size)
     qtbot.waitUntil(lambda: (window.width(), window.height()) == size, timeout=2000)
@@ -453,7 +445,8 @@ class RecordingSimulator:
         return lambda *args: self.calls.append((name, *args))
 
 
-def test_phantom_source_gets_trainee_controls(qtbot, harness):
+def use_recording_phantom(harness) -> RecordingSimulator:
+    """Make the harness's sources carry a simulator that records the control calls."""
     simulator = RecordingSimulator()
     original_open = harness._open
 
@@ -463,6 +456,11 @@ def test_phantom_source_gets_trainee_controls(qtbot, harness):
         return source
 
     harness.deps.open_source = open_phantom
+    return simulator
+
+
+def test_phantom_source_gets_trainee_controls(qtbot, harness):
+    simulator = use_recording_phantom(harness)
     window = harness.window(source="phantom", mode="plexus")
     assert window.source_spec == "phantom:plexus"  # the scene follows the procedure
     assert window.phantom_controls.isVisible() and not window.file_controls.isVisible()
