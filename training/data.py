@@ -37,17 +37,13 @@ class Sample:
 
 
 def preprocess(image: np.ndarray, contract: ModelContract) -> np.ndarray:
-    """The contract's preprocessing, the ONE place training and evaluation do it.
+    """The contract's preprocessing (ModelContract.normalize, shared with the app) for training.
 
     Whole image resized to (W, H) with INTER_AREA, then *scale, -mean, /std -> float32 (H, W).
     Resizing an image that already has the model size is a no-op, so training may resize first,
     augment at model size, then call this.
     """
-    gray = to_gray(image)
-    if gray.shape != (contract.height, contract.width):
-        gray = cv2.resize(gray, (contract.width, contract.height), interpolation=cv2.INTER_AREA)
-    x = gray.astype(np.float32) * np.float32(contract.scale)
-    return (x - np.float32(contract.mean)) / np.float32(contract.std)
+    return contract.normalize(to_gray(image))
 
 
 def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -13,6 +13,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
+
 KEY_CLASSES = "sonoguide.classes"
 KEY_INPUT = "sonoguide.input"
 KEY_VERSION = "sonoguide.version"
@@ -35,6 +38,17 @@ class ModelContract:
     std: float
     version: str
     trained_on: str
+
+    def normalize(self, gray: np.ndarray) -> np.ndarray:
+        """(H, W) uint8 image -> float32 (height, width) model input, exactly as the contract says.
+
+        The one implementation: the app's segmenter and training/evaluation both call it, so a
+        model never sees data prepared differently from what it was trained on.
+        """
+        if gray.shape != (self.height, self.width):
+            gray = cv2.resize(gray, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        x = gray.astype(np.float32) * np.float32(self.scale)
+        return (x - np.float32(self.mean)) / np.float32(self.std)
 
     def to_metadata(self) -> dict[str, str]:
         return {

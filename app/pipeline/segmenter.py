@@ -57,12 +57,7 @@ class Segmenter:
 
     def preprocess(self, gray_roi: np.ndarray) -> np.ndarray:
         """ROI (H, W) uint8 -> float32 [1, 1, h, w] exactly as the contract says."""
-        gray = _as_gray(gray_roi)
-        c = self.contract
-        resized = cv2.resize(gray, (c.width, c.height), interpolation=cv2.INTER_AREA)
-        x = (resized.astype(np.float32) * np.float32(c.scale) - np.float32(c.mean)) \
-            / np.float32(c.std)
-        return x[np.newaxis, np.newaxis]
+        return self.contract.normalize(_as_gray(gray_roi))[np.newaxis, np.newaxis]
 
     def predict(self, gray_roi: np.ndarray) -> Prediction:
         t0 = time.perf_counter()
