@@ -118,3 +118,29 @@ def test_evaluate_reports_missed_structures_and_false_positives(tmp_path):
     assert 0.0 <= nerve["dice_mean"] <= 1.0
     assert r["classes"]["vessel"]["frames_with"] == 0
     assert r["classes"]["vessel"]["dice_mean"] is None
+
+
+class BrightIsNerve(torch.nn.Module):
+    """A fixed 'model': nerve wherever the input is bright, never vessel."""
+
+    def forward(self, x):
+        zero = torch.zeros_like(x)
+        return torch.cat([zero, 20 * x, zero - 10], dim=1)
+
+
+def test_evaluation_crops_to_the_roi_as_the_app_does_and_counts_what_it_cuts_off(tmp_path):
+    """A nerve the app's ROI cuts off is a missed nerve, whatever the model could have done."""
+    from training.data import Sample
+
+    c = ModelContract(CLASSES, 32, 32, 1 / 255, 0.3, 0.2, "test-1", "unit test")
+    path = export_onnx(BrightIsNerve(), c, tmp_path / "m.onnx")
+    image = np.zeros((64, 64), np.uint8)
+    mask = np.zeros((64, 64), np.uint8)
+    image[8:24, 8:24] = mask[8:24, 8:24] = 1  # inside the ROI (the left half)
+    image[40:56, 40:56] = mask[40:56, 40:56] = 1  # outside it
+    image *= 255
+    whole = evaluate_samples(path, [Sample("a", image, mask)], CLASSES, quiet=True)
+    cut = evaluate_samples(path, [Sample("a", image, mask, roi=(0, 0, 32, 64))], CLASSES,
+                           quiet=True)
+    assert whole["classes"]["nerve"]["dice_mean"] > 0.95
+    assert cut["classes"]["nerve"]["dice_mean"] == pytest.approx(2 / 3, abs=0.05)

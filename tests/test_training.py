@@ -283,3 +283,31 @@ def test_domain_randomisation_keeps_labels_exact_and_values_in_range():
         assert out_img[:, :3].max() == 0 or out_img[:3].max() == 0 or out_img[-3:].max() == 0 \
             or out_img[:, -3:].max() == 0  # some black band from the letterbox
     assert AugmentConfig.from_dict({}).p_wall == 0  # off unless a config names it
+
+
+def test_frame_dice_weighs_a_missed_small_nerve_like_a_missed_large_one():
+    """Batch-pooled Dice barely notices a small structure missed beside a large one found;
+    the per-frame Dice (what the evaluation and the doctor see) counts it as half the frames."""
+    from training.losses import frame_dice, soft_dice
+
+    big, small = disc_mask(64, 32, 32, 20, 1), disc_mask(64, 10, 10, 3, 1)
+    target = torch.from_numpy(np.stack([big, small])).long()
+    found_big_only = torch.from_numpy(np.stack([big, np.zeros_like(small)])).long()
+    logits = 50 * torch.nn.functional.one_hot(found_big_only, 3).permute(0, 3, 1, 2).float()
+    assert soft_dice(logits, target) < 0.1
+    assert frame_dice(logits, target) > 0.45
+
+
+def test_training_sees_the_roi_crop_the_app_feeds_the_model():
+    from app.pipeline.contract import ModelContract
+    from training.data import Sample
+    from training.train import to_model_size
+
+    image = np.zeros((40, 80), np.uint8)
+    image[:, 40:] = 200  # the right half is the "image"; the ROI is there
+    mask = np.zeros((40, 80), np.uint8)
+    mask[10:20, 50:60] = 1
+    c = ModelContract(("background", "nerve", "vessel"), 40, 40, 1 / 255, 0.0, 1.0, "t", "t")
+    (s,) = to_model_size([Sample("a", image, mask, roi=(40, 0, 40, 40))], c)
+    assert s.image.shape == (40, 40) and s.image.min() == 200
+    assert s.mask[10:20, 10:20].all() and s.mask.sum() == 100

@@ -111,7 +111,7 @@ def calibration_inputs(cfg, root=None, n: int = 32) -> np.ndarray:
     c = cfg.contract()
     samples = load_sources(cfg["train"], c.classes, data_root(root), (c.height, c.width))
     pick = np.random.default_rng(0).permutation(len(samples))[:n]
-    return np.stack([preprocess(samples[i].image, c)[None] for i in pick])
+    return np.stack([preprocess(samples[i].model_view()[0], c)[None] for i in pick])
 
 
 def bench_models(models: list[str], threads: int = 2, runs: int = 300, cfg=None,

@@ -34,6 +34,14 @@ class Sample:
     mask: np.ndarray  # (H, W) uint8 class index into the dataset's class list
     spacing_mm: float | None = None  # mm per image pixel where known (phantom)
     group: str = ""  # scene or dataset, for per-group metrics
+    roi: tuple[int, int, int, int] | None = None  # (x, y, w, h) the app feeds the model; None: all
+
+    def model_view(self) -> tuple[np.ndarray, np.ndarray]:
+        """Image and mask as the app's model sees them: cropped to the ROI."""
+        if self.roi is None:
+            return self.image, self.mask
+        x, y, w, h = self.roi
+        return self.image[y:y + h, x:x + w], self.mask[y:y + h, x:x + w]
 
 
 def preprocess(image: np.ndarray, contract: ModelContract) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Metrics of an exported ONNX model on labelled samples, through ONNX Runtime as the app runs it.
 
-Per frame: the contract's preprocessing, argmax over classes whose presence probability is >= 0.5
+Per frame: the ROI crop where the sample has one (the app's detected ROI; background outside it),
+the contract's preprocessing, argmax over classes whose presence probability is >= 0.5
 (the app hides the others), label map resized back to the image with nearest neighbour.
 Per class: Dice and IoU (mean over frames whose truth has the class), 95th-percentile Hausdorff
 distance in mm (frames where truth and prediction both have it), share of those frames where the
@@ -37,6 +38,16 @@ def predict_labels(session, contract: ModelContract, image: np.ndarray) -> np.nd
         logits[hidden] = -np.inf
     labels = logits.argmax(0).astype(np.uint8)
     return cv2.resize(labels, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
+
+
+def predict_in_roi(session, contract: ModelContract, sample: Sample) -> np.ndarray:
+    """The app's way: predict on the ROI crop, background elsewhere in the full frame."""
+    if sample.roi is None:
+        return predict_labels(session, contract, sample.image)
+    x, y, w, h = sample.roi
+    full = np.zeros(sample.image.shape[:2], np.uint8)
+    full[y:y + h, x:x + w] = predict_labels(session, contract, sample.model_view()[0])
+    return full
 
 
 def _boundary(mask: np.ndarray) -> np.ndarray:
@@ -76,7 +87,7 @@ def evaluate_samples(model: str | Path, samples: list[Sample], data_classes: tup
     per = {c: {"dice": [], "iou": [], "hd95_mm": [], "found": [], "fp": []} for c in fg}
     swaps, groups_swapped = 0, {}
     for s in tqdm(samples, desc=f"evaluate {Path(model).name}", disable=quiet, leave=False):
-        pred = table[predict_labels(session, contract, s.image)]
+        pred = table[predict_in_roi(session, contract, s)]
         min_area = MIN_AREA_FRAC * pred.size
         swapped = False
         for c in fg:

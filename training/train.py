@@ -1,7 +1,8 @@
 """Train one segmentation network from a JSON config; resumes from its last checkpoint.
 
 Config (see training/configs/plexus.json): classes, input (the contract's preprocessing), net,
-loss, presence_weight, epochs, batch, lr, augment, train/val sources, out (run folder).
+loss, presence_weight, epochs, batch, lr, encoder_lr_scale, augment, train/val sources, out
+(run folder).
 Each epoch writes <out>/last.pt (model, optimiser, schedule, history, RNG) and the curves PNG,
 so an interrupted run continues where it stopped when the same command is run again.
 With "ema": decay (e.g. 0.995 per step), an exponential moving average of the weights is kept
@@ -90,19 +91,32 @@ def load_sources(sources: list[dict], classes: tuple[str, ...], root: Path,
                 src.get("part", "train")]
         samples = load_folder(spec, classes, names)
         spacing = src.get("pixel_spacing_mm")
-        out += [Sample(s.name, s.image, s.mask, spacing, src["kind"]) for s in samples]
+        out += [Sample(s.name, s.image, s.mask, spacing, src["kind"], _roi(s.image, src))
+                for s in samples]
     return out
 
 
+def _roi(image: np.ndarray, src: dict) -> tuple[int, int, int, int] | None:
+    """With "roi": "detect", the ROI the app would find on this image (app.pipeline.roi), so the
+    model trains and is judged on what the app feeds it; labels outside it stay in the truth."""
+    if src.get("roi") != "detect":
+        return None
+    from app.pipeline.roi import detect_roi
+
+    r = detect_roi(image)
+    return (r.x, r.y, r.w, r.h)
+
+
 def to_model_size(samples: list[Sample], contract: ModelContract) -> list[Sample]:
-    """Resize once (INTER_AREA, as the contract does); augmentation then runs at model size."""
+    """Crop to the ROI and resize once (INTER_AREA, as the contract does); augmentation then
+    runs at model size."""
     h, w = contract.height, contract.width
     out = []
     for s in samples:
-        img = s.image
+        img, mask = s.model_view()
         if img.shape != (h, w):
             img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
-        out.append(Sample(s.name, img, resize_mask(s.mask, h, w), s.spacing_mm, s.group))
+        out.append(Sample(s.name, img, resize_mask(mask, h, w), s.spacing_mm, s.group))
     return out
 
 
@@ -120,6 +134,16 @@ def split_outputs(out) -> tuple[torch.Tensor, torch.Tensor | None]:
     return (out[0], out[1]) if isinstance(out, tuple) else (out, None)
 
 
+def param_groups(net: SegNet, encoder_scale: float) -> list[dict]:
+    """Trainable parameters; the pretrained encoder's learn at encoder_scale times the rate
+    (a fine-tuned ImageNet encoder keeps more of what it knows at a lower rate)."""
+    enc = [p for p in net.encoder.parameters() if p.requires_grad]
+    ids = {id(p) for p in enc}
+    rest = [p for p in net.parameters() if p.requires_grad and id(p) not in ids]
+    return [{"params": rest, "lr_scale": 1.0},
+            *([{"params": enc, "lr_scale": encoder_scale}] if enc else [])]
+
+
 def lr_at(step: int, total: int, base: float, warmup: int) -> float:
     """Linear warm-up, then cosine decay to 2% of the base rate."""
     if step < warmup:
@@ -131,10 +155,12 @@ def lr_at(step: int, total: int, base: float, warmup: int) -> float:
 @torch.no_grad()
 def validate(net: SegNet, samples: list[Sample], contract: ModelContract, loss_fn,
              batch: int, device: torch.device) -> dict:
-    """Loss and pooled Dice per foreground class at model size (the quick per-epoch check)."""
+    """Loss, pooled Dice and per-frame mean Dice (frames with the class) per foreground class,
+    at model size: the quick per-epoch check."""
     net.eval()
     n_cls = len(contract.classes)
     inter, total = np.zeros(n_cls), np.zeros(n_cls)
+    frames: dict[int, list[float]] = {c: [] for c in range(1, n_cls)}
     losses = []
     rng = np.random.default_rng(0)
     for i in range(0, len(samples), batch):
@@ -144,11 +170,16 @@ def validate(net: SegNet, samples: list[Sample], contract: ModelContract, loss_f
         pred = logits.argmax(1).cpu().numpy()
         truth = y.numpy()
         for c in range(1, n_cls):
-            inter[c] += np.sum((pred == c) & (truth == c))
-            total[c] += np.sum(pred == c) + np.sum(truth == c)
+            hits = np.sum((pred == c) & (truth == c), axis=(1, 2))
+            sizes = np.sum(pred == c, axis=(1, 2)) + np.sum(truth == c, axis=(1, 2))
+            inter[c] += hits.sum()
+            total[c] += sizes.sum()
+            has = np.any(truth == c, axis=(1, 2))
+            frames[c] += list(2 * hits[has] / sizes[has])
     dice = {contract.classes[c]: float(2 * inter[c] / total[c]) if total[c] else 1.0
             for c in range(1, n_cls)}
-    return {"val_loss": float(np.mean(losses)), "val_dice": dice}
+    frame = {contract.classes[c]: float(np.mean(v)) if v else None for c, v in frames.items()}
+    return {"val_loss": float(np.mean(losses)), "val_dice": dice, "val_frame_dice": frame}
 
 
 class WeightEMA:
@@ -196,10 +227,13 @@ def plot_curves(history: list[dict], path: Path, title: str) -> None:
     a.set_xlabel("epoch")
     a.set_ylabel("loss")
     a.legend()
-    for name in history[0]["val_dice"]:
-        b.plot(ep, [h["val_dice"][name] for h in history], label=name)
+    for i, name in enumerate(history[0]["val_dice"]):
+        b.plot(ep, [h["val_dice"][name] for h in history], f"C{i}--", label=f"{name} pooled")
+        frame = [(h.get("val_frame_dice") or {}).get(name) for h in history]
+        if all(v is not None for v in frame):
+            b.plot(ep, frame, f"C{i}-", label=f"{name} per-frame mean")
     b.set_xlabel("epoch")
-    b.set_ylabel("validation Dice (pooled, model size)")
+    b.set_ylabel("validation Dice (model size)")
     b.set_ylim(0, 1)
     b.legend()
     fig.suptitle(title)
@@ -242,8 +276,8 @@ def train(cfg: Config, root: Path | None = None, device: str | None = None,
     batch, epochs = int(cfg.get("batch", 8)), int(cfg.get("epochs", 40))
     steps_per_epoch = max(1, len(train_set) // batch)
     total = epochs * steps_per_epoch
-    trainable = [p for p in net.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(trainable, lr=float(cfg.get("lr", 1e-3)),
+    opt = torch.optim.AdamW(param_groups(net, float(cfg.get("encoder_lr_scale", 1.0))),
+                            lr=float(cfg.get("lr", 1e-3)),
                             weight_decay=float(cfg.get("weight_decay", 1e-4)))
     ema_decay = float(cfg.get("ema", 0) or 0)
     ema = WeightEMA(net, ema_decay) if ema_decay > 0 else None
@@ -273,7 +307,7 @@ def train(cfg: Config, root: Path | None = None, device: str | None = None,
                    leave=False)
         for b in bar:
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, total, float(cfg.get("lr", 1e-3)), warmup)
+                g["lr"] = g["lr_scale"] * lr_at(step, total, float(cfg.get("lr", 1e-3)), warmup)
             idx = order[b * batch:(b + 1) * batch]
             x, y = make_batch([train_set[i] for i in idx], contract, aug, rng)
             x, y = x.to(dev), y.to(dev)
@@ -297,9 +331,10 @@ def train(cfg: Config, root: Path | None = None, device: str | None = None,
                           dev)}
         history.append(row)
         if not quiet:
-            dice = ", ".join(f"{k} {v:.3f}" for k, v in row["val_dice"].items())
+            dice = ", ".join(f"{k} {v:.3f}/{row['val_frame_dice'][k] or 0:.3f}"
+                             for k, v in row["val_dice"].items())
             print(f"epoch {epoch + 1}: train {row['train_loss']:.3f} val {row['val_loss']:.3f} "
-                  f"Dice {dice} ({row['seconds']} s)", flush=True)
+                  f"Dice pooled/frame {dice} ({row['seconds']} s)", flush=True)
         torch.save({"model": net.state_dict(), "optim": opt.state_dict(), "history": history,
                     "epoch": epoch + 1, "step": step, "rng": rng.bit_generator.state,
                     "config": cfg.raw, **({"ema": ema.state_dict()} if ema else {})}, ckpt)
