@@ -35,7 +35,8 @@ def _find_patient(scene: str, wanted, size=SMALL, skip: int = 0) -> PhantomSimul
 
 
 def _has_vessels(a) -> bool:
-    return a.vein is not None and a.artery is not None
+    """Both vessels, the artery inside the default 38 mm wide view."""
+    return a.vein is not None and a.artery is not None and abs(a.artery.cx) + a.artery.a < 17
 
 
 def _overlap(a) -> bool:
@@ -112,7 +113,9 @@ def test_vessel_labels_line_up_with_dark_lumens_and_bright_walls(scene, seed):
         lumen = (comp == big).astype(np.uint8)
         if lumen.sum() < np.pi * (2.0 / sp) ** 2:  # small vessels are blurred by the PSF
             continue
-        inside = img[lumen.astype(bool)].mean()
+        # the lumen away from its edge (a coarse PSF smears the wall ~0.3 mm into it)
+        core = cv2.erode(lumen, np.ones((5, 5), np.uint8)).astype(bool)
+        inside = img[core].mean()
         tissue = img[_ring(lumen, int(2.5 / sp), int(5 / sp)) & (f.labels == 0)].mean()
         assert inside < 0.5 * tissue, (code, inside, tissue)
         if code != ARTERY:
@@ -311,3 +314,80 @@ def test_vein_breathes_and_probe_slide_moves_the_anatomy():
     x0 = np.nonzero(f0.labels == ARTERY)[1].mean()
     x1 = np.nonzero(f1.labels == ARTERY)[1].mean()
     assert x0 - x1 == pytest.approx(5.0 / f0.pixel_spacing_mm, abs=2)
+
+
+def _topmost_parts(sim: PhantomSimulator, size: int) -> np.ndarray:
+    """Which anatomy part is visible at each screen pixel (probe centred, untilted): the
+    painter's order of the tissue maps, on the screen grid."""
+    from app.phantom.tissue import Grid
+
+    sp = sim.depth_mm / size
+    grid = Grid(sp, -size * sp / 2, size, size)
+    ids = np.zeros((size, size), np.int32)
+    for i, part in enumerate(sim.anatomy.parts):
+        cv2.fillPoly(ids, [grid.to_px(part.polygon)], i + 1, cv2.LINE_8, 4)
+    return ids
+
+
+@pytest.mark.parametrize("scene", ["jugular", "supraclavicular", "interscalene"])
+def test_dark_muscle_and_look_alikes_are_dark_background(scene):
+    # hypoechoic muscle bellies and small dark look-alikes (nodes, omohyoid-like muscles) are
+    # in every patient, are labelled background, and are nearly as dark as a vessel
+    size, dark, grey = 256, [], []
+    for seed in range(4):
+        sim = PhantomSimulator(scene, seed=seed, size=(size, size))
+        sim.set_heart_rate(30.0)
+        f = sim.render(0.0)
+        ids = _topmost_parts(sim, size)
+        parts = sim.anatomy.parts
+        look = [i + 1 for i, p in enumerate(parts) if p.role == "distractor"
+                and p.tissue in ("dmuscle", "node")]
+        assert any(p.tissue == "dmuscle" for p in parts), (scene, seed)
+        mask = np.isin(ids, look).astype(np.uint8)
+        mask = cv2.erode(mask, np.ones((5, 5), np.uint8)).astype(bool)  # away from edges
+        assert not f.labels[mask].any(), (scene, seed)  # background, not vessel or nerve
+        plain = np.isin(ids, [i + 1 for i, p in enumerate(parts) if p.tissue == "deep"]
+                        + [0]) & (f.labels == 0)
+        if mask.sum() > 200 and plain.sum() > 200:
+            dark.append(np.median(f.image[mask]))
+            grey.append(np.median(f.image[plain]))
+    assert len(dark) >= 2
+    assert np.median(dark) < 0.75 * np.median(grey)
+
+
+def test_vessel_free_training_patients_at_the_intended_rate():
+    from app.phantom.generator import VESSEL_FREE_RATE, _patient
+
+    n = 120
+    free = [_patient("jugular", 0, i, (64, 64)).anatomy.vessels == [] for i in range(n)]
+    assert abs(np.mean(free) - VESSEL_FREE_RATE) < 0.08
+    frames = list(generate("jugular", 40, seed=0, size=(96, 96)))
+    no_vessel = [not np.isin(f.labels, [ARTERY, VEIN]).any() for f in frames]
+    expected = free[:40]
+    assert no_vessel == expected  # exactly the vessel-free patients, with no vessel label
+    assert any(no_vessel) and not all(no_vessel)
+    assert all(f.image.mean() > 10 for f in frames)  # still a picture of tissue
+    # the live phantom is not affected: its patients keep their vessels
+    for seed in range(5):
+        live = PhantomSimulator("jugular", seed=seed, size=SMALL).anatomy
+        assert live.artery is not None and live.vein is not None
+
+
+def test_vessel_walls_are_specular_and_outlines_irregular():
+    # a vessel's wall is bright where the beam meets it square (roof, floor), weak at its
+    # sides; outlines are not perfect ellipses, and they keep their shape over time
+    sim = _find_patient("jugular", _lateral, size=(384, 384))
+    f = sim.render(0.5)
+    img, sp = f.image.astype(float), f.pixel_spacing_mm
+    lumen = (f.labels == ARTERY).astype(np.uint8)
+    ys, xs = np.nonzero(lumen)
+    cy, cx = ys.mean(), xs.mean()
+    wall = _ring(lumen, 0, int(1.0 / sp))
+    rows, cols = np.indices(img.shape)
+    ang = np.arctan2(rows - cy, cols - cx)
+    roof_floor = wall & (np.abs(np.sin(ang)) > 0.9)
+    sides = wall & (np.abs(np.cos(ang)) > 0.9)
+    assert img[roof_floor].mean() > 1.3 * img[sides].mean()
+    for v in sim.anatomy.vessels:
+        r = np.hypot(*(v.lumen() - [v.cx, v.cy]).T / np.array([[v.a], [v.b]]))
+        assert r.std() > 0.005  # not an exact ellipse

@@ -9,8 +9,9 @@ vary the way they do between people. Nothing here touches pixels; see tissue.py.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+import cv2
 import numpy as np
 
 from app.phantom.labels import ARTERY, BACKGROUND, NERVE, VEIN
@@ -25,6 +26,11 @@ TISSUES: dict[str, tuple[float, float, str]] = {
     "skin": (1.5, 3.6, "plain"),
     "fat": (0.35, 3.0, "fat"),
     "muscle": (0.22, 3.8, "muscle"),
+    # a hypoechoic muscle belly (scalenes, SCM in many people): nearly as dark as a vessel but
+    # textured with faint striation; also the small dark look-alikes (omohyoid, lymph node
+    # cortex, tendon) that are not vessels
+    "dmuscle": (0.035, 3.8, "dmuscle"),
+    "node": (0.035, 2.6, "plain"),
     "gland": (1.45, 3.8, "plain"),
     "connective": (2.6, 3.6, "plain"),
     "blood": (0.012, -3.0, "plain"),
@@ -36,13 +42,16 @@ TISSUES: dict[str, tuple[float, float, str]] = {
 
 
 def ellipse(cx: float, cy: float, a: float, b: float, n: int = 48, tri: float = 0.0,
-            tri_angle: float = -np.pi / 2, wobble: np.ndarray | None = None) -> np.ndarray:
-    """Closed polygon (n, 2): ellipse with optional triangular bulge (IJV) and wobble."""
+            tri_angle: float = -np.pi / 2, wobble: np.ndarray | None = None,
+            phase: np.ndarray | None = None) -> np.ndarray:
+    """Closed polygon (n, 2): ellipse with optional triangular bulge (IJV) and wobble
+    (relative amplitudes of harmonics 1, 2, ..; `phase` their phases, default k)."""
     th = np.linspace(0.0, 2 * np.pi, n, endpoint=False)
     r = 1.0 + tri * np.cos(3 * (th - tri_angle))
-    if wobble is not None:
+    if wobble is not None and len(wobble):
         k = np.arange(1, len(wobble) + 1)[:, None]
-        r = r + (wobble[:, None] * np.cos(k * th[None, :] + k)).sum(0)
+        ph = k if phase is None or not len(phase) else np.asarray(phase)[:, None]
+        r = r + (np.asarray(wobble)[:, None] * np.cos(k * th[None, :] + ph)).sum(0)
     return np.stack([cx + a * r * np.cos(th), cy + b * r * np.sin(th)], 1)
 
 
@@ -70,6 +79,9 @@ class Part:
     label: int = BACKGROUND
     rim: float = 0.0  # specular boundary brightness, stronger where the beam hits it square
     rim_mm: float = 0.3
+    gain: float = 1.0  # backscatter relative to the tissue's mean (patients and parts differ)
+    soft: bool = False  # edges blurred into the surroundings (muscle bellies, fat, bands)
+    role: str = ""  # "vessel" for a vessel's wall and lumen, "distractor" for look-alikes
 
 
 @dataclass
@@ -91,20 +103,36 @@ class Vessel:
     wall_brightness: float
     tri: float = 0.0  # triangular IJV shape
     wobble: tuple[float, ...] = ()  # small shape harmonics (veins are not perfect ovals)
+    phases: tuple[float, ...] = ()  # phases of those harmonics (default: fixed)
+    wall_echo: float = 1.0  # scattering of the wall annulus (its specular rim is separate)
+    lumen_echo: float = 1.0  # > 1: faint echoes in the lumen (slow flow, "smoke")
+
+    def _shape(self, grow: float) -> np.ndarray:
+        return ellipse(self.cx, self.cy, self.a + grow, self.b + grow, n=64, tri=self.tri,
+                       wobble=np.array(self.wobble) if self.wobble else None,
+                       phase=np.array(self.phases) if self.phases else None)
 
     def lumen(self) -> np.ndarray:
-        return ellipse(self.cx, self.cy, self.a, self.b, n=64, tri=self.tri,
-                       wobble=np.array(self.wobble) if self.wobble else None)
+        return self._shape(0.0)
 
     def outer(self) -> np.ndarray:
-        w = self.wall_mm
-        return ellipse(self.cx, self.cy, self.a + w, self.b + w, n=64, tri=self.tri,
-                       wobble=np.array(self.wobble) if self.wobble else None)
+        return self._shape(self.wall_mm)
 
     def parts(self) -> list[Part]:
         return [Part(self.outer(), "connective", rim=self.wall_brightness,
-                     rim_mm=0.4 * self.wall_mm),
-                Part(self.lumen(), "blood", self.label)]
+                     rim_mm=0.4 * self.wall_mm, gain=self.wall_echo, role="vessel"),
+                Part(self.lumen(), "blood", self.label, gain=self.lumen_echo, role="vessel")]
+
+
+def vessel_shape(rng: np.random.Generator, irregular: float, thin_wall: bool = True) -> dict:
+    """Random outline and echo character of one vessel: a smooth radial perturbation (fixed in
+    the tissue, so pulsation and collapse deform it like the rest), a wall that is often faint
+    (veins: `thin_wall`; an artery's muscular wall scatters more), and sometimes faint echoes
+    inside the lumen."""
+    return {"wobble": tuple(rng.normal(0, irregular, 4) / np.array([2.0, 1.0, 1.4, 2.0])),
+            "phases": tuple(rng.uniform(0, 2 * np.pi, 4)),
+            "wall_echo": float(rng.uniform(0.2, 0.7) if thin_wall else rng.uniform(0.5, 0.85)),
+            "lumen_echo": float(rng.uniform(1.5, 3.0) if rng.random() < 0.25 else 1.0)}
 
 
 @dataclass
@@ -116,11 +144,14 @@ class Anatomy:
     artery: Vessel | None = None  # pulsates
     vein: Vessel | None = None  # collapses under pressure, breathes
     shadows: list[np.ndarray] = field(default_factory=list)  # edge-shadow points (x, y) mm
+    vessels: list[Vessel] = field(default_factory=list)  # every vessel drawn (incl. small ones)
+    layer0: int = 0  # parts below this index are the generic layers (background, skin, fat)
 
     def add_vessel(self, v: Vessel) -> None:
         self.parts.extend(v.parts())
+        self.vessels.append(v)
         # refraction at the lateral edges of round fluid structures: thin shadows below them
-        self.shadows += [(v.cx - v.a - v.wall_mm, v.cy), (v.cx + v.a + v.wall_mm, v.cy)]
+        self.shadows += _edge_shadows(v)
 
     def mirrored(self) -> Anatomy:
         """The other side of the neck: the same patient seen left-right flipped."""
@@ -129,20 +160,27 @@ class Anatomy:
             q[:, 0] *= -1
             return q
 
+        flipped = {id(v): replace(v, cx=-v.cx) for v in self.vessels}
+        for v in (self.artery, self.vein):
+            if v is not None and id(v) not in flipped:
+                flipped[id(v)] = replace(v, cx=-v.cx)
+
         def flip_v(v: Vessel | None) -> Vessel | None:
-            if v is None:
-                return None
-            return Vessel(v.label, -v.cx, v.cy, v.a, v.b, v.wall_mm, v.wall_brightness, v.tri,
-                          v.wobble)
+            return None if v is None else flipped[id(v)]
 
         return Anatomy(
             self.scene,
-            [Part(flip(p.polygon), p.tissue, p.label, p.rim, p.rim_mm) for p in self.parts],
+            [replace(p, polygon=flip(p.polygon)) for p in self.parts],
             [Line(flip(ln.points), ln.brightness, ln.thickness_mm, ln.reverb)
              for ln in self.lines],
             [(flip(poly), code) for poly, code in self.labels],
             flip_v(self.artery), flip_v(self.vein),
-            [(-x, y) for x, y in self.shadows])
+            [(-x, y) for x, y in self.shadows],
+            [flipped[id(v)] for v in self.vessels], self.layer0)
+
+
+def _edge_shadows(v: Vessel) -> list[tuple[float, float]]:
+    return [(v.cx - v.a - v.wall_mm, v.cy), (v.cx + v.a + v.wall_mm, v.cy)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,6 +204,7 @@ def _skin_and_fat(a: Anatomy, rng: np.random.Generator, fat_mm: float, half: flo
         a.lines.append(Line(np.stack([np.linspace(x0, x1, 10),
                                       wavy(rng, x0, x1, y, 0.5, 10, rng.uniform(-0.1, 0.1))], 1),
                             rng.uniform(2.5, 6), 0.15))
+    a.layer0 = len(a.parts)
     return float(np.mean(bottom))
 
 
@@ -179,7 +218,7 @@ def _muscle(a: Anatomy, rng: np.random.Generator, x0: float, x1: float, top: flo
     if taper:  # thin towards one end (SCM medial edge)
         w = np.linspace(0, 1, n) ** 1.5 if taper > 0 else np.linspace(1, 0, n) ** 1.5
         b = b - (b - t) * w * abs(taper)
-    a.parts.append(Part(band(x0, x1, t, b), "muscle"))
+    a.parts.append(Part(band(x0, x1, t, b), "muscle", soft=True))
     xs = np.linspace(x0, x1, n)
     a.lines.append(Line(np.stack([xs, t], 1), fascia * rng.uniform(0.7, 1.2), 0.12))
     a.lines.append(Line(np.stack([xs, b], 1), fascia * rng.uniform(0.7, 1.2), 0.12))
@@ -191,7 +230,7 @@ def _belly(a: Anatomy, rng: np.random.Generator, cx: float, cy: float, w: float,
     """A muscle belly in cross-section: an irregular oval with a bright fascial sheath."""
     poly = ellipse(cx, cy, w, h, 40, tri=rng.uniform(0, 0.08), tri_angle=rng.uniform(0, 6.3),
                    wobble=rng.normal(0, 0.04, 4))
-    a.parts.append(Part(poly, tissue, rim=rim * rng.uniform(0.7, 1.3), rim_mm=0.15))
+    a.parts.append(Part(poly, tissue, rim=rim * rng.uniform(0.7, 1.3), rim_mm=0.15, soft=True))
     return poly
 
 
@@ -213,7 +252,8 @@ def _background(a: Anatomy, rng: np.random.Generator, half: float = 45,
     for _ in range(int(rng.integers(5, 10))):
         a.parts.append(Part(ellipse(rng.uniform(-35, 35), rng.uniform(5, 60), rng.uniform(3, 12),
                                     rng.uniform(2, 6), 24, wobble=rng.normal(0, 0.08, 4)),
-                            "connective" if rng.random() < 0.6 else "fat"))
+                            "connective" if rng.random() < 0.6 else "fat",
+                            gain=float(rng.uniform(0.4, 1.0)), soft=True))
 
 
 def _scatter_fascia(a: Anatomy, rng: np.random.Generator, n: int, y0: float, y1: float,
@@ -223,11 +263,11 @@ def _scatter_fascia(a: Anatomy, rng: np.random.Generator, n: int, y0: float, y1:
     for _ in range(n):
         y = rng.uniform(y0, y1)
         x0 = rng.uniform(-half, half)
-        x1 = x0 + rng.uniform(3, 16)
+        x1 = x0 + rng.uniform(4, 22)
         xs = np.linspace(x0, x1, 10)
-        a.lines.append(Line(np.stack([xs, wavy(rng, x0, x1, y, rng.uniform(0.2, 0.8) * (x1 - x0)
-                                                / 10, 10, rng.uniform(-0.35, 0.35))], 1),
-                            rng.uniform(1.5, 7.0), rng.uniform(0.08, 0.2)))
+        a.lines.append(Line(np.stack([xs, wavy(rng, x0, x1, y, rng.uniform(0.1, 0.5) * (x1 - x0)
+                                                / 10, 10, rng.uniform(-0.2, 0.2))], 1),
+                            rng.uniform(1.5, 7.0), rng.uniform(0.06, 0.16)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,10 +331,10 @@ def jugular(rng: np.random.Generator) -> Anatomy:
            rng.uniform(3, 5))  # anterior scalene
     _bone(a, rng, bone_x, deep_top + rng.uniform(5, 9), rng.uniform(8, 13), rng.uniform(2, 4))
 
-    artery = Vessel(ARTERY, ax, ay, r_a, r_a * rng.uniform(0.93, 1.0), rng.uniform(0.45, 0.7),
-                    rng.uniform(5, 8))
-    vein = Vessel(VEIN, vx, vy, va, vb, rng.uniform(0.2, 0.3), rng.uniform(1.5, 3),
-                  tri=rng.uniform(0.0, 0.14), wobble=tuple(rng.normal(0, 0.03, 3)))
+    artery = Vessel(ARTERY, ax, ay, r_a, r_a * rng.uniform(0.88, 1.0), rng.uniform(0.45, 0.7),
+                    rng.uniform(5.5, 8.5), **vessel_shape(rng, 0.025, False))
+    vein = Vessel(VEIN, vx, vy, va, vb, rng.uniform(0.2, 0.3), rng.uniform(0.6, 3),
+                  tri=rng.uniform(0.0, 0.14), **vessel_shape(rng, 0.06))
     a.add_vessel(vein)
     a.add_vessel(artery)
     # vagus nerve in the sheath between them, posteriorly
@@ -357,14 +397,15 @@ def supraclavicular(rng: np.random.Generator) -> Anatomy:
         a.parts.append(Part(np.concatenate([pl2, [[x1, 90], [-45, 90]]]), "air"))
         a.lines.append(Line(pl2, 14.0, 0.45, reverb=0.5))
 
-    artery = Vessel(ARTERY, ax, ay, r_a, r_a * rng.uniform(0.9, 1.0), rng.uniform(0.45, 0.7),
-                    rng.uniform(5, 8))
+    artery = Vessel(ARTERY, ax, ay, r_a, r_a * rng.uniform(0.85, 1.0), rng.uniform(0.45, 0.7),
+                    rng.uniform(5.5, 8.5), **vessel_shape(rng, 0.03, False))
     a.add_vessel(artery)
     a.artery = artery
     if rng.random() < 0.5:  # a small superficial vessel (transverse cervical / suprascapular)
         sv = Vessel(VEIN if rng.random() < 0.5 else ARTERY, px + rng.uniform(-4, 6),
                     fat_bottom + rng.uniform(2.5, 4.0), rng.uniform(1.0, 1.8),
-                    rng.uniform(0.8, 1.4), 0.3, 3.0)
+                    rng.uniform(0.8, 1.4), 0.3, rng.uniform(1.0, 3.5),
+                    **vessel_shape(rng, 0.05))
         a.add_vessel(sv)
     return a
 
@@ -424,15 +465,212 @@ def interscalene(rng: np.random.Generator) -> Anatomy:
         r_a = rng.uniform(3.0, 4.2)
         ax = gx + rng.uniform(16, 22)
         ay = top + rng.uniform(3, 8)
-        artery = Vessel(ARTERY, ax, ay, r_a, r_a, 0.55, 6.0)
+        artery = Vessel(ARTERY, ax, ay, r_a, r_a * rng.uniform(0.88, 1.0), 0.55,
+                        rng.uniform(5, 7), **vessel_shape(rng, 0.025, False))
         vein = Vessel(VEIN, ax - r_a - rng.uniform(3, 5), ay - rng.uniform(2, 5),
-                      rng.uniform(3.5, 6), rng.uniform(2.5, 4), 0.3, 2.0, rng.uniform(0, 0.12))
+                      rng.uniform(3.5, 6), rng.uniform(2.5, 4), 0.3, rng.uniform(0.6, 2.5),
+                      rng.uniform(0, 0.12), **vessel_shape(rng, 0.06))
         ay_min = _vein_floor_over(vein.cx, vein.cy, vein.a, vein.b, ax, r_a) + r_a + 1.2
         artery.cy = max(ay, ay_min)
         a.add_vessel(vein)
         a.add_vessel(artery)
         a.artery, a.vein = artery, vein
     return a
+
+
+# ---------------------------------------------------------------------------------------------
+# What makes a patient look like a real scan rather than a diagram: hypoechoic muscle bellies,
+# dark look-alikes that are not vessels, thick blurry fascia bands. All unlabelled (background).
+
+_RES = 0.4  # mm per cell of the occupancy raster
+_X0, _W, _H = -50.0, 250, 238  # covers x -50..50 mm, depth 0..95 mm
+
+
+class _Occupancy:
+    """Coarse raster of what look-alikes must keep clear of, so labels stay exact: labelled
+    structures, vessels and their walls, label-only polygons, bone, air and cartilage."""
+
+    def __init__(self, a: Anatomy) -> None:
+        self.m = np.zeros((_H, _W), np.uint8)
+        for p in a.parts:
+            if p.label or p.role == "vessel" or p.tissue in ("bone", "air", "cartilage"):
+                self.add(p.polygon)
+        for poly, _ in a.labels:
+            self.add(poly)
+        self.dist = None
+
+    @staticmethod
+    def _px(poly: np.ndarray) -> np.ndarray:
+        return np.round((np.asarray(poly) - [_X0, 0.0]) / _RES).astype(np.int32)
+
+    def add(self, poly: np.ndarray) -> None:
+        cv2.fillPoly(self.m, [self._px(poly)], 1)
+        self.dist = None
+
+    def clearance(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Distance (mm) from points to the nearest occupied cell (0 outside the raster)."""
+        if self.dist is None:
+            self.dist = cv2.distanceTransform(1 - self.m, cv2.DIST_L2, 3) * _RES
+        c = np.round((np.asarray(x) - _X0) / _RES).astype(int)
+        r = np.round(np.asarray(y) / _RES).astype(int)
+        ok = (c >= 0) & (c < _W) & (r >= 0) & (r < _H)
+        out = np.zeros(np.shape(x))
+        out[ok] = self.dist[r[ok], c[ok]]
+        return out
+
+    def free(self, poly: np.ndarray, margin: float) -> bool:
+        """Whether the polygon and a margin around it cover nothing occupied."""
+        self.clearance(np.zeros(1), np.zeros(1))  # (computes the distance map)
+        px = self._px(poly)
+        lo = np.maximum(px.min(0) - 1, 0)
+        hi = np.minimum(px.max(0) + 2, [_W, _H])
+        if np.any(hi <= lo):
+            return True
+        inside = np.zeros((hi[1] - lo[1], hi[0] - lo[0]), np.uint8)
+        cv2.fillPoly(inside, [px - lo], 1)
+        crop = self.dist[lo[1]:hi[1], lo[0]:hi[0]]
+        return bool((crop[inside > 0] > margin).all())
+
+
+def _darken_muscles(a: Anatomy, rng: np.random.Generator) -> None:
+    """Muscle echogenicity varies between people and muscles; many bellies are hypoechoic."""
+    level = rng.uniform(0.3, 1.0)
+    dark = rng.uniform(0.2, 0.6)  # this patient's share of very dark bellies
+    for i, p in enumerate(a.parts):
+        if p.tissue == "muscle":
+            a.parts[i] = replace(p, tissue="dmuscle" if rng.random() < dark else "muscle",
+                                 gain=p.gain * level * rng.uniform(0.7, 1.3))
+
+
+def _big_bellies(a: Anatomy, rng: np.random.Generator, y0: float) -> None:
+    """Large hypoechoic muscle bellies under the named structures (painted first, so anything
+    specific lies on top of them): 'dark' must not mean 'vessel'."""
+    new = []
+    # label-only outlines (a plexus sheath) are not painted: keep clear of them
+    occ = _Occupancy(Anatomy(a.scene, labels=a.labels))
+    for _ in range(int(rng.integers(1, 4))):
+        for _try in range(10):
+            w, h = rng.uniform(7, 18), rng.uniform(3.5, 9)
+            cx, cy = rng.uniform(-32, 32), rng.uniform(y0 + h * 0.6, y0 + 28)
+            poly = ellipse(cx, cy, w, h, 40, tri=rng.uniform(0, 0.12),
+                           tri_angle=rng.uniform(0, 6.3), wobble=rng.normal(0, 0.06, 4),
+                           phase=rng.uniform(0, 6.3, 4))
+            if occ.free(poly, 0.5):
+                break
+        else:
+            continue
+        new.append(Part(poly, "dmuscle", rim=rng.uniform(0.0, 2.5), rim_mm=0.15,
+                        gain=rng.uniform(0.6, 2.0), soft=True, role="distractor"))
+    a.parts[a.layer0:a.layer0] = new
+    a.layer0 += len(new)
+
+
+def _look_alike(rng: np.random.Generator, cx: float, cy: float, scale: float = 1.0,
+                kind: str | None = None) -> list[Part]:
+    """A small dark structure that is not a vessel: lymph node (dark cortex, bright hilum),
+    a small muscle such as omohyoid (dark, textured, bright sheath: the classic vessel mimic),
+    a tendon (dotty internal echoes) or a dark fat lobule (soft edged)."""
+    kind = kind or str(rng.choice(["node", "muscle", "tendon", "lobule"], p=[0.3, 0.35, 0.15,
+                                                                            0.2]))
+    ang = rng.uniform(0, 6.3, 4)
+    if kind == "node":
+        w, h = rng.uniform(2.5, 6.0) * scale, rng.uniform(1.4, 3.2) * scale
+        out = [Part(ellipse(cx, cy, w, h, 32, wobble=rng.normal(0, 0.04, 4), phase=ang), "node",
+                    rim=rng.uniform(0.5, 3.0), rim_mm=0.15, gain=rng.uniform(0.8, 3.0),
+                    role="distractor")]
+        if rng.random() < 0.7:  # echogenic fatty hilum, usually eccentric
+            out.append(Part(ellipse(cx + rng.uniform(-0.3, 0.3) * w,
+                                    cy + rng.uniform(-0.2, 0.2) * h, w * rng.uniform(0.25, 0.5),
+                                    h * rng.uniform(0.2, 0.45), 20), "connective",
+                            gain=rng.uniform(0.3, 1.0), soft=True, role="distractor"))
+        return out
+    if kind == "muscle":
+        w, h = rng.uniform(2.0, 5.5) * scale, rng.uniform(1.2, 3.2) * scale
+        return [Part(ellipse(cx, cy, w, h, 32, wobble=rng.normal(0, 0.05, 4), phase=ang),
+                     "dmuscle", rim=rng.uniform(2.0, 7.0), rim_mm=0.2,
+                     gain=rng.uniform(0.5, 1.5), role="distractor")]
+    if kind == "tendon":
+        w, h = rng.uniform(1.5, 4.0) * scale, rng.uniform(1.0, 2.5) * scale
+        return [Part(ellipse(cx, cy, w, h, 28, wobble=rng.normal(0, 0.04, 4), phase=ang),
+                     "muscle", rim=rng.uniform(1.5, 4.0), rim_mm=0.15,
+                     gain=rng.uniform(0.4, 1.2), role="distractor")]
+    w, h = rng.uniform(3.0, 8.0) * scale, rng.uniform(1.5, 4.0) * scale
+    return [Part(ellipse(cx, cy, w, h, 32, wobble=rng.normal(0, 0.08, 4), phase=ang), "fat",
+                 gain=rng.uniform(0.1, 0.35), soft=True, role="distractor")]
+
+
+def _look_alikes(a: Anatomy, rng: np.random.Generator, occ: _Occupancy, y0: float) -> None:
+    for _ in range(int(rng.integers(2, 6))):
+        for _try in range(12):
+            cx, cy = rng.uniform(-30, 30), rng.uniform(y0 + 2, y0 + 30)
+            parts = _look_alike(rng, cx, cy)
+            if occ.free(parts[0].polygon, 0.8):
+                a.parts.extend(parts)
+                occ.add(parts[0].polygon)
+                if parts[0].tissue == "node" and rng.random() < 0.6:  # its sides refract too
+                    xs = parts[0].polygon[:, 0]
+                    a.shadows += [(float(xs.min()), cy), (float(xs.max()), cy)]
+                break
+
+
+def _fascia_bands(a: Anatomy, rng: np.random.Generator, occ: _Occupancy) -> None:
+    """Bright fascia / fat septa of varying thickness with blurred edges along some of the
+    thin specular lines (kept clear of labelled structures)."""
+    share = rng.uniform(0.3, 0.8)
+    thick = rng.uniform(0.4, 1.6)  # this patient's typical band thickness, mm
+    for ln in list(a.lines):
+        if ln.reverb or ln.brightness >= 10 or rng.random() > share:
+            continue
+        pts = ln.points
+        seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+        length = float(seg.sum())
+        if length < 4:
+            continue
+        s = np.concatenate([[0.0], np.cumsum(seg)])
+        t = np.linspace(0, length, max(4, int(length / 0.5)))
+        x, y = np.interp(t, s, pts[:, 0]), np.interp(t, s, pts[:, 1])
+        knots = rng.uniform(0.2, 1.0, max(3, int(length / 4) + 2))
+        tk = thick * np.interp(np.linspace(0, len(knots) - 1, len(t)), np.arange(len(knots)),
+                               knots)
+        off = rng.uniform(-0.5, 0.5) * tk  # the band need not be centred on the line
+        ok = occ.clearance(x, y) > tk + 1.5
+        gain = rng.uniform(0.4, 1.6)
+        # one band per run of free points
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], ok.astype(int), [0]])))
+        for i0, i1 in zip(edges[::2], edges[1::2], strict=True):
+            if i1 - i0 < 6:
+                continue
+            sl = slice(i0, i1)
+            top = np.stack([x[sl], y[sl] + off[sl] - tk[sl] / 2], 1)
+            bot = np.stack([x[sl], y[sl] + off[sl] + tk[sl] / 2], 1)
+            a.parts.append(Part(np.concatenate([top, bot[::-1]]), "connective", gain=gain,
+                                soft=True, role="distractor"))
+
+
+def roughen(a: Anatomy, rng: np.random.Generator) -> Anatomy:
+    """Add what a real scan has besides the named structures (in place; returns `a`)."""
+    y0 = float(a.parts[a.layer0 - 1].polygon[:, 1].mean()) if a.layer0 else 3.0
+    _darken_muscles(a, rng)
+    occ = _Occupancy(a)
+    _fascia_bands(a, rng, occ)
+    _look_alikes(a, rng, occ, y0)
+    _big_bellies(a, rng, y0)
+    return a
+
+
+def without_vessels(a: Anatomy, rng: np.random.Generator) -> Anatomy:
+    """The same patient seen where no vessel is in the plane: every vessel (wall and lumen)
+    removed, the tissue underneath showing; sometimes a dark non-vessel structure (muscle,
+    node) lies where the artery was, so "round and dark" alone never means "vessel"."""
+    gone = {(round(x, 6), round(y, 6)) for v in a.vessels for x, y in _edge_shadows(v)}
+    parts = [p for p in a.parts if p.role != "vessel"]
+    if a.artery is not None and rng.random() < 0.5:
+        v = a.artery
+        parts += _look_alike(rng, v.cx, v.cy, scale=max(v.a, v.b) / 3.0,
+                             kind=str(rng.choice(["muscle", "node"])))
+    return Anatomy(a.scene, parts, list(a.lines), list(a.labels), None, None,
+                   [s for s in a.shadows if (round(s[0], 6), round(s[1], 6)) not in gone],
+                   [], a.layer0)
 
 
 SCENES = {"jugular": jugular, "supraclavicular": supraclavicular,
@@ -443,6 +681,6 @@ def make_anatomy(scene: str, rng: np.random.Generator, mirror: bool | None = Non
     """One random patient of a scene; `mirror` None picks the side at random."""
     if scene not in SCENES:
         raise ValueError(f"unknown phantom scene {scene!r}; choose one of {sorted(SCENES)}")
-    anatomy = SCENES[scene](rng)
+    anatomy = roughen(SCENES[scene](rng), np.random.default_rng(rng.integers(1 << 32)))
     flip = bool(rng.random() < 0.5) if mirror is None else mirror
     return anatomy.mirrored() if flip else anatomy

@@ -4,6 +4,8 @@ Sample i depends only on (scene, seed, i), so a data set is reproducible and can
 resumed by index. Each sample varies what varies between patients and scans: anatomy (incl. the
 IJV overlapping the artery), side, imaging depth, probe frequency, gain, dynamic range, probe
 pressure, slide and tilt, time in the cardiac and breathing cycle, and sometimes a needle.
+A share of patients (VESSEL_FREE_RATE) is scanned where no vessel is in the plane, so a model
+learns that a frame can have none (the live phantom always shows its vessels).
 """
 
 from __future__ import annotations
@@ -13,21 +15,28 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from app.phantom.anatomy import make_anatomy, without_vessels
 from app.phantom.simulator import PhantomFrame, PhantomSimulator
 
 DEPTH_RANGE_MM = {"jugular": (30.0, 50.0), "supraclavicular": (30.0, 50.0),
                   "plexus": (30.0, 50.0), "interscalene": (25.0, 40.0)}
+VESSEL_FREE_RATE = 0.15  # share of patients seen with no vessel in the plane
 
 
 def _patient(scene: str, seed: int, patient: int, size: tuple[int, int]) -> PhantomSimulator:
     """The simulator for one patient: anatomy, imaging depth, probe and frequency."""
     rng = np.random.default_rng([int(seed), int(patient), zlib.crc32(scene.encode())])
     lo, hi = DEPTH_RANGE_MM.get(scene, (30.0, 50.0))
-    return PhantomSimulator(scene, seed=int(rng.integers(1 << 31)), size=size,
-                            depth_mm=float(rng.uniform(lo, hi)),
-                            probe_width_mm=float(rng.choice([38.0, 38.0, 46.0, 60.0])),
-                            frequency_mhz=float(rng.uniform(7.0, 13.0)),
-                            slide_margin_mm=4.0, max_tilt_deg=10.0, realisations=1)
+    sim_seed = int(rng.integers(1 << 31))
+    depth, width = float(rng.uniform(lo, hi)), float(rng.choice([38.0, 38.0, 46.0, 60.0]))
+    freq = float(rng.uniform(7.0, 13.0))
+    anatomy = None
+    if rng.random() < VESSEL_FREE_RATE:
+        # the same anatomy the simulator would draw for this seed, minus its vessels
+        anatomy = without_vessels(make_anatomy(scene, np.random.default_rng([sim_seed, 0])), rng)
+    return PhantomSimulator(scene, seed=sim_seed, size=size, depth_mm=depth,
+                            probe_width_mm=width, frequency_mhz=freq, slide_margin_mm=4.0,
+                            max_tilt_deg=10.0, realisations=1, anatomy=anatomy)
 
 
 def _scan(sim: PhantomSimulator, scene: str, seed: int, index: int) -> PhantomFrame:

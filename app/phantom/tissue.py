@@ -92,14 +92,25 @@ def _smooth_patchiness(rng: np.random.Generator, n: int, amount: float) -> np.nd
     return np.exp(amount * 1.6 * v - amount * 0.8)
 
 
+_RIM_SHAPE = {"connective": (0.05, 6), "muscle": (0.08, 4), "dmuscle": (0.08, 4),
+              "node": (0.15, 3)}
+
+
 def _rim(img: np.ndarray, grid: Grid, part: Part, rng: np.random.Generator) -> None:
     """Specular boundary: bright where the beam meets it square (top and bottom of a vessel)."""
     pts = _densify(part.polygon, 0.4, closed=True)
     d = np.diff(pts, axis=0)
     cos = np.abs(d[:, 0]) / np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-9)
-    patch = _smooth_patchiness(rng, len(d), 0.4 if part.tissue == "connective" else 0.9)
-    # fluid walls are mirror-like; nerve sheaths scatter more diffusely
-    floor, power = {"connective": (0.05, 6), "muscle": (0.08, 4)}.get(part.tissue, (0.3, 2))
+    # thin (venous) walls come and go along their length; a bright arterial wall and other
+    # connective sheaths are more even
+    if part.role == "vessel":
+        amount = 0.35 if part.rim >= 4.5 else 0.8
+    else:
+        amount = 0.4 if part.tissue == "connective" else 0.9
+    patch = _smooth_patchiness(rng, len(d), amount)
+    # fluid walls are mirror-like: bright top and bottom, almost nothing at the sides;
+    # nerve sheaths scatter more diffusely
+    floor, power = (0.02, 6) if part.role == "vessel" else _RIM_SHAPE.get(part.tissue, (0.3, 2))
     _draw_segments(img, grid, pts, part.rim * patch * (floor + (1 - floor) * cos ** power),
                    part.rim_mm)
 
@@ -110,6 +121,25 @@ def _line(img: np.ndarray, grid: Grid, line: Line, scale_y: float = 1.0,
     thick = max(1, int(round(line.thickness_mm / grid.spacing_mm)))
     cv2.polylines(img, [grid.to_px(pts)], False, gain * line.brightness, thick, cv2.LINE_8,
                   _SHIFT)
+
+
+def _fascia(img: np.ndarray, grid: Grid, line: Line, rng: np.random.Generator,
+            thick: float) -> None:
+    """A fascia / septum line whose thickness changes along its length (mean `thick` times
+    the anatomy's), dimmer where thicker so a thick band is not simply a brighter line."""
+    pts = _densify(line.points, 0.8)
+    px = grid.to_px(pts)
+    n = len(px)
+    # chunk boundaries and each chunk's thickness factor, drawn at once
+    steps = rng.integers(2, 8, n)
+    ends = np.minimum(np.cumsum(steps), n - 1)
+    ends = ends[: int(np.searchsorted(ends, n - 1)) + 1]
+    starts = np.concatenate([[0], ends[:-1]])
+    f = thick * rng.uniform(0.4, 1.6, len(ends))
+    width = np.maximum(1, np.round(line.thickness_mm * f / grid.spacing_mm)).astype(int)
+    value = line.brightness / np.maximum(f, 1.0)
+    for i, j, t, v in zip(starts, ends, width, value, strict=True):
+        cv2.polylines(img, [px[i:j + 1]], False, float(v), int(t), cv2.LINE_8, _SHIFT)
 
 
 def _patch_field(rng: np.random.Generator, grid: Grid, scale_mm: float = 2.5) -> np.ndarray:
@@ -138,10 +168,46 @@ def _streaks(rng: np.random.Generator, grid: Grid, per_mm2: float, length: tuple
     return img
 
 
+@dataclass
+class Look:
+    """How one patient and scanner set-up look, drawn per seed: speckle grain (PSF size),
+    how patchy the tissue is, how soft its boundaries, how thick and blurred the fascia, how
+    fast the picture darkens with depth and how striated the muscle."""
+
+    grain_axial: float = 1.0  # PSF sigma factors
+    grain_lateral: float = 1.0
+    hetero: float = 1.0  # low-frequency echogenicity variation (log amplitude factor)
+    soft_mm: float = 0.6  # blur of soft tissue boundaries
+    fascia_thick: float = 1.0
+    fascia_blur_mm: float = 0.1
+    attenuation: float = 1.0  # factor on soft-tissue attenuation left after TGC
+    striation: float = 0.5  # muscle fibre texture (log amplitude)
+    diffuse: float = 0.5  # non-speckle share of tissue echo (scanner smoothing, Rician tissue)
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> Look:
+        return cls(rng.uniform(1.0, 1.8), rng.uniform(1.0, 2.2), rng.uniform(0.6, 1.3),
+                   rng.uniform(0.35, 1.1), rng.uniform(1.0, 2.5), rng.uniform(0.08, 0.3),
+                   rng.uniform(0.9, 1.6), rng.uniform(0.35, 0.8), rng.uniform(0.2, 0.7))
+
+
+def _striation(rng: np.random.Generator, grid: Grid) -> np.ndarray:
+    """Unit-variance noise stretched along the fibres (mostly horizontal, slightly tilted
+    per patient): the faint striated texture of muscle."""
+    h, w, sp = grid.height, grid.width, grid.spacing_mm
+    f = 6  # along the fibres the field is smooth: build it at 1/6 width
+    noise = rng.normal(0, 1, (h, max(2, w // f))).astype(np.float32)
+    sx, sy = rng.uniform(0.8, 2.0) / (sp * f), rng.uniform(0.08, 0.18) / sp
+    field = cv2.GaussianBlur(noise, (0, 0), sigmaX=max(sx, 0.5), sigmaY=max(sy, 0.5))
+    field *= np.float32(1.0 / max(field.std(), 1e-6))
+    return cv2.resize(field, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 def build_tissue(anatomy: Anatomy, grid: Grid, rng: np.random.Generator,
                  frequency_mhz: float = 10.0, realisations: int = 2) -> TissueMaps:
     """Rasterise one patient onto the grid (one-off cost per patient / depth setting)."""
     h, w, sp = grid.height, grid.width, grid.spacing_mm
+    look = Look.draw(np.random.default_rng(rng.integers(1 << 32)))
     ids = np.zeros((h, w), np.uint8)
     if len(anatomy.parts) > 254:
         raise ValueError("too many anatomy parts")
@@ -151,7 +217,7 @@ def build_tissue(anatomy: Anatomy, grid: Grid, rng: np.random.Generator,
         cv2.fillPoly(ids, [poly], i + 1, cv2.LINE_8, _SHIFT)
         if part.label:
             cv2.fillPoly(labels, [poly], int(part.label), cv2.LINE_8, _SHIFT)
-        elif part.tissue != "connective" or not part.rim:
+        elif part.role != "vessel" and (part.tissue != "connective" or not part.rim):
             # an unlabelled region painted over a labelled one hides it (vessel walls excepted,
             # they are drawn before their own lumen)
             cv2.fillPoly(labels, [poly], 0, cv2.LINE_8, _SHIFT)
@@ -159,25 +225,53 @@ def build_tissue(anatomy: Anatomy, grid: Grid, rng: np.random.Generator,
         cv2.fillPoly(labels, [grid.to_px(poly)], int(code), cv2.LINE_8, _SHIFT)
 
     # per-part properties as lookup tables over the id map
-    lut = np.zeros((5, 256), np.float32)  # echo, attenuation, muscle, fat, no-specular (blood)
+    # echo, attenuation, perimysium dashes, fat septa, no-specular (blood), kept sharp,
+    # soft-edged, striation
+    lut = np.zeros((8, 256), np.float32)
     lut[0, 0], lut[1, 0] = TISSUES["deep"][:2]
+    lut[6, 0] = 1.0
     air = np.zeros(256, np.float32)
     for i, part in enumerate(anatomy.parts):
         e, att, tex = TISSUES[part.tissue]
-        lut[0, i + 1], lut[1, i + 1] = e, att
-        lut[2, i + 1] = tex == "muscle"
+        if 0 < att < 50:  # soft tissue: how much is left after TGC differs between patients
+            att *= look.attenuation
+        lut[0, i + 1], lut[1, i + 1] = e * part.gain, att
+        lut[2, i + 1] = {"muscle": 1.0, "dmuscle": 0.3}.get(tex, 0.0)
         lut[3, i + 1] = tex == "fat"
         lut[4, i + 1] = part.tissue == "blood"
+        # boundaries that stay crisp: vessels, nerves, bone, air (labels must match edges)
+        lut[5, i + 1] = bool(part.label) or part.role == "vessel" or part.tissue in (
+            "blood", "fascicle", "bone", "air", "cartilage")
+        lut[6, i + 1] = part.soft or part.tissue in ("deep", "fat", "muscle", "dmuscle")
+        lut[7, i + 1] = {"muscle": 0.6, "dmuscle": 1.0}.get(tex, 0.0) * look.striation
         air[i + 1] = part.tissue == "air"
 
-    # slow heterogeneity everywhere (regional gain of scatterer density)
+    # slow heterogeneity everywhere (regional gain of scatterer density), stronger in some
+    # patients than others
     hetero = np.zeros((h, w), np.float32)
-    for scale_mm, amount in ((5.0, 0.35), (14.0, 0.5)):
+    for scale_mm, amount in ((5.0, 0.35), (14.0, 0.5), (30.0, 0.35)):
         coarse = rng.normal(0, 1, (max(2, int(h * sp / scale_mm)), max(2, int(w * sp / scale_mm))))
-        hetero += amount * cv2.resize(coarse.astype(np.float32), (w, h),
-                                      interpolation=cv2.INTER_CUBIC)
-    hetero = cv2.exp(hetero)
+        hetero += (amount * look.hetero) * cv2.resize(coarse.astype(np.float32), (w, h),
+                                                      interpolation=cv2.INTER_CUBIC)
     echo = cv2.LUT(ids, lut[0])
+    # soft boundaries: soft tissue blends into its neighbours over ~a millimetre, but never
+    # across a vessel's, nerve's or bone's outline
+    s_px = look.soft_mm / sp
+    f = int(max(1, min(4, s_px / 1.5)))  # all of it is smooth: work at 1/f resolution
+    small = (max(2, w // f), max(2, h // f))
+
+    def down(img: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(cv2.resize(img, small, interpolation=cv2.INTER_AREA), (0, 0),
+                                s_px / f)
+
+    hs = down(cv2.merge([cv2.LUT(ids, lut[5]), cv2.LUT(ids, lut[6])]))  # kept sharp, soft
+    wgt = np.clip(hs[..., 1] * 2.0, 0.0, 1.0) * (1.0 - np.clip(hs[..., 0] * 3.0, 0.0, 1.0))
+    wb = cv2.resize(cv2.merge([wgt, down(echo)]), (w, h), interpolation=cv2.INTER_LINEAR)
+    wgt, blurred = cv2.split(wb)
+    echo += wgt * (blurred - echo)
+    # striated muscle texture and the regional heterogeneity
+    hetero += cv2.LUT(ids, lut[7]) * _striation(rng, grid)
+    hetero = cv2.exp(hetero)
     echo *= hetero
 
     # specular interfaces: fascia, walls, bone, pleura, and the short dashes of perimysium
@@ -190,11 +284,17 @@ def build_tissue(anatomy: Anatomy, grid: Grid, rng: np.random.Generator,
         if part.rim > 0:
             _rim(spec, grid, part, line_rng)
     lines = np.zeros((h, w), np.float32)
+    fascia = np.zeros((h, w), np.float32)
     for line in anatomy.lines:
-        _line(lines, grid, line)
+        if line.brightness < 10 and not line.reverb:  # fascia: thick, uneven and blurred
+            _fascia(fascia, grid, line, line_rng, look.fascia_thick)
+        else:  # skin, bone, pleura, trachea: crisp
+            _line(lines, grid, line)
         if line.reverb > 0:  # copies at multiples of the reflector depth (probe <-> interface)
             for k in range(2, 6):
                 _line(reverb, grid, line, scale_y=k, gain=line.reverb ** (k - 1))
+    blur = look.fascia_blur_mm / sp
+    lines += cv2.GaussianBlur(fascia, (0, 0), sigmaX=blur * 1.5, sigmaY=blur)
     spec += lines * _patch_field(line_rng, grid) * _patch_field(line_rng, grid, 0.8)
     spec *= 1.0 - cv2.LUT(ids, lut[4])  # interfaces end at a vessel: none inside a lumen
     if air.any():  # lung / tracheal air: a faint reverberant haze instead of tissue echoes
@@ -204,12 +304,13 @@ def build_tissue(anatomy: Anatomy, grid: Grid, rng: np.random.Generator,
     # attenuation along each beam (columns), exclusive of the pixel itself so bright bone
     # surfaces are not dimmed by their own shadow
     alpha_db = cv2.LUT(ids, lut[1]) * np.float32(sp / 10.0)
-    for x, y in anatomy.shadows:  # refraction edge shadows under vessel walls
+    for x, y in anatomy.shadows:  # refraction edge shadows under round structures' sides
         c, r = int(round((x - grid.x0_mm) / sp)), int(round(y / sp))
+        strength, half_mm = line_rng.uniform(0.5, 4.0), line_rng.uniform(0.15, 0.5)
         if 0 <= c < w and 0 <= r < h:
-            hw = max(1, int(round(0.25 / sp)))
+            hw = max(1, int(round(half_mm / sp)))
             n = max(1, int(1.0 / sp))
-            alpha_db[r:r + n, max(0, c - hw):c + hw + 1] += 4.0 / n
+            alpha_db[r:r + n, max(0, c - hw):c + hw + 1] += strength / n
     cum = np.cumsum(alpha_db, axis=0)
     cum -= alpha_db
     np.minimum(cum, 300.0, out=cum)
@@ -217,15 +318,20 @@ def build_tissue(anatomy: Anatomy, grid: Grid, rng: np.random.Generator,
 
     # coherent speckle: complex white scatterers weighted by sqrt(backscatter), PSF-convolved
     sz, sx = psf_sigmas_mm(frequency_mhz)
+    sz, sx = sz * look.grain_axial, sx * look.grain_lateral  # this probe / patient's grain
     sz_px, sx_px = max(sz / sp, 0.5), max(sx / sp, 0.5)
+    root = cv2.sqrt(echo)
     norm = np.sqrt(4 * np.pi * sz_px * sx_px)  # keeps E|speckle|^2 == backscatter
-    amp = cv2.sqrt(echo) * np.float32(norm / np.sqrt(2))
+    amp = root * np.float32(norm / np.sqrt(2))
     # uniform scatterer amplitudes with unit variance: after the PSF sums dozens of them the
     # field is Gaussian anyway (central limit), and uniform numbers are several times cheaper
     noise = rng.random((h, w, 2 * realisations), dtype=np.float32)
     noise -= np.float32(0.5)
     noise *= (amp * np.float32(np.sqrt(12.0)))[:, :, None]
     speckle = cv2.GaussianBlur(noise, (0, 0), sigmaX=sx_px, sigmaY=sz_px)
+    # a share of the tissue echo without speckle: fills the speckle's dark nulls the way a
+    # scanner's speckle reduction and partly resolved tissue structure do
+    diffuse = cv2.GaussianBlur(root, (0, 0), sigmaX=sx_px, sigmaY=sz_px)
     if realisations == 1:
         speckle = np.concatenate([speckle, np.zeros_like(speckle)], axis=2)
     speckle *= att[:, :, None]  # attenuation is real and positive: it factors out of |.|
@@ -233,6 +339,7 @@ def build_tissue(anatomy: Anatomy, grid: Grid, rng: np.random.Generator,
     reverb = cv2.GaussianBlur(reverb, (0, 0), sigmaX=sx_px * 1.5, sigmaY=sz_px * 1.5)
     # reverberations are not shadowed by the air that makes them
     additive = (spec * att + reverb) * SPECULAR_GAIN
+    additive += diffuse * att * np.float32(look.diffuse)
 
     return TissueMaps(grid, np.ascontiguousarray(speckle, np.float32),
                       np.ascontiguousarray(additive, np.float32), labels)
