@@ -24,6 +24,7 @@ from app.pipeline.roi import (
 from tests.clips import frame_image, scanner_screen, speckle_image, write_clip
 
 REAL_IMAGES = Path("/work/shared/data/usgra-seg/images")
+REAL_MASKS = REAL_IMAGES.parent / "masks"  # colour masks: any non-black pixel is labelled
 TOLERANCE_PX = 3
 
 
@@ -80,6 +81,66 @@ def test_finds_real_ultrasound_image_pasted_into_a_screen(name):
     screen = scanner_screen((1280, 720), (x0, y0, image.shape[1], image.shape[0]), background=0,
                             content=image)
     assert_close(detect_roi(screen), (x0 + cx, y0 + cy, cw, ch))
+
+
+def _deep_dark_bmode(height: int, width: int, floor: int, seed: int = 7):
+    """Speckled upper half; deeper down the echo dies out: the image sinks to `floor` with only
+    faint, sparse speckle grains (0..6 levels up) and an anechoic vessel (a disc at `floor`
+    with a faint wall). Returns the image and the disc (cx, cy, r) in image coordinates."""
+    rng = np.random.default_rng(seed)
+    image = speckle_image(height, width, seed)
+    top = height // 2
+    depth = height - top
+    patches = cv2.GaussianBlur(rng.random((depth, width)).astype(np.float32), (0, 0), 6)
+    patches = (patches - patches.min()) / (np.ptp(patches) + 1e-6)
+    grains = cv2.GaussianBlur(rng.rayleigh(1.0, (depth, width)).astype(np.float32), (0, 0), 1.0)
+    image[top:] = floor + np.clip(np.round((patches > 0.7) * grains * 4), 0, 6).astype(np.uint8)
+    cx, cy, r = width // 2, top + depth * 3 // 5, depth // 5
+    cv2.circle(image, (cx, cy), r + 2, floor + 4, 2)
+    cv2.circle(image, (cx, cy), r, floor, -1)
+    return image, (cx, cy, r)
+
+
+@pytest.mark.parametrize("background", [0, 2])
+def test_deep_near_black_image_is_kept_with_its_anechoic_vessel(background):
+    """Regression (safety): where the echo dies out deep down, the image sinks to the screen's
+    background level with only faint, sparse speckle; the old detector took that for screen
+    background and cut it off, and with it a black vessel lying there. The faint speckle keeps
+    it in the ROI; the ruler and a grey settings panel beside the image stay out."""
+    roi, panel = (300, 90, 700, 520), (1030, 120, 240, 400)
+    image, (cx, cy, r) = _deep_dark_bmode(roi[3], roi[2], floor=background)
+    assert (image[roi[3] // 2 :].astype(int) - background >= 2).mean() < 0.15  # sparse: no 50%
+    screen = scanner_screen((1280, 720), roi, background, content=image, grey_panel=panel)
+
+    found = detect_roi(screen)
+
+    x, y = roi[0] + cx, roi[1] + cy
+    assert found.x <= x - r and found.y <= y - r, f"vessel cut off: {found}"
+    assert found.x + found.w >= x + r and found.y + found.h >= y + r, f"vessel cut off: {found}"
+    assert found.x + found.w <= panel[0], f"grey panel inside the ROI: {found}"
+    assert_close(found, roi)  # and no ruler, text or button bar
+
+
+def _outside_roi_fraction(name: str) -> float:
+    image = cv2.cvtColor(cv2.imread(str(REAL_IMAGES / name)), cv2.COLOR_BGR2RGB)
+    labelled = cv2.imread(str(REAL_MASKS / name)).max(axis=2) > 0
+    roi = detect_roi(image)
+    inside = np.zeros_like(labelled)
+    inside[roi.y : roi.y + roi.h, roi.x : roi.x + roi.w] = True
+    return float((labelled & ~inside).sum() / max(int(labelled.sum()), 1))
+
+
+def test_labelled_anatomy_on_real_images_lies_inside_the_roi():
+    """Regression (safety): on real images whose deep part is near black (values 0-6), the ROI
+    cut that part off, and with it labelled vessels: 16 of 204 usgra-seg images had more than
+    1% of their labelled pixels outside it, 0203.png 68%. Every image: under 1% now."""
+    if not REAL_MASKS.is_dir():
+        pytest.skip(f"{REAL_MASKS} not available")
+    names = sorted(path.name for path in REAL_IMAGES.glob("*.png"))
+    assert names
+    outside = {name: _outside_roi_fraction(name) for name in names}
+    cut = {name: round(fraction, 3) for name, fraction in outside.items() if fraction >= 0.01}
+    assert not cut, f"labelled pixels outside the ROI: {cut}"
 
 
 def test_bare_bmode_frame_is_its_own_roi():
