@@ -105,7 +105,9 @@ class Vessel:
     wobble: tuple[float, ...] = ()  # small shape harmonics (veins are not perfect ovals)
     phases: tuple[float, ...] = ()  # phases of those harmonics (default: fixed)
     wall_echo: float = 1.0  # scattering of the wall annulus (its specular rim is separate)
-    lumen_echo: float = 1.0  # > 1: faint echoes in the lumen (slow flow, "smoke")
+    lumen_echo: float = 1.0  # > 1: echoes in the lumen (slow flow, "smoke"): hypoechoic grey
+    soft: bool = False  # edge blurred into the surroundings (no crisp wall), as many are
+
 
     def _shape(self, grow: float) -> np.ndarray:
         return ellipse(self.cx, self.cy, self.a + grow, self.b + grow, n=64, tri=self.tri,
@@ -120,8 +122,10 @@ class Vessel:
 
     def parts(self) -> list[Part]:
         return [Part(self.outer(), "connective", rim=self.wall_brightness,
-                     rim_mm=0.4 * self.wall_mm, gain=self.wall_echo, role="vessel"),
-                Part(self.lumen(), "blood", self.label, gain=self.lumen_echo, role="vessel")]
+                     rim_mm=0.4 * self.wall_mm, gain=self.wall_echo, soft=self.soft,
+                     role="vessel"),
+                Part(self.lumen(), "blood", self.label, gain=self.lumen_echo, soft=self.soft,
+                     role="vessel")]
 
 
 def vessel_shape(rng: np.random.Generator, irregular: float, thin_wall: bool = True) -> dict:
@@ -133,6 +137,31 @@ def vessel_shape(rng: np.random.Generator, irregular: float, thin_wall: bool = T
             "phases": tuple(rng.uniform(0, 2 * np.pi, 4)),
             "wall_echo": float(rng.uniform(0.2, 0.7) if thin_wall else rng.uniform(0.5, 0.85)),
             "lumen_echo": float(rng.uniform(1.5, 3.0) if rng.random() < 0.25 else 1.0)}
+
+
+def plexus_vessel_look(rng: np.random.Generator, irregular: float = 0.04,
+                       max_lumen: float = 6.5) -> dict:
+    """The wider range of vessel appearance in plexus views (subclavian, axillary, transverse
+    cervical vessels): the lumen anywhere from anechoic black to clearly hypoechoic grey with
+    slow-flow speckle (still several dB under tissue, and still enhancing below: blood
+    attenuates little whatever it echoes), and the wall anywhere from a strong specular ring
+    to nothing at all with a soft edge."""
+    wall = str(rng.choice(["ring", "faint", "none"], p=[0.35, 0.3, 0.35]))
+    lumen = 1.0
+    if rng.random() < 0.6:
+        lumen = float(np.exp(rng.uniform(np.log(2.0), np.log(max_lumen))))
+    return {"wobble": tuple(rng.normal(0, irregular, 4) / np.array([2.0, 1.0, 1.4, 2.0])),
+            "phases": tuple(rng.uniform(0, 2 * np.pi, 4)),
+            "wall_echo": float(rng.uniform(0.5, 0.85) if wall == "ring"
+                               else rng.uniform(0.2, 0.45)),
+            "lumen_echo": lumen, "soft": wall == "none"}
+
+
+def _wall(rng: np.random.Generator, look: dict, strong: tuple[float, float]) -> float:
+    """Specular wall brightness for a plexus vessel look: none, faint or a strong ring."""
+    if look["soft"]:
+        return 0.0
+    return float(rng.uniform(*strong) if look["wall_echo"] >= 0.5 else rng.uniform(0.3, 1.5))
 
 
 @dataclass
@@ -360,9 +389,9 @@ def supraclavicular(rng: np.random.Generator) -> Anatomy:
     _background(a, rng)
     fat_bottom = _skin_and_fat(a, rng, rng.uniform(3.0, 7.0))
     _muscle(a, rng, -45, 45, fat_bottom + 0.3, fat_bottom + rng.uniform(1.5, 3.0), fascia=6.0)
-    r_a = rng.uniform(2.8, 4.3)
+    r_a = rng.uniform(2.8, 6.5)  # subclavian artery: up to 13 mm across
     ax = rng.uniform(2.0, 9.0)
-    ay = fat_bottom + rng.uniform(7.0, 14.0)
+    ay = fat_bottom + rng.uniform(7.0, 14.0) + max(r_a - 4.3, 0.0)
     # middle scalene lateral-deep, anterior scalene medial
     _belly(a, rng, ax - rng.uniform(18, 24), ay + rng.uniform(1, 4), rng.uniform(8, 12),
            rng.uniform(5, 8))  # middle scalene
@@ -374,12 +403,12 @@ def supraclavicular(rng: np.random.Generator) -> Anatomy:
     px = ax - r_a - rng.uniform(6.0, 9.0)
     py = ay - rng.uniform(1.0, 4.0)
     cw, ch = rng.uniform(5.0, 8.0), rng.uniform(3.0, 5.0)
-    a.parts.append(Part(ellipse(px, py, cw, ch, 32, wobble=rng.normal(0, 0.05, 3)), "connective"))
-    _fascicles(a, rng, px, py, cw, ch, int(rng.integers(6, 12)))
-    a.labels.append((ellipse(px, py, cw + 0.4, ch + 0.4, 32), NERVE))
+    _nerve_cluster(a, rng, px, py, cw, ch)
 
     # first rib under the artery/plexus, pleura medial to it
-    rib_top = ay + r_a + rng.uniform(1.5, 3.5)
+    # some views sit lower / more lateral: rib and pleura much deeper, room for a big vein
+    deep_view = bool(rng.random() < 0.4)
+    rib_top = ay + r_a + rng.uniform(1.5, 3.5) + (rng.uniform(10, 20) if deep_view else 0.0)
     rib_x = (ax + px) / 2 + rng.uniform(-2, 2)
     rib_w = rng.uniform(14, 20)
     _bone(a, rng, rib_x, rib_top, rib_w, rng.uniform(3, 5), bright=18.0)
@@ -397,27 +426,104 @@ def supraclavicular(rng: np.random.Generator) -> Anatomy:
         a.parts.append(Part(np.concatenate([pl2, [[x1, 90], [-45, 90]]]), "air"))
         a.lines.append(Line(pl2, 14.0, 0.45, reverb=0.5))
 
+    look = plexus_vessel_look(rng, 0.03)
     artery = Vessel(ARTERY, ax, ay, r_a, r_a * rng.uniform(0.85, 1.0), rng.uniform(0.45, 0.7),
-                    rng.uniform(5.5, 8.5), **vessel_shape(rng, 0.03, False))
+                    _wall(rng, look, (5.5, 8.5)), **look)
     a.add_vessel(artery)
     a.artery = artery
     if rng.random() < 0.5:  # a small superficial vessel (transverse cervical / suprascapular)
+        look = plexus_vessel_look(rng, 0.05)
+        look["lumen_echo"] = min(look["lumen_echo"], 3.0)  # small: the PSF greys it anyway
         sv = Vessel(VEIN if rng.random() < 0.5 else ARTERY, px + rng.uniform(-4, 6),
                     fat_bottom + rng.uniform(2.5, 4.0), rng.uniform(1.0, 1.8),
-                    rng.uniform(0.8, 1.4), 0.3, rng.uniform(1.0, 3.5),
-                    **vessel_shape(rng, 0.05))
+                    rng.uniform(0.8, 1.4), 0.3, _wall(rng, look, (1.0, 3.5)), **look)
         a.add_vessel(sv)
+    _big_vein(a, rng, px, py, ch, fat_bottom, 0.85 if deep_view else 0.3)
+    _small_vessels_by(a, rng, px, py, cw, ch)
     return a
 
 
+def _nerve_cluster(a: Anatomy, rng: np.random.Generator, px: float, py: float, cw: float,
+                   ch: float) -> None:
+    """A plexus trunk / division cluster: many dark round fascicles in a brighter, speckled
+    epineurium (the honeycomb), with only a faint outer boundary. The label covers the whole
+    cluster, the way annotators outline the nerve."""
+    a.parts.append(Part(ellipse(px, py, cw, ch, 32, wobble=rng.normal(0, 0.05, 3),
+                                phase=rng.uniform(0, 6.3, 3)), "connective",
+                        rim=rng.uniform(0.0, 1.5), rim_mm=0.15, gain=rng.uniform(1.0, 2.0),
+                        soft=True))
+    _fascicles(a, rng, px, py, cw, ch, int(rng.integers(7, 16)), r=(0.7, 1.6),
+               rim=(0.0, 1.0), gain=(0.02, 0.1))
+    a.labels.append((ellipse(px, py, cw + 0.4, ch + 0.4, 32), NERVE))
+
+
+def _big_vein(a: Anatomy, rng: np.random.Generator, px: float, py: float, ch: float,
+              fat_bottom: float, p: float) -> None:
+    """Sometimes a large (8-20 mm) vein deep or beside the plexus (subclavian / axillary vein
+    as the probe sits lower or more lateral), often hypoechoic and soft edged. It is the
+    patient's compressible vein."""
+    if rng.random() > p:
+        return
+    occ = _Occupancy(a)
+    for _ in range(20):
+        r = rng.uniform(4.0, 10.0)
+        b = r * rng.uniform(0.6, 0.95)
+        if rng.random() < 0.5:  # under the cluster
+            cx, cy = px + rng.uniform(-6, 6), py + ch + b + rng.uniform(0.8, 5.0)
+        else:  # anywhere at mid depth or deep
+            cx, cy = rng.uniform(-28, 28), rng.uniform(fat_bottom + b + 2, 42.0)
+        look = plexus_vessel_look(rng, 0.06)
+        v = Vessel(VEIN, cx, cy, r, b, rng.uniform(0.2, 0.35), _wall(rng, look, (1.0, 3.0)),
+                   tri=rng.uniform(0.0, 0.1), **look)
+        if occ.free(v.outer(), 1.0) and not _shadowed(a, cx, r + 1.0, cy):
+            a.add_vessel(v)
+            a.vein = v
+            return
+
+
+def _shadowed(a: Anatomy, cx: float, half: float, cy: float) -> bool:
+    """Whether bone or air lies above depth cy anywhere within cx +- half (a vessel there
+    would sit in an acoustic shadow: labelled but invisible)."""
+    for p in a.parts:
+        if p.tissue in ("bone", "air"):
+            q = p.polygon
+            sel = (np.abs(q[:, 0] - cx) < half) & (q[:, 1] < cy)
+            if sel.any() or (q[:, 0].min() < cx - half and q[:, 0].max() > cx + half
+                             and q[:, 1].min() < cy):
+                return True
+    return False
+
+
+def _small_vessels_by(a: Anatomy, rng: np.random.Generator, px: float, py: float, cw: float,
+                      ch: float) -> None:
+    """Small vessels (dorsal scapular, transverse cervical) right beside the nerve cluster."""
+    occ = _Occupancy(a)
+    for _ in range(int(rng.choice([0, 1, 1, 2]))):
+        for _try in range(10):
+            r = rng.uniform(0.8, 2.0)
+            ang = rng.uniform(0, 2 * np.pi)
+            cx = px + (cw + r + rng.uniform(0.6, 1.5)) * np.cos(ang)
+            cy = py + (ch + r + rng.uniform(0.6, 1.5)) * np.sin(ang)
+            look = plexus_vessel_look(rng, 0.04)
+            look["lumen_echo"] = min(look["lumen_echo"], 3.0)
+            v = Vessel(ARTERY if rng.random() < 0.5 else VEIN, cx, cy, r,
+                       r * rng.uniform(0.75, 1.0), 0.3, _wall(rng, look, (1.5, 4.0)), **look)
+            if occ.free(v.outer(), 0.4):
+                a.add_vessel(v)
+                occ.add(v.outer())
+                break
+
+
 def _fascicles(a: Anatomy, rng: np.random.Generator, cx: float, cy: float, w: float, h: float,
-               n: int) -> list[tuple[float, float, float]]:
-    """Hypoechoic round fascicles with bright rims, packed inside an ellipse."""
+               n: int, r: tuple[float, float] = (0.9, 1.8), rim: tuple[float, float] = (4, 7),
+               gain: tuple[float, float] = (1.0, 1.0)) -> list[tuple[float, float, float]]:
+    """Hypoechoic round fascicles (rims of brightness `rim`), packed inside an ellipse."""
     placed: list[tuple[float, float, float]] = []
+    r_range = r
     for _ in range(n * 12):
         if len(placed) >= n:
             break
-        r = rng.uniform(0.9, 1.8)
+        r = rng.uniform(*r_range)
         ang = rng.uniform(0, 2 * np.pi)
         rad = np.sqrt(rng.uniform(0, 1))
         x = cx + (w - r) * rad * np.cos(ang)
@@ -426,7 +532,7 @@ def _fascicles(a: Anatomy, rng: np.random.Generator, cx: float, cy: float, w: fl
             placed.append((x, y, r))
     for x, y, r in placed:
         a.parts.append(Part(ellipse(x, y, r, r * rng.uniform(0.8, 1.0), 20), "fascicle",
-                            rim=rng.uniform(4, 7), rim_mm=0.2))
+                            rim=rng.uniform(*rim), rim_mm=0.2, gain=rng.uniform(*gain)))
     return placed
 
 
@@ -458,18 +564,21 @@ def interscalene(rng: np.random.Generator) -> Anatomy:
            max((bottom - top) / 2 - rng.uniform(0, 2), 0.5 * as_w), rim=6.0)
     for x, yy, r in roots:
         a.parts.append(Part(ellipse(x, yy, r, r * rng.uniform(0.85, 1.0), 24), "fascicle", NERVE,
-                            rim=rng.uniform(1.2, 2.2), rim_mm=0.2))
+                            rim=rng.uniform(1.5, 3.0), rim_mm=0.2, gain=rng.uniform(0.3, 0.8)))
     _bone(a, rng, gx + rng.uniform(-6, 4), bottom + rng.uniform(7, 12), rng.uniform(10, 15),
           rng.uniform(2, 4))
     if rng.random() < 0.7:  # carotid and IJV at the medial edge of the view
         r_a = rng.uniform(3.0, 4.2)
         ax = gx + rng.uniform(16, 22)
         ay = top + rng.uniform(3, 8)
+        # beside (often dark) scalene and SCM muscle: only faintly hypoechoic lumens
+        look = plexus_vessel_look(rng, 0.025, 3.0)
         artery = Vessel(ARTERY, ax, ay, r_a, r_a * rng.uniform(0.88, 1.0), 0.55,
-                        rng.uniform(5, 7), **vessel_shape(rng, 0.025, False))
+                        _wall(rng, look, (5, 7)), **look)
+        look = plexus_vessel_look(rng, 0.06, 3.0)
         vein = Vessel(VEIN, ax - r_a - rng.uniform(3, 5), ay - rng.uniform(2, 5),
-                      rng.uniform(3.5, 6), rng.uniform(2.5, 4), 0.3, rng.uniform(0.6, 2.5),
-                      rng.uniform(0, 0.12), **vessel_shape(rng, 0.06))
+                      rng.uniform(3.5, 6), rng.uniform(2.5, 4), 0.3, _wall(rng, look, (0.6, 2.5)),
+                      rng.uniform(0, 0.12), **look)
         ay_min = _vein_floor_over(vein.cx, vein.cy, vein.a, vein.b, ax, r_a) + r_a + 1.2
         artery.cy = max(ay, ay_min)
         a.add_vessel(vein)
@@ -550,19 +659,46 @@ def _big_bellies(a: Anatomy, rng: np.random.Generator, y0: float) -> None:
     occ = _Occupancy(Anatomy(a.scene, labels=a.labels))
     for _ in range(int(rng.integers(1, 4))):
         for _try in range(10):
-            w, h = rng.uniform(7, 18), rng.uniform(3.5, 9)
+            # elongated (a muscle is never a compact round blob), slightly tilted
+            w = rng.uniform(8, 20)
+            h = max(2.5, w * rng.uniform(0.2, 0.45))
             cx, cy = rng.uniform(-32, 32), rng.uniform(y0 + h * 0.6, y0 + 28)
-            poly = ellipse(cx, cy, w, h, 40, tri=rng.uniform(0, 0.12),
-                           tri_angle=rng.uniform(0, 6.3), wobble=rng.normal(0, 0.06, 4),
-                           phase=rng.uniform(0, 6.3, 4))
+            poly = _tilt(ellipse(cx, cy, w, h, 40, tri=rng.uniform(0, 0.12),
+                                 tri_angle=rng.uniform(0, 6.3), wobble=rng.normal(0, 0.05, 4),
+                                 phase=rng.uniform(0, 6.3, 4)), cx, cy, rng.normal(0, 0.12))
             if occ.free(poly, 0.5):
                 break
         else:
             continue
-        new.append(Part(poly, "dmuscle", rim=rng.uniform(0.0, 2.5), rim_mm=0.15,
+        new.append(Part(poly, "dmuscle", rim=rng.uniform(2.5, 6.0), rim_mm=0.2,
                         gain=rng.uniform(0.6, 2.0), soft=True, role="distractor"))
+        a.lines += _septa(rng, poly, cx, cy, w, h)
     a.parts[a.layer0:a.layer0] = new
     a.layer0 += len(new)
+
+
+def _tilt(poly: np.ndarray, cx: float, cy: float, ang: float) -> np.ndarray:
+    c, s = np.cos(ang), np.sin(ang)
+    d = poly - [cx, cy]
+    return np.stack([cx + c * d[:, 0] - s * d[:, 1], cy + s * d[:, 0] + c * d[:, 1]], 1)
+
+
+def _septa(rng: np.random.Generator, poly: np.ndarray, cx: float, cy: float, w: float,
+           h: float) -> list[Line]:
+    """Faint intramuscular septa along a belly's long axis (the fibrillar look of muscle)."""
+    lines = []
+    inside = cv2.pointPolygonTest
+    cnt = poly.astype(np.float32).reshape(-1, 1, 2)
+    for _ in range(int(rng.integers(1, 4))):
+        y = cy + rng.uniform(-0.6, 0.6) * h
+        x0 = cx + rng.uniform(-0.8, 0.1) * w
+        x1 = x0 + rng.uniform(0.3, 0.9) * w
+        pts = np.stack([np.linspace(x0, x1, 10),
+                        wavy(rng, x0, x1, y, 0.15, 10, rng.uniform(-0.1, 0.1))], 1)
+        keep = np.array([inside(cnt, (float(x), float(yy)), True) > 0.5 for x, yy in pts])
+        if keep.sum() >= 3:
+            lines.append(Line(pts[keep], rng.uniform(1.5, 4.0), rng.uniform(0.06, 0.12)))
+    return lines
 
 
 def _look_alike(rng: np.random.Generator, cx: float, cy: float, scale: float = 1.0,
@@ -578,14 +714,15 @@ def _look_alike(rng: np.random.Generator, cx: float, cy: float, scale: float = 1
         out = [Part(ellipse(cx, cy, w, h, 32, wobble=rng.normal(0, 0.04, 4), phase=ang), "node",
                     rim=rng.uniform(0.5, 3.0), rim_mm=0.15, gain=rng.uniform(0.8, 3.0),
                     role="distractor")]
-        if rng.random() < 0.7:  # echogenic fatty hilum, usually eccentric
+        if rng.random() < 0.85:  # echogenic fatty hilum, usually eccentric
             out.append(Part(ellipse(cx + rng.uniform(-0.3, 0.3) * w,
                                     cy + rng.uniform(-0.2, 0.2) * h, w * rng.uniform(0.25, 0.5),
                                     h * rng.uniform(0.2, 0.45), 20), "connective",
                             gain=rng.uniform(0.3, 1.0), soft=True, role="distractor"))
         return out
-    if kind == "muscle":
-        w, h = rng.uniform(2.0, 5.5) * scale, rng.uniform(1.2, 3.2) * scale
+    if kind == "muscle":  # elongated, never a round blob
+        w = rng.uniform(2.5, 6.0) * scale
+        h = w * rng.uniform(0.3, 0.55)
         return [Part(ellipse(cx, cy, w, h, 32, wobble=rng.normal(0, 0.05, 4), phase=ang),
                      "dmuscle", rim=rng.uniform(2.0, 7.0), rim_mm=0.2,
                      gain=rng.uniform(0.5, 1.5), role="distractor")]

@@ -2,12 +2,15 @@
 
 Writes a gallery: rows of rendered phantom frames per scene (different patients and settings:
 a compressed IJV, a needle, a deeper view) beside a row of real B-mode images, for judging
-realism by eye. Real images are read from /work/shared/data/usgra-seg/images when present.
+realism by eye. Real images are read from /work/shared/data/usgra-seg/images when present,
+and only those in the "train" list of training/splits/usgra-seg.json (the "val" images are the
+held-out test and are never shown here).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import cv2
@@ -16,6 +19,17 @@ import numpy as np
 from app.phantom.simulator import PhantomSimulator
 
 REAL_DIR = Path("/work/shared/data/usgra-seg/images")
+SPLIT = Path(__file__).resolve().parents[2] / "training" / "splits" / "usgra-seg.json"
+REAL_SHOWN = ("0001", "0037", "0062", "0145")  # train-split images with large hypoechoic vessels
+
+
+def _train_reals(real_dir: Path) -> list[Path]:
+    """The real images to show: train split only (nothing when the split is unknown)."""
+    if not (real_dir.is_dir() and SPLIT.is_file()):
+        return []
+    train = set(json.loads(SPLIT.read_text())["train"])
+    return [real_dir / f"{n}.png" for n in REAL_SHOWN
+            if n in train and (real_dir / f"{n}.png").is_file()][:COLS]
 TILE = 320
 COLS = 4
 
@@ -64,7 +78,7 @@ def build(real_dir: Path = REAL_DIR) -> np.ndarray:
     rows.append(_scene_row("interscalene", [0, 1, 5, 3], [
         plain, ("out-of-plane needle", lambda s: s.set_needle(14.0, in_plane=False, x_mm=-2)),
         ("gain +6", lambda s: s.set_gain(6)), ("labels", lambda s: None)]))
-    reals = sorted(real_dir.glob("*.png"))[::37][:COLS] if real_dir.is_dir() else []
+    reals = _train_reals(real_dir)
     if reals:
         tiles = []
         for p in reals:

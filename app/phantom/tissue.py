@@ -236,12 +236,15 @@ def build_tissue(anatomy: Anatomy, grid: Grid, rng: np.random.Generator,
         if 0 < att < 50:  # soft tissue: how much is left after TGC differs between patients
             att *= look.attenuation
         lut[0, i + 1], lut[1, i + 1] = e * part.gain, att
-        lut[2, i + 1] = {"muscle": 1.0, "dmuscle": 0.3}.get(tex, 0.0)
+        lut[2, i + 1] = {"muscle": 1.0, "dmuscle": 0.5}.get(tex, 0.0)
         lut[3, i + 1] = tex == "fat"
         lut[4, i + 1] = part.tissue == "blood"
-        # boundaries that stay crisp: vessels, nerves, bone, air (labels must match edges)
-        lut[5, i + 1] = bool(part.label) or part.role == "vessel" or part.tissue in (
-            "blood", "fascicle", "bone", "air", "cartilage")
+        # boundaries that stay crisp: vessels, nerves, bone, air (labels must match edges);
+        # a soft-edged vessel (no wall) fades into its surroundings over the same ~mm as
+        # soft tissue does (its label stays the outline, the middle of the fade)
+        lut[5, i + 1] = (bool(part.label) or part.role == "vessel" or part.tissue in (
+            "blood", "fascicle", "bone", "air", "cartilage")) and not (
+            part.role == "vessel" and part.soft)
         lut[6, i + 1] = part.soft or part.tissue in ("deep", "fat", "muscle", "dmuscle")
         lut[7, i + 1] = {"muscle": 0.6, "dmuscle": 1.0}.get(tex, 0.0) * look.striation
         air[i + 1] = part.tissue == "air"
