@@ -134,6 +134,7 @@ def export_run(cfg, run: str | Path | None = None, output: str | Path | None = N
     contract = cfg.contract()
     val = load_sources(cfg["val"], contract.classes, data_root(root),
                        (contract.height, contract.width))[:4]
-    samples = np.stack([preprocess(s.model_view()[0], contract)[None] for s in val]) if val else None
+    inputs = [preprocess(s.model_view()[0], contract)[None] for s in val]
+    samples = np.stack(inputs) if inputs else None
     dest = Path(output or cfg["export"])
     return export_onnx(net, contract, dest if dest.is_absolute() else REPO / dest, samples)
