@@ -395,8 +395,13 @@ def test_vessel_walls_are_specular_and_outlines_irregular():
         assert r.std() > 0.005  # not an exact ellipse
 
 
+def _big_plexus_vessel(a):
+    """The large vein where there is one, else the artery."""
+    return a.vein if a.vein is not None and a.vein.a >= 4.0 else a.artery
+
+
 def _hypoechoic_vessel(a) -> bool:
-    v = a.vein if a.vein is not None and a.vein.a >= 4.0 else a.artery
+    v = _big_plexus_vessel(a)
     return (v is not None and 2.0 < v.lumen_echo and v.soft and v.a >= 3.5
             and abs(v.cx) + v.a < 16 and v.cy + v.b < 33)
 
@@ -409,8 +414,7 @@ def test_hypoechoic_soft_vessel_is_darker_than_tissue_and_enhances_below(monkeyp
 
     size = 320
     sim = _find_patient("supraclavicular", _hypoechoic_vessel, size=(size, size))
-    v = sim.anatomy.vein if sim.anatomy.vein is not None and sim.anatomy.vein.a >= 4.0 \
-        else sim.anatomy.artery
+    v = _big_plexus_vessel(sim.anatomy)
     sim.set_heart_rate(30.0)
     f = sim.render(0.0)
     img, sp = f.image.astype(float), f.pixel_spacing_mm

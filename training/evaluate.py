@@ -42,11 +42,10 @@ def predict_labels(session, contract: ModelContract, image: np.ndarray) -> np.nd
 
 def predict_in_roi(session, contract: ModelContract, sample: Sample) -> np.ndarray:
     """The app's way: predict on the ROI crop, background elsewhere in the full frame."""
-    if sample.roi is None:
-        return predict_labels(session, contract, sample.image)
-    x, y, w, h = sample.roi
+    crop, _ = sample.model_view()
+    x, y = sample.roi[:2] if sample.roi else (0, 0)
     full = np.zeros(sample.image.shape[:2], np.uint8)
-    full[y:y + h, x:x + w] = predict_labels(session, contract, sample.model_view()[0])
+    full[y:y + crop.shape[0], x:x + crop.shape[1]] = predict_labels(session, contract, crop)
     return full
 
 

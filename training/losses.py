@@ -22,18 +22,23 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, target)
 
 
+def _soft_dice_terms(logits: torch.Tensor, target: torch.Tensor, dims: tuple[int, ...],
+                     eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Soft Dice of the foreground classes summed over `dims`, and the true pixel counts."""
+    probs = logits.softmax(dim=1)[:, 1:]
+    onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)[:, 1:]
+    inter = (probs * onehot).sum(dims)
+    truth = onehot.sum(dims)
+    return (2 * inter + eps) / (probs.sum(dims) + truth + eps), truth
+
+
 def soft_dice(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
     """1 - mean soft Dice over the foreground classes, pooled over the batch.
 
     Pooling over the batch keeps a frame without a vessel from giving an undefined Dice.
     """
-    probs = logits.softmax(dim=1)
-    onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
-    dims = (0, 2, 3)
-    inter = (probs * onehot).sum(dims)
-    total = probs.sum(dims) + onehot.sum(dims)
-    dice = (2 * inter + eps) / (total + eps)
-    return 1 - dice[1:].mean()
+    dice, _ = _soft_dice_terms(logits, target, (0, 2, 3), eps)
+    return 1 - dice.mean()
 
 
 def frame_dice(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
@@ -42,11 +47,7 @@ def frame_dice(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> 
     A small nerve missed costs as much as a large vessel missed. Frames without the class are
     left to CE and the presence head (their Dice is undefined).
     """
-    probs = logits.softmax(dim=1)[:, 1:]
-    onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)[:, 1:]
-    inter = (probs * onehot).sum((2, 3))
-    truth = onehot.sum((2, 3))
-    dice = (2 * inter + eps) / (probs.sum((2, 3)) + truth + eps)
+    dice, truth = _soft_dice_terms(logits, target, (2, 3), eps)
     present = truth > 0
     if not present.any():
         return logits.sum() * 0

@@ -108,7 +108,6 @@ class Vessel:
     lumen_echo: float = 1.0  # > 1: echoes in the lumen (slow flow, "smoke"): hypoechoic grey
     soft: bool = False  # edge blurred into the surroundings (no crisp wall), as many are
 
-
     def _shape(self, grow: float) -> np.ndarray:
         return ellipse(self.cx, self.cy, self.a + grow, self.b + grow, n=64, tri=self.tri,
                        wobble=np.array(self.wobble) if self.wobble else None,
@@ -128,13 +127,18 @@ class Vessel:
                      role="vessel")]
 
 
+def _outline(rng: np.random.Generator, irregular: float) -> dict:
+    """A vessel's smooth random radial perturbation: harmonic amplitudes and phases."""
+    return {"wobble": tuple(rng.normal(0, irregular, 4) / np.array([2.0, 1.0, 1.4, 2.0])),
+            "phases": tuple(rng.uniform(0, 2 * np.pi, 4))}
+
+
 def vessel_shape(rng: np.random.Generator, irregular: float, thin_wall: bool = True) -> dict:
     """Random outline and echo character of one vessel: a smooth radial perturbation (fixed in
     the tissue, so pulsation and collapse deform it like the rest), a wall that is often faint
     (veins: `thin_wall`; an artery's muscular wall scatters more), and sometimes faint echoes
     inside the lumen."""
-    return {"wobble": tuple(rng.normal(0, irregular, 4) / np.array([2.0, 1.0, 1.4, 2.0])),
-            "phases": tuple(rng.uniform(0, 2 * np.pi, 4)),
+    return {**_outline(rng, irregular),
             "wall_echo": float(rng.uniform(0.2, 0.7) if thin_wall else rng.uniform(0.5, 0.85)),
             "lumen_echo": float(rng.uniform(1.5, 3.0) if rng.random() < 0.25 else 1.0)}
 
@@ -150,8 +154,7 @@ def plexus_vessel_look(rng: np.random.Generator, irregular: float = 0.04,
     lumen = 1.0
     if rng.random() < 0.6:
         lumen = float(np.exp(rng.uniform(np.log(2.0), np.log(max_lumen))))
-    return {"wobble": tuple(rng.normal(0, irregular, 4) / np.array([2.0, 1.0, 1.4, 2.0])),
-            "phases": tuple(rng.uniform(0, 2 * np.pi, 4)),
+    return {**_outline(rng, irregular),
             "wall_echo": float(rng.uniform(0.5, 0.85) if wall == "ring"
                                else rng.uniform(0.2, 0.45)),
             "lumen_echo": lumen, "soft": wall == "none"}
@@ -452,7 +455,7 @@ def _nerve_cluster(a: Anatomy, rng: np.random.Generator, px: float, py: float, c
                                 phase=rng.uniform(0, 6.3, 3)), "connective",
                         rim=rng.uniform(0.0, 1.5), rim_mm=0.15, gain=rng.uniform(1.0, 2.0),
                         soft=True))
-    _fascicles(a, rng, px, py, cw, ch, int(rng.integers(7, 16)), r=(0.7, 1.6),
+    _fascicles(a, rng, px, py, cw, ch, int(rng.integers(7, 16)), radii=(0.7, 1.6),
                rim=(0.0, 1.0), gain=(0.02, 0.1))
     a.labels.append((ellipse(px, py, cw + 0.4, ch + 0.4, 32), NERVE))
 
@@ -515,15 +518,15 @@ def _small_vessels_by(a: Anatomy, rng: np.random.Generator, px: float, py: float
 
 
 def _fascicles(a: Anatomy, rng: np.random.Generator, cx: float, cy: float, w: float, h: float,
-               n: int, r: tuple[float, float] = (0.9, 1.8), rim: tuple[float, float] = (4, 7),
+               n: int, radii: tuple[float, float] = (0.9, 1.8),
+               rim: tuple[float, float] = (4, 7),
                gain: tuple[float, float] = (1.0, 1.0)) -> list[tuple[float, float, float]]:
     """Hypoechoic round fascicles (rims of brightness `rim`), packed inside an ellipse."""
     placed: list[tuple[float, float, float]] = []
-    r_range = r
     for _ in range(n * 12):
         if len(placed) >= n:
             break
-        r = rng.uniform(*r_range)
+        r = rng.uniform(*radii)
         ang = rng.uniform(0, 2 * np.pi)
         rad = np.sqrt(rng.uniform(0, 1))
         x = cx + (w - r) * rad * np.cos(ang)
@@ -616,20 +619,24 @@ class _Occupancy:
         cv2.fillPoly(self.m, [self._px(poly)], 1)
         self.dist = None
 
-    def clearance(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Distance (mm) from points to the nearest occupied cell (0 outside the raster)."""
+    def _distance(self) -> np.ndarray:
+        """Distance (mm) of every cell to the nearest occupied one, computed when needed."""
         if self.dist is None:
             self.dist = cv2.distanceTransform(1 - self.m, cv2.DIST_L2, 3) * _RES
+        return self.dist
+
+    def clearance(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Distance (mm) from points to the nearest occupied cell (0 outside the raster)."""
+        dist = self._distance()
         c = np.round((np.asarray(x) - _X0) / _RES).astype(int)
         r = np.round(np.asarray(y) / _RES).astype(int)
         ok = (c >= 0) & (c < _W) & (r >= 0) & (r < _H)
         out = np.zeros(np.shape(x))
-        out[ok] = self.dist[r[ok], c[ok]]
+        out[ok] = dist[r[ok], c[ok]]
         return out
 
     def free(self, poly: np.ndarray, margin: float) -> bool:
         """Whether the polygon and a margin around it cover nothing occupied."""
-        self.clearance(np.zeros(1), np.zeros(1))  # (computes the distance map)
         px = self._px(poly)
         lo = np.maximum(px.min(0) - 1, 0)
         hi = np.minimum(px.max(0) + 2, [_W, _H])
@@ -637,7 +644,7 @@ class _Occupancy:
             return True
         inside = np.zeros((hi[1] - lo[1], hi[0] - lo[0]), np.uint8)
         cv2.fillPoly(inside, [px - lo], 1)
-        crop = self.dist[lo[1]:hi[1], lo[0]:hi[0]]
+        crop = self._distance()[lo[1]:hi[1], lo[0]:hi[0]]
         return bool((crop[inside > 0] > margin).all())
 
 

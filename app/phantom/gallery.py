@@ -18,6 +18,8 @@ import numpy as np
 
 from app.phantom.simulator import PhantomSimulator
 
+TILE = 320
+COLS = 4
 REAL_DIR = Path("/work/shared/data/usgra-seg/images")
 SPLIT = Path(__file__).resolve().parents[2] / "training" / "splits" / "usgra-seg.json"
 REAL_SHOWN = ("0001", "0037", "0062", "0145")  # train-split images with large hypoechoic vessels
@@ -30,8 +32,6 @@ def _train_reals(real_dir: Path) -> list[Path]:
     train = set(json.loads(SPLIT.read_text())["train"])
     return [real_dir / f"{n}.png" for n in REAL_SHOWN
             if n in train and (real_dir / f"{n}.png").is_file()][:COLS]
-TILE = 320
-COLS = 4
 
 
 def _label(img: np.ndarray, text: str) -> np.ndarray:

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from app.phantom.anatomy import make_anatomy, without_vessels
-from app.phantom.simulator import PhantomFrame, PhantomSimulator
+from app.phantom.anatomy import without_vessels
+from app.phantom.simulator import PhantomFrame, PhantomSimulator, patient_anatomy
 
 DEPTH_RANGE_MM = {"jugular": (30.0, 50.0), "supraclavicular": (30.0, 50.0),
                   "plexus": (30.0, 50.0), "interscalene": (25.0, 40.0)}
@@ -33,7 +33,7 @@ def _patient(scene: str, seed: int, patient: int, size: tuple[int, int]) -> Phan
     anatomy = None
     if rng.random() < VESSEL_FREE_RATE:
         # the same anatomy the simulator would draw for this seed, minus its vessels
-        anatomy = without_vessels(make_anatomy(scene, np.random.default_rng([sim_seed, 0])), rng)
+        anatomy = without_vessels(patient_anatomy(scene, sim_seed), rng)
     return PhantomSimulator(scene, seed=sim_seed, size=size, depth_mm=depth,
                             probe_width_mm=width, frequency_mhz=freq, slide_margin_mm=4.0,
                             max_tilt_deg=10.0, realisations=1, anatomy=anatomy)

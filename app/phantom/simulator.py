@@ -38,6 +38,11 @@ class PhantomFrame:
     info: dict = field(default_factory=dict)  # pressure, heart rate, phase.. for tests/logs
 
 
+def patient_anatomy(scene: str, seed: int, mirror: bool | None = None) -> Anatomy:
+    """The anatomy a PhantomSimulator of this scene and seed draws (its seed's stream 0)."""
+    return make_anatomy(scene, np.random.default_rng([int(seed), 0]), mirror)
+
+
 def _pulse_wave(phase: float) -> float:
     """Arterial diameter over one beat, 0..1: fast systolic rise, slower diastolic run-off."""
     p = phase % 1.0
@@ -77,8 +82,8 @@ class PhantomSimulator:
         self.slide_margin_mm = float(slide_margin_mm)
         self.max_tilt_deg = float(np.clip(max_tilt_deg, 0.0, 30.0))
         self.realisations = int(realisations)
-        self.anatomy = anatomy if anatomy is not None else make_anatomy(
-            self.scene, np.random.default_rng([self.seed, 0]), mirror)
+        self.anatomy = anatomy if anatomy is not None else patient_anatomy(
+            self.scene, self.seed, mirror)
         self._chains = VeinChains.from_vessel(self.anatomy.vein) if self.anatomy.vein else None
         # controls
         self._depth_mm = float(np.clip(depth_mm, 20.0, 60.0))
