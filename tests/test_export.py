@@ -9,7 +9,12 @@ torch = pytest.importorskip("torch")
 
 from app.pipeline.contract import ContractError, ModelContract  # noqa: E402
 from training.bench import bench, quantize_int8  # noqa: E402
-from training.evaluate import evaluate_samples, hd95_px, map_classes  # noqa: E402
+from training.evaluate import (  # noqa: E402
+    evaluate_samples,
+    hd95_px,
+    map_classes,
+    markdown_table,
+)
 from training.export import (  # noqa: E402
     ExportError,
     check_contract,
@@ -144,3 +149,22 @@ def test_evaluation_crops_to_the_roi_as_the_app_does_and_counts_what_it_cuts_off
                            quiet=True)
     assert whole["classes"]["nerve"]["dice_mean"] > 0.95
     assert cut["classes"]["nerve"]["dice_mean"] == pytest.approx(2 / 3, abs=0.05)
+
+
+def test_a_false_outline_beside_a_found_structure_is_counted_as_stray(tmp_path):
+    """A second bright blob away from the labelled nerve is what a user sees as a false nerve:
+    Dice only dips, the stray-outline rate says it."""
+    from training.data import Sample
+
+    c = ModelContract(CLASSES, 32, 32, 1 / 255, 0.3, 0.2, "test-1", "unit test")
+    path = export_onnx(BrightIsNerve(), c, tmp_path / "m.onnx")
+    image = np.zeros((64, 64), np.uint8)
+    mask = np.zeros((64, 64), np.uint8)
+    image[8:24, 8:24] = mask[8:24, 8:24] = 1  # the labelled nerve, found
+    clean = evaluate_samples(path, [Sample("a", image * 255, mask)], CLASSES, quiet=True)
+    image[40:56, 40:56] = 1  # a look-alike with no label
+    stray = evaluate_samples(path, [Sample("a", image * 255, mask)], CLASSES, quiet=True)
+    assert clean["classes"]["nerve"]["stray_rate"] == 0.0
+    assert stray["classes"]["nerve"]["stray_rate"] == 1.0
+    assert stray["classes"]["nerve"]["found_share"] == 1.0
+    assert "stray outline" in markdown_table(stray)

@@ -311,3 +311,23 @@ def test_training_sees_the_roi_crop_the_app_feeds_the_model():
     (s,) = to_model_size([Sample("a", image, mask, roi=(40, 0, 40, 40))], c)
     assert s.image.shape == (40, 40) and s.image.min() == 200
     assert s.mask[10:20, 10:20].all() and s.mask.sum() == 100
+
+
+def test_live_phantom_source_is_the_apps_default_patient_over_time(tmp_path):
+    """The "phantom-live" evaluation set is what the app shows at start: one patient (the
+    live source's seed and size) whose artery pulses from frame to frame, labels included."""
+    from app.phantom.simulator import PhantomSimulator
+    from training.train import load_sources
+
+    jug = ("background", "vein", "artery")
+    src = {"kind": "phantom-live", "scene": "jugular", "seed": 0, "n": 12, "fps": 30,
+           "size": [128, 128]}
+    frames = load_sources([src], jug, tmp_path, (64, 64))
+    assert len(frames) == 12 and frames[0].image.shape == (128, 128)
+    first = PhantomSimulator("jugular", seed=0, size=(128, 128)).render(0.0)
+    assert np.array_equal(frames[0].image, first.image)
+    areas = [int((f.mask == 2).sum()) for f in frames]
+    assert min(areas) > 0 and max(areas) > min(areas)  # the carotid pulses
+    assert all((f.mask == 1).any() for f in frames)  # the vein is there in every frame
+    again = load_sources([src], jug, tmp_path, (64, 64))
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(frames, again, strict=True))

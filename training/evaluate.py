@@ -6,7 +6,10 @@ the contract's preprocessing, argmax over classes whose presence probability is 
 Per class: Dice and IoU (mean over frames whose truth has the class), 95th-percentile Hausdorff
 distance in mm (frames where truth and prediction both have it), share of those frames where the
 structure is found (a prediction of >= 0.2% of the image overlapping it, the app's speck limit),
-and the false-positive rate on frames without it. Artery/vein swaps are counted separately.
+and the false-positive rate on frames without it; and the share of all frames with a stray
+outline: a component of the class (>= the speck limit) touching none of that structure, e.g. a
+false vein drawn beside the real one, which Dice barely shows. Artery/vein swaps are counted
+separately.
 """
 
 from __future__ import annotations
@@ -65,6 +68,13 @@ def hd95_px(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.percentile(d, 95)) if d.size else 0.0
 
 
+def has_stray(pred: np.ndarray, truth: np.ndarray, min_area: float) -> bool:
+    """Does the prediction hold a component of at least min_area px touching no truth pixel?"""
+    n, comp, stats, _ = cv2.connectedComponentsWithStats(pred.astype(np.uint8), connectivity=8)
+    big = np.flatnonzero(stats[1:n, cv2.CC_STAT_AREA] >= min_area) + 1
+    return bool(np.setdiff1d(big, comp[truth]).size)
+
+
 def map_classes(model_classes: tuple[str, ...], data_classes: tuple[str, ...],
                 merge: dict[str, str] | None = None) -> np.ndarray:
     """Lookup table model class index -> data class index (unmatched classes -> background)."""
@@ -83,7 +93,8 @@ def evaluate_samples(model: str | Path, samples: list[Sample], data_classes: tup
     contract = check_contract(session)
     table = map_classes(contract.classes, data_classes, merge)
     fg = range(1, len(data_classes))
-    per = {c: {"dice": [], "iou": [], "hd95_mm": [], "found": [], "fp": []} for c in fg}
+    per = {c: {"dice": [], "iou": [], "hd95_mm": [], "found": [], "fp": [], "stray": []}
+           for c in fg}
     swaps, groups_swapped = 0, {}
     for s in tqdm(samples, desc=f"evaluate {Path(model).name}", disable=quiet, leave=False):
         pred = table[predict_in_roi(session, contract, s)]
@@ -91,6 +102,7 @@ def evaluate_samples(model: str | Path, samples: list[Sample], data_classes: tup
         swapped = False
         for c in fg:
             p, t = pred == c, s.mask == c
+            per[c]["stray"].append(has_stray(p, t, min_area))
             if t.any():
                 inter, union = np.sum(p & t), np.sum(p | t)
                 per[c]["dice"].append(2 * inter / (p.sum() + t.sum()))
@@ -119,6 +131,7 @@ def evaluate_samples(model: str | Path, samples: list[Sample], data_classes: tup
             "found_share": _mean(d["found"]),
             "frames_without": len(d["fp"]),
             "false_positive_rate": _mean(d["fp"]),
+            "stray_rate": _mean(d["stray"]),
         }
     return {"model": str(model), "model_classes": list(contract.classes),
             "data_classes": list(data_classes), "merge": merge or {}, "frames": len(samples),
@@ -149,14 +162,15 @@ def markdown_table(report: dict, title: str = "") -> str:
         return "n/a" if v is None else f"{v:.2f}"
 
     lines = [f"**{title}** ({report['frames']} frames)" if title else "",
-             "| class | Dice (mean ± sd) | IoU | HD95 mm (median) | found | false-positive rate |",
-             "|---|---|---|---|---|---|"]
+             "| class | Dice (mean ± sd) | IoU | HD95 mm (median) | found | false-positive rate "
+             "| stray outline |",
+             "|---|---|---|---|---|---|---|"]
     for name, m in report["classes"].items():
         lines.append(
             f"| {name} | {f(m['dice_mean'])} ± {f(m['dice_sd'])} (n={m['frames_with']}) "
             f"| {f(m['iou_mean'])} | {hd(m['hd95_mm_median'])} "
             f"| {f(m['found_share'], True)} | {f(m['false_positive_rate'], True)} "
-            f"(n={m['frames_without']}) |")
+            f"(n={m['frames_without']}) | {f(m.get('stray_rate'), True)} |")
     if report.get("swapped_frames") is not None and len(report["classes"]) > 1:
         lines.append(f"\nFrames with a structure mostly labelled as another structure "
                      f"(swap): {report['swapped_frames']} of {report['frames']}")

@@ -42,3 +42,21 @@ def phantom_samples(scene: str, n: int, seed: int, classes: tuple[str, ...],
                           to_model_classes(raw, classes), spacing_mm=float(frame.pixel_spacing_mm),
                           group=group))
     return out
+
+
+def live_samples(scene: str, seed: int, n: int, classes: tuple[str, ...],
+                 size: tuple[int, int] = (512, 512), fps: float = 30.0) -> list[Sample]:
+    """`n` frames of one phantom patient as the app's live source plays it (the same
+    simulator, seed and frame size), at `fps`: what a user sees first when the app starts."""
+    from app.phantom.simulator import PhantomSimulator
+
+    sim = PhantomSimulator(scene, seed=seed, size=size)
+    out = []
+    for i in range(n):
+        frame = sim.render(i / fps)
+        raw = np.asarray(frame.labels)
+        group = f"{sim.scene}-live-overlap" if vessels_overlap(raw) else f"{sim.scene}-live"
+        out.append(Sample(f"{sim.scene}-live{seed}-{i:04d}", np.asarray(frame.image, np.uint8),
+                          to_model_classes(raw, classes), spacing_mm=float(frame.pixel_spacing_mm),
+                          group=group))
+    return out

@@ -72,7 +72,9 @@ def load_sources(sources: list[dict], classes: tuple[str, ...], root: Path,
     """Read each source of a config's "train" or "val" list.
 
     {"kind": "usgra-seg" | "folder" | "kaggle", "root": ..., "split": file, "part": "train"}
-    or {"kind": "phantom", "scene": ..., "n": frames, "seed": ..., "stride": 1}.
+    or {"kind": "phantom", "scene": ..., "n": frames, "seed": ..., "stride": 1} (each frame a
+    new patient) or {"kind": "phantom-live", "scene": ..., "seed": 0, "n": frames, "fps": 30}
+    (one patient as the app's live source plays it).
     """
     out: list[Sample] = []
     for src in sources:
@@ -82,6 +84,13 @@ def load_sources(sources: list[dict], classes: tuple[str, ...], root: Path,
             out += phantom_samples(src["scene"], int(src["n"]), int(src["seed"]), classes,
                                    size=tuple(src.get("size", size)),
                                    stride=int(src.get("stride", 1)))
+            continue
+        if src["kind"] == "phantom-live":
+            from training.phantom_data import live_samples
+
+            out += live_samples(src["scene"], int(src.get("seed", 0)), int(src["n"]), classes,
+                                size=tuple(src.get("size", (512, 512))),
+                                fps=float(src.get("fps", 30.0)))
             continue
         spec = FolderSpec.from_config(src, base=root)
         names = None
