@@ -331,3 +331,22 @@ def test_live_phantom_source_is_the_apps_default_patient_over_time(tmp_path):
     assert all((f.mask == 1).any() for f in frames)  # the vein is there in every frame
     again = load_sources([src], jug, tmp_path, (64, 64))
     assert all(np.array_equal(a.image, b.image) for a, b in zip(frames, again, strict=True))
+
+
+def test_realism_figures_see_enhancement_soft_edges_and_a_bright_near_field():
+    """The phantom-vs-real table must measure what it names: posterior enhancement, how sharp a
+    vessel's edge is, and brightness by depth."""
+    from training.data import Sample
+    from training.realism import depth_profile, vessel_stats
+
+    img = np.full((256, 256), 60, np.uint8)
+    img[:26] = 120  # bright near field
+    mask = disc_mask(256, 128, 100, 20, 2)
+    img[121:150, 108:149] = 90  # brighter band just below the vessel: enhancement
+    img[mask == 2] = 10
+    crisp = vessel_stats(Sample("a", img, mask), 2)
+    soft = vessel_stats(Sample("b", cv2.GaussianBlur(img, (0, 0), 4), mask), 2)
+    assert len(crisp) == 1 and crisp[0].below > crisp[0].ring > crisp[0].lumen
+    assert soft[0].edge < 0.6 * crisp[0].edge
+    prof = depth_profile(Sample("a", img, mask))
+    assert prof[0] > 1.5 * prof[5]

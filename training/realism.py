@@ -1,0 +1,126 @@
+"""How phantom frames differ from real ones, in numbers a phantom designer can act on.
+
+Per labelled vessel: lumen, surrounding-tissue and below-vessel brightness, boundary sharpness,
+size and depth; per frame: the brightness of background tissue by depth band. Printed as
+medians (25th-75th percentile) for the real images of a split part (train only by default, so
+the validation images stay a clean test of the phantom) beside each phantom scene.
+
+    python -m training.realism [--part train] [--frames 80]
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from training.data import Sample, resize_mask
+
+SIDE = 256  # every frame is compared at this size, so the pixel distances below mean the same
+RING_PX = (7, 25)  # surrounding tissue: between these dilations of the vessel (px)
+BELOW_PX = (3, 25)  # below the vessel: these rows under its lowest point, within its columns
+BANDS = 10  # depth bands for the brightness profile
+
+
+@dataclass
+class VesselStats:
+    lumen: float  # mean grey inside
+    ring: float  # mean grey of the tissue around it
+    below: float  # mean grey of the tissue under it (enhancement or shadow)
+    edge: float  # mean gradient magnitude on its outline (sharp wall vs soft edge)
+    area_pct: float
+    depth_frac: float  # centre depth as a fraction of the frame height
+
+
+def at_side(sample: Sample) -> Sample:
+    image = cv2.resize(sample.image, (SIDE, SIDE), interpolation=cv2.INTER_AREA)
+    return Sample(sample.name, image, resize_mask(sample.mask, SIDE, SIDE))
+
+
+def vessel_stats(sample: Sample, vessel: int, min_px: int = 100) -> list[VesselStats]:
+    img = sample.image.astype(np.float32)
+    tissue = sample.mask == 0
+    smooth = cv2.GaussianBlur(img, (0, 0), 1.5)
+    grad = np.hypot(cv2.Sobel(smooth, cv2.CV_32F, 1, 0), cv2.Sobel(smooth, cv2.CV_32F, 0, 1))
+    n, comp, st, _ = cv2.connectedComponentsWithStats((sample.mask == vessel).astype(np.uint8))
+    out = []
+    for k in range(1, n):
+        if st[k, cv2.CC_STAT_AREA] < min_px:
+            continue
+        c = (comp == k).astype(np.uint8)
+        ring = (cv2.dilate(c, np.ones((RING_PX[1],) * 2, np.uint8))
+                & ~cv2.dilate(c, np.ones((RING_PX[0],) * 2, np.uint8))).astype(bool) & tissue
+        ys, xs = np.nonzero(c)
+        below = np.zeros_like(tissue)
+        below[ys.max() + BELOW_PX[0]:ys.max() + BELOW_PX[1], xs.min():xs.max() + 1] = True
+        below &= tissue
+        edge = (c - cv2.erode(c, np.ones((3, 3), np.uint8))).astype(bool)
+        if ring.sum() < 20 or below.sum() < 20:
+            continue
+        out.append(VesselStats(float(img[c > 0].mean()), float(img[ring].mean()),
+                               float(img[below].mean()), float(grad[edge].mean()),
+                               100.0 * c.sum() / c.size, float(ys.mean()) / c.shape[0]))
+    return out
+
+
+def depth_profile(sample: Sample) -> np.ndarray:
+    """Mean grey of unlabelled tissue in each of BANDS depth bands (nan where there is none)."""
+    h = sample.image.shape[0]
+    edges = np.linspace(0, h, BANDS + 1).astype(int)
+    out = np.full(BANDS, np.nan)
+    for i in range(BANDS):
+        rows = slice(edges[i], edges[i + 1])
+        values = sample.image[rows][sample.mask[rows] == 0]
+        if values.size:
+            out[i] = values.mean()
+    return out
+
+
+def summary(samples: list[Sample], vessel: int) -> dict[str, tuple[float, float, float]]:
+    """Median and quartiles of each vessel figure and ratio, and of the depth profile."""
+    stats = [s for sample in samples for s in vessel_stats(sample, vessel)]
+    rows: dict[str, np.ndarray] = {}
+    if stats:
+        a = np.array([[s.lumen, s.ring, s.below, s.edge, s.area_pct, s.depth_frac]
+                      for s in stats])
+        rows = {"lumen / surround": a[:, 0] / a[:, 1],
+                "below / surround": a[:, 2] / a[:, 1],
+                "edge gradient": a[:, 3], "area %": a[:, 4], "depth (frame)": a[:, 5]}
+    prof = np.array([depth_profile(s) for s in samples])
+    for i in range(BANDS):
+        column = prof[:, i]
+        rows[f"tissue grey, depth {i * 10}-{i * 10 + 10} %"] = column[~np.isnan(column)]
+    return {k: tuple(float(np.percentile(v, q)) for q in (50, 25, 75))
+            for k, v in rows.items() if len(v)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    from training.phantom_data import phantom_samples
+    from training.train import data_root, load_sources
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--part", default="train", help="usgra-seg split part (default train)")
+    p.add_argument("--frames", type=int, default=80, help="phantom frames per scene")
+    p.add_argument("--data-root")
+    args = p.parse_args(argv)
+    classes = ("background", "nerve", "vessel")
+    sets = {f"real ({args.part})": load_sources(
+        [{"kind": "usgra-seg", "root": "usgra-seg", "split": "training/splits/usgra-seg.json",
+          "part": args.part}], classes, data_root(args.data_root), (SIDE, SIDE))}
+    for scene in ("supraclavicular", "interscalene", "jugular"):
+        sets[scene] = phantom_samples(scene, args.frames, 7, classes, size=(SIDE, SIDE))
+    table = {name: summary([at_side(s) for s in samples], classes.index("vessel"))
+             for name, samples in sets.items()}
+    names = list(table)
+    print("| figure | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    for key in table[names[0]]:
+        cells = [f"{m:.2f} ({lo:.2f}-{hi:.2f})" if key in table[n] else "n/a"
+                 for n in names for m, lo, hi in [table[n].get(key, (0, 0, 0))]]
+        print(f"| {key} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
