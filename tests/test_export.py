@@ -168,3 +168,33 @@ def test_a_false_outline_beside_a_found_structure_is_counted_as_stray(tmp_path):
     assert stray["classes"]["nerve"]["stray_rate"] == 1.0
     assert stray["classes"]["nerve"]["found_share"] == 1.0
     assert "stray outline" in markdown_table(stray)
+    # this model is sure of everything it draws: nothing would be dashed
+    assert stray["classes"]["nerve"]["outlines"] == {"true": 1, "true_unsure": 0, "stray": 1,
+                                                     "stray_unsure": 0}
+
+
+class FaintIsNerve(torch.nn.Module):
+    """Nerve wherever the input is bright, but only just (probability ~0.55)."""
+
+    def forward(self, x):
+        zero = torch.zeros_like(x)
+        return torch.cat([zero, 0.06 * x, zero - 10], dim=1)
+
+
+def test_outlines_the_model_is_unsure_of_are_counted_as_drawn_dashed(tmp_path):
+    """The app draws a structure under its LOW_CONFIDENCE dashed; the evaluation says how many
+    true and stray outlines a user would see dashed, with the app's own threshold."""
+    from app.ui.theme import LOW_CONFIDENCE
+    from training.data import Sample
+
+    c = ModelContract(CLASSES, 32, 32, 1 / 255, 0.3, 0.2, "test-1", "unit test")
+    path = export_onnx(FaintIsNerve(), c, tmp_path / "m.onnx")
+    image = np.zeros((64, 64), np.uint8)
+    mask = np.zeros((64, 64), np.uint8)
+    image[8:24, 8:24] = mask[8:24, 8:24] = 1
+    image[40:56, 40:56] = 1
+    r = evaluate_samples(path, [Sample("a", image * 255, mask)], CLASSES, quiet=True)
+    assert 0.5 < 1 / (1 + np.exp(-0.06 * (1 - 0.3) / 0.2)) < LOW_CONFIDENCE  # the premise
+    assert r["classes"]["nerve"]["outlines"] == {"true": 1, "true_unsure": 1, "stray": 1,
+                                                 "stray_unsure": 1}
+    assert "1 of 1 / 1 of 1" in markdown_table(r)

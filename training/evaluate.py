@@ -8,8 +8,9 @@ distance in mm (frames where truth and prediction both have it), share of those 
 structure is found (a prediction of >= 0.2% of the image overlapping it, the app's speck limit),
 and the false-positive rate on frames without it; and the share of all frames with a stray
 outline: a component of the class (>= the speck limit) touching none of that structure, e.g. a
-false vein drawn beside the real one, which Dice barely shows. Artery/vein swaps are counted
-separately.
+false vein drawn beside the real one, which Dice barely shows; and how many true and stray
+outlines the app would draw dashed (mean probability under its LOW_CONFIDENCE): whether the
+user can see the doubt. Artery/vein swaps are counted separately.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from app.pipeline.contract import ModelContract
+from app.ui.theme import LOW_CONFIDENCE  # plain constants, no Qt: what the app draws dashed
 from training.data import Sample, preprocess
 from training.export import check_contract, ort_session
 
@@ -29,27 +31,38 @@ MIN_AREA_FRAC = 0.002  # app/pipeline/analysis.py drops components smaller than 
 PRESENCE_THRESHOLD = 0.5
 
 
-def predict_labels(session, contract: ModelContract, image: np.ndarray) -> np.ndarray:
-    """Image (H, W) uint8 -> label map (H, W) in the model's classes, presence-gated."""
+def predict(session, contract: ModelContract, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Image (H, W) uint8 -> label map (H, W) in the model's classes, presence-gated, and the
+    class probabilities (C, H, W): softmax of the raw logits, as the app's confidence reads them."""
     x = preprocess(image, contract)[None, None]
     outs = session.run(None, {session.get_inputs()[0].name: x})
     logits = outs[0][0].astype(np.float32)
+    e = np.exp(logits - logits.max(0))
+    probs = e / e.sum(0)
     if len(outs) > 1:
         presence = 1 / (1 + np.exp(-outs[1][0]))
         hidden = presence < PRESENCE_THRESHOLD
         hidden[0] = False  # background is never hidden
         logits[hidden] = -np.inf
     labels = logits.argmax(0).astype(np.uint8)
-    return cv2.resize(labels, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
+    size = (image.shape[1], image.shape[0])
+    return (cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST),
+            cv2.resize(probs.transpose(1, 2, 0), size, interpolation=cv2.INTER_LINEAR)
+            .reshape(image.shape[0], image.shape[1], -1).transpose(2, 0, 1))
 
 
-def predict_in_roi(session, contract: ModelContract, sample: Sample) -> np.ndarray:
-    """The app's way: predict on the ROI crop, background elsewhere in the full frame."""
+def predict_in_roi(session, contract: ModelContract,
+                   sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+    """The app's way: predict on the ROI crop, background elsewhere in the full frame.
+    Returns the full-frame label map and class probabilities (zero outside the ROI)."""
     crop, _ = sample.model_view()
     x, y = sample.roi[:2] if sample.roi else (0, 0)
+    labels, probs = predict(session, contract, crop)
     full = np.zeros(sample.image.shape[:2], np.uint8)
-    full[y:y + crop.shape[0], x:x + crop.shape[1]] = predict_labels(session, contract, crop)
-    return full
+    full_probs = np.zeros((probs.shape[0], *sample.image.shape[:2]), np.float32)
+    full[y:y + crop.shape[0], x:x + crop.shape[1]] = labels
+    full_probs[:, y:y + crop.shape[0], x:x + crop.shape[1]] = probs
+    return full, full_probs
 
 
 def _boundary(mask: np.ndarray) -> np.ndarray:
@@ -68,11 +81,17 @@ def hd95_px(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.percentile(d, 95)) if d.size else 0.0
 
 
-def has_stray(pred: np.ndarray, truth: np.ndarray, min_area: float) -> bool:
-    """Does the prediction hold a component of at least min_area px touching no truth pixel?"""
+def outlines(pred: np.ndarray, truth: np.ndarray, prob: np.ndarray,
+             min_area: float) -> list[tuple[bool, bool]]:
+    """(stray, unsure) for each predicted component of at least min_area px: stray when it
+    touches no truth pixel, unsure when its mean probability is under the app's LOW_CONFIDENCE
+    (the app draws it dashed)."""
     n, comp, stats, _ = cv2.connectedComponentsWithStats(pred.astype(np.uint8), connectivity=8)
-    big = np.flatnonzero(stats[1:n, cv2.CC_STAT_AREA] >= min_area) + 1
-    return bool(np.setdiff1d(big, comp[truth]).size)
+    touched = set(np.unique(comp[truth]).tolist())
+    out = []
+    for k in np.flatnonzero(stats[1:n, cv2.CC_STAT_AREA] >= min_area) + 1:
+        out.append((int(k) not in touched, float(prob[comp == k].mean()) < LOW_CONFIDENCE))
+    return out
 
 
 def map_classes(model_classes: tuple[str, ...], data_classes: tuple[str, ...],
@@ -93,16 +112,22 @@ def evaluate_samples(model: str | Path, samples: list[Sample], data_classes: tup
     contract = check_contract(session)
     table = map_classes(contract.classes, data_classes, merge)
     fg = range(1, len(data_classes))
-    per = {c: {"dice": [], "iou": [], "hd95_mm": [], "found": [], "fp": [], "stray": []}
-           for c in fg}
+    per = {c: {"dice": [], "iou": [], "hd95_mm": [], "found": [], "fp": [], "stray": [],
+               "outlines": []} for c in fg}
     swaps, groups_swapped = 0, {}
     for s in tqdm(samples, desc=f"evaluate {Path(model).name}", disable=quiet, leave=False):
-        pred = table[predict_in_roi(session, contract, s)]
+        labels, probs = predict_in_roi(session, contract, s)
+        pred = table[labels]
         min_area = MIN_AREA_FRAC * pred.size
         swapped = False
         for c in fg:
             p, t = pred == c, s.mask == c
-            per[c]["stray"].append(has_stray(p, t, min_area))
+            # a data class's probability: the sum over the model classes merged into it
+            prob = sum((probs[i] for i in np.flatnonzero(table[:len(probs)] == c)),
+                       np.zeros(pred.shape, np.float32))
+            found = outlines(p, t, prob, min_area)
+            per[c]["outlines"] += found
+            per[c]["stray"].append(any(stray for stray, _ in found))
             if t.any():
                 inter, union = np.sum(p & t), np.sum(p | t)
                 per[c]["dice"].append(2 * inter / (p.sum() + t.sum()))
@@ -132,6 +157,11 @@ def evaluate_samples(model: str | Path, samples: list[Sample], data_classes: tup
             "frames_without": len(d["fp"]),
             "false_positive_rate": _mean(d["fp"]),
             "stray_rate": _mean(d["stray"]),
+            # how many outlines the app would draw dashed (unsure), true ones and stray ones
+            "outlines": {"true": sum(not st for st, _ in d["outlines"]),
+                         "true_unsure": sum(not st and u for st, u in d["outlines"]),
+                         "stray": sum(st for st, _ in d["outlines"]),
+                         "stray_unsure": sum(st and u for st, u in d["outlines"])},
         }
     return {"model": str(model), "model_classes": list(contract.classes),
             "data_classes": list(data_classes), "merge": merge or {}, "frames": len(samples),
@@ -152,6 +182,13 @@ def _median(v: list) -> float | None:
     return round(float(np.median(v)), 2) if v else None
 
 
+def _unsure(m: dict) -> str:
+    o = m.get("outlines")
+    if not o:
+        return "n/a"
+    return f"{o['true_unsure']} of {o['true']} / {o['stray_unsure']} of {o['stray']}"
+
+
 def markdown_table(report: dict, title: str = "") -> str:
     def f(v, pct=False):
         if v is None:
@@ -163,14 +200,14 @@ def markdown_table(report: dict, title: str = "") -> str:
 
     lines = [f"**{title}** ({report['frames']} frames)" if title else "",
              "| class | Dice (mean ± sd) | IoU | HD95 mm (median) | found | false-positive rate "
-             "| stray outline |",
-             "|---|---|---|---|---|---|---|"]
+             "| stray outline | outlines drawn unsure: true / stray |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, m in report["classes"].items():
         lines.append(
             f"| {name} | {f(m['dice_mean'])} ± {f(m['dice_sd'])} (n={m['frames_with']}) "
             f"| {f(m['iou_mean'])} | {hd(m['hd95_mm_median'])} "
             f"| {f(m['found_share'], True)} | {f(m['false_positive_rate'], True)} "
-            f"(n={m['frames_without']}) | {f(m.get('stray_rate'), True)} |")
+            f"(n={m['frames_without']}) | {f(m.get('stray_rate'), True)} | {_unsure(m)} |")
     if report.get("swapped_frames") is not None and len(report["classes"]) > 1:
         lines.append(f"\nFrames with a structure mostly labelled as another structure "
                      f"(swap): {report['swapped_frames']} of {report['frames']}")
