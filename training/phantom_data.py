@@ -23,24 +23,25 @@ def vessels_overlap(labels: np.ndarray, min_share: float = 0.5) -> bool:
     return shared >= min_share * narrower
 
 
+def _sample(frame, name: str, group: str, classes: tuple[str, ...]) -> Sample:
+    """A rendered phantom frame as a labelled sample; "-overlap" is added to the group where
+    vein and artery are stacked, so metrics can be read for that dangerous case on its own."""
+    raw = np.asarray(frame.labels)
+    return Sample(name, np.asarray(frame.image, np.uint8), to_model_classes(raw, classes),
+                  spacing_mm=float(frame.pixel_spacing_mm),
+                  group=f"{group}-overlap" if vessels_overlap(raw) else group)
+
+
 def phantom_samples(scene: str, n: int, seed: int, classes: tuple[str, ...],
                     size: tuple[int, int] = (256, 256), stride: int = 1) -> list[Sample]:
-    """`n` labelled frames of one scene, each a different phantom patient (seeded).
-
-    The group is the scene, with "-overlap" added where vein and artery are stacked, so metrics
-    can be read for that dangerous case on its own.
-    """
+    """`n` labelled frames of one scene, each a different phantom patient (seeded); the group
+    is the scene."""
     from app.phantom.generator import generate  # imported late: only phantom configs need it
 
     out = []
     for i, frame in enumerate(generate(scene, n * stride, seed, size=size)):
-        if i % stride:
-            continue
-        raw = np.asarray(frame.labels)
-        group = f"{scene}-overlap" if vessels_overlap(raw) else scene
-        out.append(Sample(f"{scene}-s{seed}-{i:05d}", np.asarray(frame.image, np.uint8),
-                          to_model_classes(raw, classes), spacing_mm=float(frame.pixel_spacing_mm),
-                          group=group))
+        if i % stride == 0:
+            out.append(_sample(frame, f"{scene}-s{seed}-{i:05d}", scene, classes))
     return out
 
 
@@ -51,12 +52,5 @@ def live_samples(scene: str, seed: int, n: int, classes: tuple[str, ...],
     from app.phantom.simulator import PhantomSimulator
 
     sim = PhantomSimulator(scene, seed=seed, size=size)
-    out = []
-    for i in range(n):
-        frame = sim.render(i / fps)
-        raw = np.asarray(frame.labels)
-        group = f"{sim.scene}-live-overlap" if vessels_overlap(raw) else f"{sim.scene}-live"
-        out.append(Sample(f"{sim.scene}-live{seed}-{i:04d}", np.asarray(frame.image, np.uint8),
-                          to_model_classes(raw, classes), spacing_mm=float(frame.pixel_spacing_mm),
-                          group=group))
-    return out
+    return [_sample(sim.render(i / fps), f"{sim.scene}-live{seed}-{i:04d}", f"{sim.scene}-live",
+                    classes) for i in range(n)]

@@ -96,6 +96,10 @@ def summary(samples: list[Sample], vessel: int) -> dict[str, tuple[float, float,
             for k, v in rows.items() if len(v)}
 
 
+def _cell(figure: tuple[float, float, float] | None) -> str:
+    return "n/a" if figure is None else "{:.2f} ({:.2f}-{:.2f})".format(*figure)
+
+
 def main(argv: list[str] | None = None) -> None:
     from training.phantom_data import phantom_samples
     from training.train import data_root, load_sources
@@ -117,8 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     print("| figure | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 1) + "|")
     for key in table[names[0]]:
-        cells = [f"{m:.2f} ({lo:.2f}-{hi:.2f})" if key in table[n] else "n/a"
-                 for n in names for m, lo, hi in [table[n].get(key, (0, 0, 0))]]
+        cells = [_cell(table[n].get(key)) for n in names]
         print(f"| {key} | " + " | ".join(cells) + " |")
 
 
