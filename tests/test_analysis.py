@@ -240,3 +240,17 @@ def test_phantom_truth_round_trip_lands_on_the_true_vein():
     assert target is not None
     assert target.x == pytest.approx(true_x, abs=3) and target.y == pytest.approx(true_y, abs=3)
     assert target.depth_mm == pytest.approx((true_y - roi.y) * phantom.pixel_spacing_mm, abs=0.3)
+
+
+def test_unsure_follows_the_models_calibrated_level_per_class():
+    """A 0.9-confident nerve is sure for an uncalibrated model (default level 0.6) but unsure
+    for a model whose calibrated nerve level is 0.95; the target carries the same doubt, and a
+    class without a level keeps the default."""
+    pred = _prediction([(1, 20, 20, 6), (2, 45, 40, 6)], p_inside=0.9)
+    plain = Analyzer(PLEXUS, "plexus", smoothing=1.0).analyze(pred, ROI, 0.1)
+    assert not any(s.unsure for s in plain.structures) and not plain.target.unsure
+    calibrated = Analyzer(PLEXUS, "plexus", smoothing=1.0, unsure_below={"nerve": 0.95})
+    result = calibrated.analyze(pred, ROI, 0.1)
+    unsure = {s.class_name: s.unsure for s in result.structures}
+    assert unsure == {"nerve": True, "vessel": False}
+    assert result.target.class_name == "nerve" and result.target.unsure

@@ -182,9 +182,9 @@ class FaintIsNerve(torch.nn.Module):
 
 
 def test_outlines_the_model_is_unsure_of_are_counted_as_drawn_dashed(tmp_path):
-    """The app draws a structure under its LOW_CONFIDENCE dashed; the evaluation says how many
-    true and stray outlines a user would see dashed, with the app's own threshold."""
-    from app.ui.theme import LOW_CONFIDENCE
+    """The app draws a structure under the model's unsure level dashed; the evaluation says how
+    many true and stray outlines a user would see dashed, with the level the model carries."""
+    from app.pipeline.contract import DEFAULT_UNSURE_BELOW
     from training.data import Sample
 
     c = ModelContract(CLASSES, 32, 32, 1 / 255, 0.3, 0.2, "test-1", "unit test")
@@ -194,7 +194,15 @@ def test_outlines_the_model_is_unsure_of_are_counted_as_drawn_dashed(tmp_path):
     image[8:24, 8:24] = mask[8:24, 8:24] = 1
     image[40:56, 40:56] = 1
     r = evaluate_samples(path, [Sample("a", image * 255, mask)], CLASSES, quiet=True)
-    assert 0.5 < 1 / (1 + np.exp(-0.06 * (1 - 0.3) / 0.2)) < LOW_CONFIDENCE  # the premise
+    assert 0.5 < 1 / (1 + np.exp(-0.06 * (1 - 0.3) / 0.2)) < DEFAULT_UNSURE_BELOW  # premise
     assert r["classes"]["nerve"]["outlines"] == {"true": 1, "true_unsure": 1, "stray": 1,
                                                  "stray_unsure": 1}
     assert "1 of 1 / 1 of 1" in markdown_table(r)
+    # The same network calibrated to a lower level: the app draws both solid, and so counts
+    # the evaluation.
+    calibrated = ModelContract(CLASSES, 32, 32, 1 / 255, 0.3, 0.2, "test-1", "unit test",
+                               (("nerve", 0.52),))
+    path = export_onnx(FaintIsNerve(), calibrated, tmp_path / "calibrated.onnx")
+    r = evaluate_samples(path, [Sample("a", image * 255, mask)], CLASSES, quiet=True)
+    assert r["classes"]["nerve"]["outlines"] == {"true": 1, "true_unsure": 0, "stray": 1,
+                                                 "stray_unsure": 0}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from app.pipeline.contract import DEFAULT_UNSURE_BELOW
 from app.pipeline.frames import Frame, Roi, Segmentation, Structure, Target
 from app.ui import theme
 from app.ui.controller import decide_overlay
@@ -20,7 +21,9 @@ def square(x: float, y: float, r: float) -> np.ndarray:
 
 
 def structure(name: str, x: float, y: float, confidence: float = 0.9) -> Structure:
-    return Structure(name, square(x, y, 10), 400.0, (x, y), confidence)
+    """As the analyzer makes it for an uncalibrated model: unsure under the default level."""
+    return Structure(name, square(x, y, 10), 400.0, (x, y), confidence,
+                     unsure=confidence < DEFAULT_UNSURE_BELOW)
 
 
 def seg(frame_id: int = 0, t: float = 0.0, structures=(), target=None) -> Segmentation:
@@ -57,7 +60,7 @@ def test_target_text_depth_from_model_or_calibration():
     # No depth from the analyzer: computed below the ROI top from a calibrated spacing.
     assert target_text(Target("nerve", 50, 60, None, 0.9), roi, 0.2) == "nerve  10.0 mm"
     assert "calibrate" in target_text(Target("nerve", 50, 60, None, 0.9), roi, None)
-    assert target_text(Target("vein", 50, 60, 8.0, 0.2), roi, None).endswith("?")
+    assert target_text(Target("vein", 50, 60, 8.0, 0.2, unsure=True), roi, None).endswith("?")
 
 
 def test_decide_overlay_paints_fresh_hides_stale():
@@ -146,5 +149,6 @@ def test_target_label_stays_on_the_image_side_of_the_marker(view, qtbot):
             assert box.right() <= x
         else:
             assert box.left() >= x
-    summary = target_summary(Target("vein", 50, 40, 12.0, 0.3), Roi(0, 0, 100, 80), None)
+    summary = target_summary(Target("vein", 50, 40, 12.0, 0.3, unsure=True), Roi(0, 0, 100, 80),
+                             None)
     assert summary == "Target: vein 12.0 mm ?"  # one line for the side panel; '?' = unsure

@@ -580,3 +580,17 @@ def test_quick_mode_switches_end_on_the_last_chosen_model():
         if thread.name == "load-model:plexus":
             thread.join(5)  # the late load has finished...
     assert loader.poll() is None  # ...and is dropped
+
+
+def test_legend_marks_the_class_the_model_is_unsure_of_not_the_least_confident(qtbot):
+    """The legend follows the model's calibrated doubt: a 90 % vessel can be unsure while an
+    85 % nerve is not (each class has its own level)."""
+    from app.ui.panels import Legend
+
+    legend = Legend()
+    qtbot.addWidget(legend)
+    legend.set_classes(PLEXUS)
+    legend.set_confidence({"nerve": (0.85, False), "vessel": (0.90, True)})
+    assert legend.confidence_texts() == ["85%", "90% ?"]
+    legend.set_confidence({"nerve": (0.85, False)})
+    assert legend.confidence_texts() == ["85%", "not seen"]

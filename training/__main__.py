@@ -1,4 +1,4 @@
-"""python -m training {split,train,evaluate,export,compare,bench} ... (see --help)."""
+"""python -m training {split,train,evaluate,export,calibrate,compare,bench,ship} ... (--help)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,17 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--model", required=True)
     v.add_argument("--data-root")
     v.add_argument("--output", help="JSON path; a Markdown table is written beside it")
+
+    k = sub.add_parser("calibrate", help="set the model's unsure levels from held-out outlines "
+                       "(written into the ONNX metadata the app reads)")
+    k.add_argument("--config", required=True)
+    k.add_argument("--model", required=True)
+    k.add_argument("--set", default=None, help="evaluation set to calibrate on (default: the "
+                   "config's calibrate.set, else its validation data)")
+    k.add_argument("--budget", type=float, default=None,
+                   help="share of correct outlines that may be drawn unsure (default 0.10)")
+    k.add_argument("--dry-run", action="store_true", help="report only, leave the model as is")
+    k.add_argument("--data-root")
 
     c = sub.add_parser("compare", help="train+evaluate+bench several nets x losses")
     c.add_argument("--config", required=True)
@@ -89,6 +100,14 @@ def main(argv: list[str] | None = None) -> int:
 
         report = evaluate_config(cfg, a.model, a.data_root, a.output)
         print(report["markdown"])
+    elif a.cmd == "calibrate":
+        from training.calibrate import calibrate_config, report_lines
+
+        spec = cfg.get("calibrate", {})
+        report = calibrate_config(cfg, a.model, a.set or spec.get("set", "validation"),
+                                  a.budget or spec.get("budget", 0.10), a.data_root,
+                                  write=not a.dry_run)
+        print("\n".join(report_lines(report)))
     elif a.cmd == "compare":
         from training.compare import compare
 

@@ -9,8 +9,9 @@ structure is found (a prediction of >= 0.2% of the image overlapping it, the app
 and the false-positive rate on frames without it; and the share of all frames with a stray
 outline: a component of the class (>= the speck limit) touching none of that structure, e.g. a
 false vein drawn beside the real one, which Dice barely shows; and how many true and stray
-outlines the app would draw dashed (mean probability under its LOW_CONFIDENCE): whether the
-user can see the doubt. Artery/vein swaps are counted separately.
+outlines the app would draw dashed (mean probability under the model's calibrated unsure
+level, ModelContract.unsure_threshold): whether the user can see the doubt. Artery/vein swaps
+are counted separately.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import numpy as np
 from tqdm import tqdm
 
 from app.pipeline.contract import ModelContract
-from app.ui.theme import LOW_CONFIDENCE  # plain constants, no Qt: what the app draws dashed
 from training.data import Sample, preprocess
 from training.export import check_contract, ort_session
 
@@ -82,15 +82,15 @@ def hd95_px(pred: np.ndarray, truth: np.ndarray) -> float:
 
 
 def outlines(pred: np.ndarray, truth: np.ndarray, prob: np.ndarray,
-             min_area: float) -> list[tuple[bool, bool]]:
+             min_area: float, unsure_below: float) -> list[tuple[bool, bool]]:
     """(stray, unsure) for each predicted component of at least min_area px: stray when it
-    touches no truth pixel, unsure when its mean probability is under the app's LOW_CONFIDENCE
-    (the app draws it dashed)."""
+    touches no truth pixel, unsure when its mean probability is under unsure_below (the app
+    draws it dashed)."""
     n, comp, stats, _ = cv2.connectedComponentsWithStats(pred.astype(np.uint8), connectivity=8)
     touched = set(np.unique(comp[truth]).tolist())
     out = []
     for k in np.flatnonzero(stats[1:n, cv2.CC_STAT_AREA] >= min_area) + 1:
-        out.append((int(k) not in touched, float(prob[comp == k].mean()) < LOW_CONFIDENCE))
+        out.append((int(k) not in touched, float(prob[comp == k].mean()) < unsure_below))
     return out
 
 
@@ -112,6 +112,11 @@ def evaluate_samples(model: str | Path, samples: list[Sample], data_classes: tup
     contract = check_contract(session)
     table = map_classes(contract.classes, data_classes, merge)
     fg = range(1, len(data_classes))
+    # A data class's unsure level: its model class's; for merged classes (vein + artery ->
+    # vessel, summed probabilities) the strictest of them.
+    unsure_below = {c: max((contract.unsure_threshold(contract.classes[i])
+                            for i in np.flatnonzero(table[:len(contract.classes)] == c)),
+                           default=1.0) for c in fg}
     per = {c: {"dice": [], "iou": [], "hd95_mm": [], "found": [], "fp": [], "stray": [],
                "outlines": []} for c in fg}
     swaps, groups_swapped = 0, {}
@@ -125,7 +130,7 @@ def evaluate_samples(model: str | Path, samples: list[Sample], data_classes: tup
             # a data class's probability: the sum over the model classes merged into it
             prob = sum((probs[i] for i in np.flatnonzero(table[:len(probs)] == c)),
                        np.zeros(pred.shape, np.float32))
-            found = outlines(p, t, prob, min_area)
+            found = outlines(p, t, prob, min_area, unsure_below[c])
             per[c]["outlines"] += found
             per[c]["stray"].append(any(stray for stray, _ in found))
             if t.any():

@@ -1,4 +1,5 @@
-"""From a trained run to the shipped model: export, evaluate, int8 or not, copy into models/.
+"""From a trained run to the shipped model: export, calibrate the unsure levels, evaluate, int8
+or not, copy into models/.
 
 The int8 copy ships only if every foreground class's validation Dice stays within 0.01 of the
 float model's and it runs faster; otherwise the float model ships. Evaluation JSON/Markdown,
@@ -12,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from training.bench import bench_interleaved, calibration_inputs, quantize_int8
+from training.calibrate import calibrate_config
 from training.evaluate import evaluate_config
 from training.export import export_run
 from training.train import REPO, Config
@@ -30,6 +32,10 @@ def ship(cfg: Config, root: str | Path | None = None) -> dict:
     name = cfg.get("name", run.name)
     fp32 = export_run(cfg, run, run / f"{name}.fp32.onnx", root)
     int8 = quantize_int8(fp32, run / f"{name}.int8.onnx", calibration_inputs(cfg, root))
+    spec = cfg.get("calibrate", {})
+    unsure = {v: calibrate_config(cfg, p, spec.get("set", "validation"),
+                                  spec.get("budget", 0.10), root)
+              for v, p in (("fp32", fp32), ("int8", int8))}
     reports = {v: evaluate_config(cfg, p, root, run / f"{name}.{v}.eval.json")
                for v, p in (("fp32", fp32), ("int8", int8))}
     speed = bench_interleaved({"fp32": fp32, "int8": int8})
@@ -43,7 +49,7 @@ def ship(cfg: Config, root: str | Path | None = None) -> dict:
     shutil.copyfile(run / f"{name}.{pick}.eval.json", f"{stem}.eval.json")
     shutil.copyfile(run / f"{name}.{pick}.eval.md", f"{stem}.eval.md")
     shutil.copyfile(run / "curves.png", f"{stem}_curves.png")
-    summary = {"shipped": pick, "path": dest.name,
+    summary = {"shipped": pick, "path": dest.name, "unsure_levels": unsure[pick],
                "dice_fp32": d32, "dice_int8": d8, "speed": speed,
                "epochs": len(json.loads((run / "history.json").read_text())),
                "train_seconds": round(sum(h["seconds"] for h in

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from app.pipeline.contract import DEFAULT_UNSURE_BELOW
 from app.pipeline.frames import Roi, Structure, Target
 from app.pipeline.roi import depth_mm, map_model_to_full
 from app.pipeline.segmenter import Prediction
@@ -41,12 +42,16 @@ class Analyzer:
     smoothing: EMA weight of the newest frame's probabilities (1.0 = off). Consecutive frames of
       the same source and ROI are blended so contours do not flicker; any change of ROI, source,
       model shape or a gap in time/frame ids starts afresh so an old image never bleeds in.
+    unsure_below: class -> mean probability under which a structure (and the target) is marked
+      unsure, the model's calibrated levels (ModelContract.unsure_below); others get
+      DEFAULT_UNSURE_BELOW.
     """
 
     def __init__(self, classes: tuple[str, ...] | list[str], mode: str, *,
                  min_area_frac: float = 0.001, cluster_gap_frac: float = 0.04,
                  smoothing: float = 0.5, max_gap_s: float = 0.25,
-                 max_frame_gap: int = 10) -> None:
+                 max_frame_gap: int = 10,
+                 unsure_below: dict[str, float] | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if not 0.0 < smoothing <= 1.0:
@@ -59,9 +64,13 @@ class Analyzer:
         self.smoothing = smoothing
         self.max_gap_s = max_gap_s
         self.max_frame_gap = max_frame_gap
+        self.unsure_below = dict(unsure_below or {})
         self._ema: np.ndarray | None = None
         self._ema_key: tuple | None = None
         self._ema_stamp: tuple[int | None, float | None] = (None, None)
+
+    def is_unsure(self, name: str, confidence: float) -> bool:
+        return confidence < self.unsure_below.get(name, DEFAULT_UNSURE_BELOW)
 
     def reset(self) -> None:
         """Forget the temporal state (call on seek, source switch, freeze...)."""
@@ -145,13 +154,15 @@ class Analyzer:
             outline += np.float32([x, y])
             full_mask = cc == i
             area_full = area * px_per_model
+            confidence = float(prob[full_mask].mean())
             structure = Structure(
                 class_name=name,
                 contour=map_model_to_full(outline, roi, model_hw).astype(np.float32),
                 area_px=float(area_full),
                 centroid=_to_full_point(centroids[i], roi, model_hw),
-                confidence=float(prob[full_mask].mean()),
+                confidence=confidence,
                 area_mm2=None if spacing is None else float(area_full * spacing * spacing),
+                unsure=self.is_unsure(name, confidence),
             )
             found.append((structure, full_mask))
         return found
@@ -172,7 +183,7 @@ class Analyzer:
         else:
             cx, cy, confidence = self._largest_cluster(found, probs[idx], roi, model_hw)
         return Target(self.target_class, float(cx), float(cy), depth_mm(cy, roi, spacing),
-                      float(confidence))
+                      float(confidence), self.is_unsure(self.target_class, confidence))
 
     def _largest_cluster(self, found: list[tuple[Structure, np.ndarray]], prob: np.ndarray,
                          roi: Roi, model_hw: tuple[int, int]) -> tuple[float, float, float]:

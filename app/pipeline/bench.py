@@ -17,8 +17,7 @@ import time
 import cv2
 import numpy as np
 
-from app.pipeline.analysis import Analyzer
-from app.pipeline.models import default_model_path
+from app.pipeline.models import analyzer_for, default_model_path
 from app.pipeline.providers import configure_cv2_threads
 from app.pipeline.runner import detected_roi_provider, run_headless
 from app.pipeline.segmenter import Segmenter
@@ -87,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             segmenter = Segmenter(args.model, provider=args.provider, intra_op_threads=threads)
             probe = np.random.default_rng(1).integers(0, 256, (400, 500), np.uint8)
             speed = model_speed(segmenter, probe, args.speed_runs)
-            worker = InferenceWorker(segmenter, Analyzer(segmenter.classes, args.mode),
+            worker = InferenceWorker(segmenter, analyzer_for(segmenter, args.mode),
                                      roi_provider=detected_roi_provider())
             report = run_headless(make_source(args.source), worker, args.frames)
             lat = report["latency_ms"]

@@ -5,7 +5,10 @@ with cv2.INTER_AREA, multiply by `scale`, subtract `mean`, divide by `std`.
 output 0: per-class logits [N, C, H, W]; optional output named "presence": [N, C] logits
 that each class is present in the frame.
 metadata_props: sonoguide.classes (JSON list, index 0 "background"), sonoguide.input
-(JSON {height, width, scale, mean, std}), sonoguide.version, sonoguide.trained_on.
+(JSON {height, width, scale, mean, std}), sonoguide.version, sonoguide.trained_on; optional
+sonoguide.unsure_below (JSON {class: probability}): an outline whose mean probability is under
+its class's value is drawn as unsure. Calibrated per model on held-out data
+(training/calibrate.py); a model without it gets DEFAULT_UNSURE_BELOW.
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ KEY_CLASSES = "sonoguide.classes"
 KEY_INPUT = "sonoguide.input"
 KEY_VERSION = "sonoguide.version"
 KEY_TRAINED_ON = "sonoguide.trained_on"
+KEY_UNSURE = "sonoguide.unsure_below"
 REQUIRED_KEYS = (KEY_CLASSES, KEY_INPUT, KEY_VERSION, KEY_TRAINED_ON)
 PRESENCE_OUTPUT = "presence"
+# Uncalibrated models: a structure below this mean probability is drawn unsure (dashed).
+DEFAULT_UNSURE_BELOW = 0.6
 
 
 class ContractError(ValueError):
@@ -38,6 +44,11 @@ class ModelContract:
     std: float
     version: str
     trained_on: str
+    unsure_below: tuple[tuple[str, float], ...] = ()  # (class, probability), calibrated
+
+    def unsure_threshold(self, name: str) -> float:
+        """Mean probability under which an outline of class `name` is drawn unsure."""
+        return dict(self.unsure_below).get(name, DEFAULT_UNSURE_BELOW)
 
     def normalize(self, gray: np.ndarray) -> np.ndarray:
         """(H, W) uint8 image -> float32 (height, width) model input, exactly as the contract says.
@@ -51,13 +62,16 @@ class ModelContract:
         return (x - np.float32(self.mean)) / np.float32(self.std)
 
     def to_metadata(self) -> dict[str, str]:
-        return {
+        meta = {
             KEY_CLASSES: json.dumps(list(self.classes)),
             KEY_INPUT: json.dumps({"height": self.height, "width": self.width,
                                    "scale": self.scale, "mean": self.mean, "std": self.std}),
             KEY_VERSION: self.version,
             KEY_TRAINED_ON: self.trained_on,
         }
+        if self.unsure_below:
+            meta[KEY_UNSURE] = json.dumps(dict(self.unsure_below))
+        return meta
 
     @classmethod
     def from_metadata(cls, meta: dict[str, str]) -> ModelContract:
@@ -88,7 +102,8 @@ class ModelContract:
         if height <= 0 or width <= 0 or std == 0:
             raise ContractError(f"{KEY_INPUT} needs positive height/width and non-zero std")
         return cls(tuple(classes), height, width, scale, mean, std,
-                   str(meta[KEY_VERSION]), str(meta[KEY_TRAINED_ON]))
+                   str(meta[KEY_VERSION]), str(meta[KEY_TRAINED_ON]),
+                   _unsure_below(meta.get(KEY_UNSURE), classes))
 
     def check_shapes(self, input_shape: list, output_shape: list) -> None:
         """Raise ContractError unless input is [N,1,H,W] and output 0 is [N,C,H,W]."""
@@ -108,3 +123,23 @@ class ModelContract:
         if c is not None and c != len(self.classes):
             raise ContractError(
                 f"output has {c} channels but metadata names {len(self.classes)} classes")
+
+
+def _unsure_below(raw: str | None, classes: list[str]) -> tuple[tuple[str, float], ...]:
+    if raw is None:
+        return ()
+    try:
+        values = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ContractError(f"{KEY_UNSURE} is not valid JSON: {exc}") from exc
+    if not isinstance(values, dict):
+        raise ContractError(f"{KEY_UNSURE} must be a JSON object, got {values!r}")
+    out = []
+    for name, value in values.items():
+        if name not in classes[1:]:
+            raise ContractError(f"{KEY_UNSURE} names {name!r}, which is not a foreground class")
+        if not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+            raise ContractError(f"{KEY_UNSURE}[{name!r}] must be a probability in (0, 1), "
+                                f"got {value!r}")
+        out.append((name, float(value)))
+    return tuple(out)

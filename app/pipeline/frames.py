@@ -69,6 +69,7 @@ class Structure:
     centroid: tuple[float, float]  # x, y full-frame pixels
     confidence: float  # mean class probability inside the component, 0..1
     area_mm2: float | None = None
+    unsure: bool = False  # confidence under the model's calibrated level: drawn dashed
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class Target:
     y: float
     depth_mm: float | None  # from the top of the ROI (skin line); None without pixel spacing
     confidence: float
+    unsure: bool = False  # confidence under the model's calibrated level: drawn dashed
 
 
 @dataclass(frozen=True)

@@ -35,4 +35,10 @@ def load_mode(mode: str, model_path: str | Path | None = None, provider: str = "
         raise ModelLoadError(
             f"{path}: model classes {list(segmenter.classes)} lack '{wanted}', which {mode} "
             f"mode targets; pick the {mode} model")
-    return segmenter, Analyzer(segmenter.classes, mode)
+    return segmenter, analyzer_for(segmenter, mode)
+
+
+def analyzer_for(segmenter: Segmenter, mode: str) -> Analyzer:
+    """The mode's analyzer for this model, with the model's calibrated unsure levels."""
+    return Analyzer(segmenter.classes, mode,
+                    unsure_below=dict(segmenter.contract.unsure_below))

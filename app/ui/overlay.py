@@ -32,7 +32,7 @@ class ContourStyle:
 def contour_style(structure: Structure, classes: tuple[str, ...], opacity: float,
                   fill: bool) -> ContourStyle:
     index = classes.index(structure.class_name) if structure.class_name in classes else 0
-    unsure = structure.confidence < theme.LOW_CONFIDENCE
+    unsure = structure.unsure
     fade = UNSURE_FADE if unsure else 1.0
     opacity = min(max(opacity, 0.0), 1.0)
     return ContourStyle(
@@ -56,7 +56,7 @@ def target_text(target: Target, roi: Roi, spacing_mm: float | None) -> str:
     depth = target_depth_mm(target, roi, spacing_mm)
     text = f"{target.class_name}  {depth:.1f} mm" if depth is not None else (
         f"{target.class_name}  (depth: calibrate)")
-    if target.confidence < theme.LOW_CONFIDENCE:
+    if target.unsure:
         text += "  ?"  # the marker itself is also drawn dashed/faint
     return text
 
@@ -66,7 +66,7 @@ def target_summary(target: Target, roi: Roi, spacing_mm: float | None) -> str:
     colours it too). Kept to one line so the panel fits a 1366x768 screen."""
     depth = target_depth_mm(target, roi, spacing_mm)
     line = f"{depth:.1f} mm" if depth is not None else "depth ?"
-    if target.confidence < theme.LOW_CONFIDENCE:
+    if target.unsure:
         line += " ?"
     return f"Target: {target.class_name} {line}"
 
@@ -154,7 +154,7 @@ class OverlayItems:
             self._marker.setVisible(False)
             self._label.setVisible(False)
             return
-        unsure = target.confidence < theme.LOW_CONFIDENCE
+        unsure = target.unsure
         alpha = max(opacity, 0.5) * (UNSURE_FADE if unsure else 1.0)
         dash = QtCore.Qt.PenStyle.DashLine if unsure else QtCore.Qt.PenStyle.SolidLine
         light = pg.mkPen(_qcolor(theme.TARGET_COLOUR, alpha), width=3, style=dash)

@@ -112,16 +112,16 @@ class Legend(QtWidgets.QGroupBox):
             self._layout.addWidget(value_label, row, 1)
             self._rows.append((name_label, value_label))
 
-    def set_confidence(self, confidence: dict[str, float] | None) -> None:
-        """Best confidence per class on screen now; None = no overlay (blank)."""
+    def set_confidence(self, confidence: dict[str, tuple[float, bool]] | None) -> None:
+        """(confidence, unsure) of each class's most confident structure on screen now;
+        None = no overlay (blank)."""
         for name, (_, value_label) in zip(self._classes, self._rows, strict=True):
             if confidence is None:
                 text, colour = "", theme.MUTED
             elif name not in confidence:
                 text, colour = "not seen", theme.MUTED
             else:
-                value = confidence[name]
-                unsure = value < theme.LOW_CONFIDENCE
+                value, unsure = confidence[name]
                 text = f"{value * 100:.0f}%" + (" ?" if unsure else "")
                 colour = theme.WARN if unsure else theme.TEXT
             if value_label.text() != text:

@@ -102,7 +102,7 @@ def describe(frame: Frame, seg: Segmentation | None, spacing_mm: float | None,
              "area_px": round(float(s.area_px), 1),
              "area_mm2": None if s.area_mm2 is None else round(float(s.area_mm2), 2),
              "confidence": round(float(s.confidence), 3),
-             "unsure": bool(s.confidence < theme.LOW_CONFIDENCE)}
+             "unsure": s.unsure}
             for s in seg.structures
         ],
         "target": None if seg.target is None else {
@@ -111,6 +111,7 @@ def describe(frame: Frame, seg: Segmentation | None, spacing_mm: float | None,
             "depth_mm": (None if (d := target_depth_mm(seg.target, seg.roi, spacing_mm)) is None
                          else round(d, 2)),
             "confidence": round(float(seg.target.confidence), 3),
+            "unsure": seg.target.unsure,
         },
     }
     return record

@@ -13,9 +13,6 @@ FALLBACK_COLOURS = ("#009E73", "#56B4E9", "#E69F00", "#FFFFFF")
 TARGET_COLOUR = "#FFFFFF"
 ROI_COLOUR = "#9AA0A6"  # neutral: must not look like a structure
 
-# A structure below this confidence is drawn dashed and fainter: the app must show it is unsure.
-LOW_CONFIDENCE = 0.6
-
 BG = "#101214"
 PANEL = "#1A1D21"
 TEXT = "#E8E8E8"

@@ -16,7 +16,7 @@ import time
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.pipeline.frames import Frame, Roi, Segmentation
+from app.pipeline.frames import Frame, Roi, Segmentation, Structure
 from app.pipeline.timeline import AreaTimeline
 from app.sources.base import FrameSource, SourceState
 from app.ui import theme
@@ -489,11 +489,12 @@ class MainWindow(QtWidgets.QMainWindow):
         if seg is None:
             self.legend.set_confidence(None)
             return
-        best: dict[str, float] = {}
+        best: dict[str, Structure] = {}
         for structure in seg.structures:
-            best[structure.class_name] = max(best.get(structure.class_name, 0.0),
-                                             structure.confidence)
-        self.legend.set_confidence(best)
+            shown = best.get(structure.class_name)
+            if shown is None or structure.confidence > shown.confidence:
+                best[structure.class_name] = structure
+        self.legend.set_confidence({name: (s.confidence, s.unsure) for name, s in best.items()})
 
     def _show_target_text(self, seg: Segmentation | None) -> None:
         if seg is None or seg.target is None:
@@ -503,8 +504,7 @@ class MainWindow(QtWidgets.QMainWindow):
             text = target_summary(seg.target, seg.roi, self.spacing_mm)
         if self.target_label.text() != text:
             self.target_label.setText(text)
-            unsure = seg is not None and seg.target is not None and \
-                seg.target.confidence < theme.LOW_CONFIDENCE
+            unsure = seg is not None and seg.target is not None and seg.target.unsure
             # Always one line (the panel must not jump): a rare long text (deep target,
             # unsure) gets a slightly smaller font rather than a second line.
             font = QtGui.QFont(self.target_label.font())
