@@ -17,15 +17,9 @@ from app.pipeline.contract import (  # noqa: E402
 from app.pipeline.frames import Roi  # noqa: E402
 from app.pipeline.models import load_mode  # noqa: E402
 from tests.model_factory import PLEXUS, make_model  # noqa: E402
-from training.calibrate import (  # noqa: E402
-    Outline,
-    app_outlines,
-    cross_check,
-    dashed_counts,
-    levels,
-    write_levels,
-)
+from training.calibrate import cross_check, levels, write_levels  # noqa: E402
 from training.data import Sample  # noqa: E402
+from training.outlines import Outline, app_outlines, dashed_counts  # noqa: E402
 
 SIZE = 96
 
@@ -49,14 +43,15 @@ def _samples() -> list[Sample]:
 
 
 def test_levels_are_the_budget_quantile_of_correct_outlines_only():
-    true = [Outline(i, "nerve", c, False) for i, c in enumerate(np.linspace(0.8, 0.99, 20))]
-    stray = [Outline(i, "nerve", 0.5, True) for i in range(10)]
-    few = [Outline(i, "vessel", 0.9, False) for i in range(3)]
+    true = [Outline(i, "nerve", 1, c, False, False)
+            for i, c in enumerate(np.linspace(0.8, 0.99, 20))]
+    stray = [Outline(i, "nerve", 1, 0.5, False, True) for i in range(10)]
+    few = [Outline(i, "vessel", 2, 0.9, False, False) for i in range(3)]
     level = levels(true + stray + few, budget=0.1)
     assert level["nerve"] == pytest.approx(np.quantile(np.linspace(0.8, 0.99, 20), 0.1),
                                            abs=1e-4)
     assert "vessel" not in level  # too few correct outlines to set one: the default stays
-    counts = dashed_counts(true + stray, level, DEFAULT_UNSURE_BELOW)["nerve"]
+    counts = dashed_counts(true + stray, level)["nerve"]
     assert counts == {"true": 20, "true_unsure": 2, "stray": 10, "stray_unsure": 10}
 
 
@@ -67,10 +62,10 @@ def test_calibration_makes_false_outlines_visible_and_the_app_reads_it(tmp_path)
     nerve = [o for o in found if o.class_name == "nerve"]
     assert sum(o.stray for o in nerve) == 10 and sum(not o.stray for o in nerve) == 20
     # With the fixed default level every false outline is drawn solid: the problem solved here.
-    before = dashed_counts(found, {}, DEFAULT_UNSURE_BELOW)["nerve"]
-    assert before["stray_unsure"] == 0
+    before = dashed_counts(found)["nerve"]  # as the app draws them now
+    assert before["stray_unsure"] == 0 and before == dashed_counts(found, {})["nerve"]
     level = levels(found)
-    after = dashed_counts(found, level, DEFAULT_UNSURE_BELOW)["nerve"]
+    after = dashed_counts(found, level)["nerve"]
     assert after["stray_unsure"] == 10 and after["true_unsure"] <= 2
     held_out = cross_check(found)["nerve"]
     assert held_out["stray_unsure"] == 10 and held_out["true_unsure"] <= 4
@@ -82,6 +77,7 @@ def test_calibration_makes_false_outlines_visible_and_the_app_reads_it(tmp_path)
     result = analyzer.analyze(segmenter.predict(samples[-2].image), roi, None)
     by_place = {s.centroid[0] > SIZE / 2: s.unsure for s in result.structures}
     assert by_place == {False: False, True: True}  # the true nerve solid, the stray dashed
+    assert dashed_counts(app_outlines(model, samples, PLEXUS, quiet=True))["nerve"] == after
 
 
 def test_contract_carries_levels_and_refuses_bad_ones():

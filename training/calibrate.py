@@ -8,7 +8,7 @@ ten of its right answers". It needs only correct outlines, so a held-out set wit
 (the phantom) still calibrates; how many false outlines the level catches is measured, in
 sample and by a two-fold cross-check (levels from half the frames, counted on the other half).
 
-Outlines and confidences come from the app's own Segmenter and Analyzer (no temporal smoothing),
+Outlines and confidences come from the app's own Segmenter and Analyzer (training/outlines.py),
 so a level is compared with exactly the number the app computes. The levels go into the model's
 metadata (sonoguide.unsure_below), which the app reads.
 """
@@ -16,58 +16,17 @@ metadata (sonoguide.unsure_below), which the app reads.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import onnx
-from tqdm import tqdm
 
-from app.pipeline.analysis import TARGET_CLASS, Analyzer
-from app.pipeline.contract import DEFAULT_UNSURE_BELOW, KEY_UNSURE, ModelContract
-from app.pipeline.frames import Roi
-from app.pipeline.segmenter import Segmenter
-from training.data import Sample
-from training.evaluate import map_classes
+from app.pipeline.contract import KEY_UNSURE, ModelContract
 from training.export import check_contract, ort_session
+from training.outlines import Outline, app_outlines, dashed_counts
 
 BUDGET = 0.10  # share of correct outlines a level may draw unsure
 MIN_TRUE = 10  # fewer correct outlines of a class than this: no level, the app's default stays
-
-
-@dataclass(frozen=True)
-class Outline:
-    frame: int  # index of the sample it was drawn on
-    class_name: str  # model class
-    confidence: float  # the app's: mean probability inside the component
-    stray: bool  # touches none of the true structure
-
-
-def mode_for(classes: tuple[str, ...]) -> str:
-    """The app mode whose target this model segments (plexus before jugular)."""
-    return next(m for m, target in TARGET_CLASS.items() if target in classes)
-
-
-def app_outlines(model: str | Path, samples: list[Sample], data_classes: tuple[str, ...],
-                 merge: dict[str, str] | None = None, quiet: bool = False) -> list[Outline]:
-    """Every outline the app would draw on each sample, with its confidence and whether it is
-    stray (no pixel of the data class it stands for inside it)."""
-    segmenter = Segmenter(model, provider="cpu")
-    analyzer = Analyzer(segmenter.classes, mode_for(segmenter.classes), smoothing=1.0)
-    table = map_classes(segmenter.classes, data_classes, merge)
-    out = []
-    for i, s in enumerate(tqdm(samples, desc=f"calibrate {Path(model).name}", disable=quiet,
-                               leave=False)):
-        roi = Roi(*s.roi) if s.roi else Roi.full(s.image)
-        analysis = analyzer.analyze(segmenter.predict(roi.crop(s.image)), roi, None)
-        for st in analysis.structures:
-            drawn = np.zeros(s.image.shape[:2], np.uint8)
-            cv2.fillPoly(drawn, [np.round(st.contour).astype(np.int32)], 1)
-            truth = s.mask == table[segmenter.classes.index(st.class_name)]
-            out.append(Outline(i, st.class_name, st.confidence,
-                               not bool(np.any(truth & (drawn > 0)))))
-    return out
 
 
 def levels(outlines: list[Outline], budget: float = BUDGET,
@@ -81,19 +40,6 @@ def levels(outlines: list[Outline], budget: float = BUDGET,
     return out
 
 
-def dashed_counts(outlines: list[Outline], level: dict[str, float],
-                  default: float) -> dict[str, dict[str, int]]:
-    """Per class: how many true and stray outlines there are and how many are drawn unsure."""
-    counts: dict[str, dict[str, int]] = {}
-    for o in outlines:
-        c = counts.setdefault(o.class_name, {"true": 0, "true_unsure": 0, "stray": 0,
-                                             "stray_unsure": 0})
-        kind = "stray" if o.stray else "true"
-        c[kind] += 1
-        c[f"{kind}_unsure"] += o.confidence < level.get(o.class_name, default)
-    return counts
-
-
 def cross_check(outlines: list[Outline], budget: float = BUDGET) -> dict[str, dict[str, int]]:
     """Levels from the even frames counted on the odd ones and the other way round, summed:
     what the level does on frames it was not set on."""
@@ -101,7 +47,7 @@ def cross_check(outlines: list[Outline], budget: float = BUDGET) -> dict[str, di
     for fold in (0, 1):
         fit = [o for o in outlines if o.frame % 2 == fold]
         held = [o for o in outlines if o.frame % 2 != fold]
-        for name, c in dashed_counts(held, levels(fit, budget), DEFAULT_UNSURE_BELOW).items():
+        for name, c in dashed_counts(held, levels(fit, budget)).items():
             t = total.setdefault(name, dict.fromkeys(c, 0))
             for k, v in c.items():
                 t[k] += v
@@ -140,9 +86,9 @@ def calibrate_config(cfg, model: str | Path, set_name: str = "validation",
     level = levels(found, budget)
     report = {"model": str(model), "set": set_name, "frames": len(samples), "budget": budget,
               "unsure_below": level,
-              "in_sample": dashed_counts(found, level, DEFAULT_UNSURE_BELOW),
+              "in_sample": dashed_counts(found, level),
               "cross_check": cross_check(found, budget),
-              "before": dashed_counts(found, {}, DEFAULT_UNSURE_BELOW)}
+              "before": dashed_counts(found, {})}
     if write:
         write_levels(model, level)
     return report

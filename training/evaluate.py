@@ -6,12 +6,11 @@ the contract's preprocessing, argmax over classes whose presence probability is 
 Per class: Dice and IoU (mean over frames whose truth has the class), 95th-percentile Hausdorff
 distance in mm (frames where truth and prediction both have it), share of those frames where the
 structure is found (a prediction of >= 0.2% of the image overlapping it, the app's speck limit),
-and the false-positive rate on frames without it; and the share of all frames with a stray
-outline: a component of the class (>= the speck limit) touching none of that structure, e.g. a
-false vein drawn beside the real one, which Dice barely shows; and how many true and stray
-outlines the app would draw dashed (mean probability under the model's calibrated unsure
-level, ModelContract.unsure_threshold): whether the user can see the doubt. Artery/vein swaps
-are counted separately.
+and the false-positive rate on frames without it. From the outlines the app itself draws
+(training/outlines.py: its Segmenter and Analyzer): the share of all frames with a stray outline,
+one touching none of that structure (a false vein beside the real one, which Dice barely
+shows), and how many true and stray outlines are drawn unsure (dashed, by the model's calibrated
+levels): whether the user can see the doubt. Artery/vein swaps are counted separately.
 """
 
 from __future__ import annotations
@@ -26,43 +25,33 @@ from tqdm import tqdm
 from app.pipeline.contract import ModelContract
 from training.data import Sample, preprocess
 from training.export import check_contract, ort_session
+from training.outlines import app_outlines, dashed_counts, map_classes  # noqa: F401 (re-export)
 
 MIN_AREA_FRAC = 0.002  # app/pipeline/analysis.py drops components smaller than this
 PRESENCE_THRESHOLD = 0.5
 
 
-def predict(session, contract: ModelContract, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Image (H, W) uint8 -> label map (H, W) in the model's classes, presence-gated, and the
-    class probabilities (C, H, W): softmax of the raw logits, as the app's confidence reads them."""
+def predict(session, contract: ModelContract, image: np.ndarray) -> np.ndarray:
+    """Image (H, W) uint8 -> label map (H, W) in the model's classes, presence-gated."""
     x = preprocess(image, contract)[None, None]
     outs = session.run(None, {session.get_inputs()[0].name: x})
     logits = outs[0][0].astype(np.float32)
-    e = np.exp(logits - logits.max(0))
-    probs = e / e.sum(0)
     if len(outs) > 1:
         presence = 1 / (1 + np.exp(-outs[1][0]))
         hidden = presence < PRESENCE_THRESHOLD
         hidden[0] = False  # background is never hidden
         logits[hidden] = -np.inf
     labels = logits.argmax(0).astype(np.uint8)
-    size = (image.shape[1], image.shape[0])
-    return (cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST),
-            cv2.resize(probs.transpose(1, 2, 0), size, interpolation=cv2.INTER_LINEAR)
-            .reshape(image.shape[0], image.shape[1], -1).transpose(2, 0, 1))
+    return cv2.resize(labels, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
 
 
-def predict_in_roi(session, contract: ModelContract,
-                   sample: Sample) -> tuple[np.ndarray, np.ndarray]:
-    """The app's way: predict on the ROI crop, background elsewhere in the full frame.
-    Returns the full-frame label map and class probabilities (zero outside the ROI)."""
+def predict_in_roi(session, contract: ModelContract, sample: Sample) -> np.ndarray:
+    """The app's way: predict on the ROI crop, background elsewhere in the full frame."""
     crop, _ = sample.model_view()
     x, y = sample.roi[:2] if sample.roi else (0, 0)
-    labels, probs = predict(session, contract, crop)
     full = np.zeros(sample.image.shape[:2], np.uint8)
-    full_probs = np.zeros((probs.shape[0], *sample.image.shape[:2]), np.float32)
-    full[y:y + crop.shape[0], x:x + crop.shape[1]] = labels
-    full_probs[:, y:y + crop.shape[0], x:x + crop.shape[1]] = probs
-    return full, full_probs
+    full[y:y + crop.shape[0], x:x + crop.shape[1]] = predict(session, contract, crop)
+    return full
 
 
 def _boundary(mask: np.ndarray) -> np.ndarray:
@@ -81,58 +70,20 @@ def hd95_px(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.percentile(d, 95)) if d.size else 0.0
 
 
-def outlines(pred: np.ndarray, truth: np.ndarray, prob: np.ndarray,
-             min_area: float, unsure_below: float) -> list[tuple[bool, bool]]:
-    """(stray, unsure) for each predicted component of at least min_area px: stray when it
-    touches no truth pixel, unsure when its mean probability is under unsure_below (the app
-    draws it dashed)."""
-    n, comp, stats, _ = cv2.connectedComponentsWithStats(pred.astype(np.uint8), connectivity=8)
-    touched = set(np.unique(comp[truth]).tolist())
-    out = []
-    for k in np.flatnonzero(stats[1:n, cv2.CC_STAT_AREA] >= min_area) + 1:
-        out.append((int(k) not in touched, float(prob[comp == k].mean()) < unsure_below))
-    return out
-
-
-def map_classes(model_classes: tuple[str, ...], data_classes: tuple[str, ...],
-                merge: dict[str, str] | None = None) -> np.ndarray:
-    """Lookup table model class index -> data class index (unmatched classes -> background)."""
-    merge = merge or {}
-    table = np.zeros(256, np.uint8)
-    for i, name in enumerate(model_classes):
-        target = merge.get(name, name)
-        if target in data_classes:
-            table[i] = data_classes.index(target)
-    return table
-
-
 def evaluate_samples(model: str | Path, samples: list[Sample], data_classes: tuple[str, ...],
                      merge: dict[str, str] | None = None, quiet: bool = False) -> dict:
     session = ort_session(model)
     contract = check_contract(session)
     table = map_classes(contract.classes, data_classes, merge)
     fg = range(1, len(data_classes))
-    # A data class's unsure level: its model class's; for merged classes (vein + artery ->
-    # vessel, summed probabilities) the strictest of them.
-    unsure_below = {c: max((contract.unsure_threshold(contract.classes[i])
-                            for i in np.flatnonzero(table[:len(contract.classes)] == c)),
-                           default=1.0) for c in fg}
-    per = {c: {"dice": [], "iou": [], "hd95_mm": [], "found": [], "fp": [], "stray": [],
-               "outlines": []} for c in fg}
+    per = {c: {"dice": [], "iou": [], "hd95_mm": [], "found": [], "fp": []} for c in fg}
     swaps, groups_swapped = 0, {}
     for s in tqdm(samples, desc=f"evaluate {Path(model).name}", disable=quiet, leave=False):
-        labels, probs = predict_in_roi(session, contract, s)
-        pred = table[labels]
+        pred = table[predict_in_roi(session, contract, s)]
         min_area = MIN_AREA_FRAC * pred.size
         swapped = False
         for c in fg:
             p, t = pred == c, s.mask == c
-            # a data class's probability: the sum over the model classes merged into it
-            prob = sum((probs[i] for i in np.flatnonzero(table[:len(probs)] == c)),
-                       np.zeros(pred.shape, np.float32))
-            found = outlines(p, t, prob, min_area, unsure_below[c])
-            per[c]["outlines"] += found
-            per[c]["stray"].append(any(stray for stray, _ in found))
             if t.any():
                 inter, union = np.sum(p & t), np.sum(p | t)
                 per[c]["dice"].append(2 * inter / (p.sum() + t.sum()))
@@ -150,9 +101,13 @@ def evaluate_samples(model: str | Path, samples: list[Sample], data_classes: tup
         groups_swapped.setdefault(s.group or "all", [0, 0])
         groups_swapped[s.group or "all"][0] += swapped
         groups_swapped[s.group or "all"][1] += 1
+    drawn = app_outlines(model, samples, data_classes, merge, quiet)
+    dashed = dashed_counts(drawn, key=lambda o: o.data_class)
+    empty = {"true": 0, "true_unsure": 0, "stray": 0, "stray_unsure": 0}
     classes = {}
     for c in fg:
         d = per[c]
+        stray_frames = {o.frame for o in drawn if o.data_class == c and o.stray}
         classes[data_classes[c]] = {
             "frames_with": len(d["dice"]),
             "dice_mean": _mean(d["dice"]), "dice_sd": _sd(d["dice"]),
@@ -161,12 +116,9 @@ def evaluate_samples(model: str | Path, samples: list[Sample], data_classes: tup
             "found_share": _mean(d["found"]),
             "frames_without": len(d["fp"]),
             "false_positive_rate": _mean(d["fp"]),
-            "stray_rate": _mean(d["stray"]),
-            # how many outlines the app would draw dashed (unsure), true ones and stray ones
-            "outlines": {"true": sum(not st for st, _ in d["outlines"]),
-                         "true_unsure": sum(not st and u for st, u in d["outlines"]),
-                         "stray": sum(st for st, _ in d["outlines"]),
-                         "stray_unsure": sum(st and u for st, u in d["outlines"])},
+            "stray_rate": round(len(stray_frames) / len(samples), 4) if samples else None,
+            # how many outlines the app draws dashed (unsure), true ones and stray ones
+            "outlines": dashed.get(c, empty),
         }
     return {"model": str(model), "model_classes": list(contract.classes),
             "data_classes": list(data_classes), "merge": merge or {}, "frames": len(samples),
