@@ -350,3 +350,34 @@ def test_realism_figures_see_enhancement_soft_edges_and_a_bright_near_field():
     assert soft[0].edge < 0.6 * crisp[0].edge
     prof = depth_profile(Sample("a", img, mask))
     assert prof[0] > 1.5 * prof[5]
+
+
+def test_an_ensemble_config_trains_members_by_seed_and_exports_their_mean(tmp_path):
+    """"members": 2 trains two seeds in run/m0 and run/m1; the exported model's logits are the
+    mean of theirs (what the app then runs as one model)."""
+    from training.export import export_run, ort_session
+    from training.train import member_configs, train_all
+
+    write_usgra_like(tmp_path / "data" / "tiny", n=4)
+    cfg = Config({
+        "name": "tiny", "version": "tiny-1", "classes": list(CLASSES),
+        "input": {"height": 32, "width": 32, "scale": 1 / 255, "mean": 0.3, "std": 0.2},
+        "net": {"arch": "unet", "encoder": "simple", "presence": True, "width": 8,
+                "pretrained": False},
+        "loss": "combo", "epochs": 1, "batch": 2, "lr": 0.01, "threads": 1, "members": 2,
+        "train": [{"kind": "usgra-seg", "root": "tiny"}],
+        "val": [{"kind": "usgra-seg", "root": "tiny"}],
+        "out": str(tmp_path / "run"),
+    })
+    assert [m.get("seed") for m in member_configs(cfg)] == [0, 1]
+    runs = train_all(cfg, root=tmp_path / "data", device="cpu")
+    assert runs == [tmp_path / "run" / "m0", tmp_path / "run" / "m1"]
+    nets = [load_trained(r)[0] for r in runs]
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(1, 1, 32, 32)).astype(np.float32))
+    with torch.no_grad():
+        logits = [n(x)[0] for n in nets]
+    assert not torch.allclose(logits[0], logits[1])  # two seeds, two different networks
+    path = export_run(cfg, output=tmp_path / "ens.onnx", root=tmp_path / "data")
+    session = ort_session(path)
+    out = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    assert np.allclose(out, ((logits[0] + logits[1]) / 2).numpy(), atol=1e-4)

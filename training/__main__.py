@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = Config.load(a.config) if getattr(a, "config", None) else None
     if a.cmd == "train":
-        from training.train import train
+        from training.train import train_all
 
         if a.epochs:
             cfg.raw["epochs"] = a.epochs
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg.raw["out"] = a.out
         if a.threads:
             cfg.raw["threads"] = a.threads
-        print(train(cfg, a.data_root, a.device))
+        print(*train_all(cfg, a.data_root, a.device), sep="\n")
     elif a.cmd == "export":
         from training.export import export_run
 
@@ -127,9 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         bench_models(a.models, a.threads, a.runs, cfg=calib, data_root=a.data_root)
     elif a.cmd == "ship":
         from training.ship import ship
-        from training.train import train
+        from training.train import train_all
 
-        train(cfg, a.data_root, a.device)
+        train_all(cfg, a.data_root, a.device)
         print(json.dumps(ship(cfg, a.data_root), indent=1))
     elif a.cmd == "split":
         from training.data import FolderSpec, load_folder, make_split

@@ -124,13 +124,19 @@ def verify_against_torch(path: str | Path, model: torch.nn.Module,
 
 def export_run(cfg, run: str | Path | None = None, output: str | Path | None = None,
                root: str | Path | None = None) -> Path:
-    """Export a training run's last checkpoint, verified on real validation inputs."""
+    """Export a training run's last checkpoint (an ensemble config: the mean of its members'),
+    verified on real validation inputs."""
     from training.data import preprocess
-    from training.train import REPO, data_root, load_sources, load_trained
+    from training.nets import MemberMean
+    from training.train import REPO, data_root, load_sources, load_trained, member_configs
 
     run_dir = Path(run or cfg["out"])
     run_dir = run_dir if run_dir.is_absolute() else REPO / run_dir
-    net, _ = load_trained(run_dir)
+    members = member_configs(cfg)
+    if len(members) > 1:
+        net = MemberMean([load_trained(run_dir / f"m{k}")[0] for k in range(len(members))])
+    else:
+        net, _ = load_trained(run_dir)
     contract = cfg.contract()
     val = load_sources(cfg["val"], contract.classes, data_root(root),
                        (contract.height, contract.width))[:4]

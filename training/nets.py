@@ -114,6 +114,21 @@ class SegNet(nn.Module):
         return logits, self.presence(pooled)
 
 
+class MemberMean(nn.Module):
+    """Several trained networks as one model: the mean of their logits (and presence logits).
+    Members that differ only in their seed err in different places; the mean errs less."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        outs = [m(x) for m in self.members]
+        if isinstance(outs[0], tuple):
+            return tuple(torch.stack(o).mean(0) for o in zip(*outs, strict=True))
+        return torch.stack(outs).mean(0)
+
+
 def build_net(cfg: dict, n_classes: int, pretrained: bool = True) -> SegNet:
     """cfg keys: arch, encoder, presence, width, frozen_blocks (see configs/*.json)."""
     return SegNet(cfg.get("arch", "linknet"), cfg.get("encoder", "lite0"), n_classes,

@@ -16,7 +16,7 @@ from training.bench import bench_interleaved, calibration_inputs, quantize_int8
 from training.calibrate import calibrate_config
 from training.evaluate import evaluate_config
 from training.export import export_run
-from training.train import REPO, Config
+from training.train import REPO, Config, member_configs, run_dir
 
 MAX_DICE_LOSS = 0.01
 
@@ -27,8 +27,9 @@ def _dice(report: dict) -> dict[str, float]:
 
 
 def ship(cfg: Config, root: str | Path | None = None) -> dict:
-    run = Path(cfg["out"])
-    run = run if run.is_absolute() else REPO / run
+    run = run_dir(cfg)
+    members = [run_dir(m) for m in member_configs(cfg)]
+    histories = [json.loads((m / "history.json").read_text()) for m in members]
     name = cfg.get("name", run.name)
     fp32 = export_run(cfg, run, run / f"{name}.fp32.onnx", root)
     int8 = quantize_int8(fp32, run / f"{name}.int8.onnx", calibration_inputs(cfg, root))
@@ -48,11 +49,10 @@ def ship(cfg: Config, root: str | Path | None = None) -> dict:
     stem = dest.with_suffix("")
     shutil.copyfile(run / f"{name}.{pick}.eval.json", f"{stem}.eval.json")
     shutil.copyfile(run / f"{name}.{pick}.eval.md", f"{stem}.eval.md")
-    shutil.copyfile(run / "curves.png", f"{stem}_curves.png")
+    shutil.copyfile(members[0] / "curves.png", f"{stem}_curves.png")  # an ensemble: member 0
     summary = {"shipped": pick, "path": dest.name, "unsure_levels": unsure[pick],
                "dice_fp32": d32, "dice_int8": d8, "speed": speed,
-               "epochs": len(json.loads((run / "history.json").read_text())),
-               "train_seconds": round(sum(h["seconds"] for h in
-                                          json.loads((run / "history.json").read_text())), 1)}
+               "members": len(members), "epochs": len(histories[0]),
+               "train_seconds": round(sum(h["seconds"] for hist in histories for h in hist), 1)}
     Path(f"{stem}.ship.json").write_text(json.dumps(summary, indent=1))
     return summary

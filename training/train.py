@@ -268,9 +268,7 @@ def train(cfg: Config, root: Path | None = None, device: str | None = None,
     contract = cfg.contract()
     size = (contract.height, contract.width)
     root = data_root(root)
-    out = Path(cfg["out"])
-    if not out.is_absolute():
-        out = REPO / out
+    out = run_dir(cfg)
     if _finished(out / "last.pt", int(cfg.get("epochs", 40))):
         return out  # nothing left to do: skip loading (and generating) the data
     train_set = to_model_size(load_sources(cfg["train"], contract.classes, root, size), contract)
@@ -352,6 +350,26 @@ def train(cfg: Config, root: Path | None = None, device: str | None = None,
         if max_steps is not None and step >= max_steps:
             break
     return out
+
+
+def member_configs(cfg: Config) -> list[Config]:
+    """A config with "members": n > 1 trains n copies that differ only in their seed (seed + k),
+    each in <out>/m<k>; export averages them (nets.MemberMean). Otherwise the config itself."""
+    n = int(cfg.get("members", 1))
+    if n <= 1:
+        return [cfg]
+    return [Config({**cfg.raw, "members": 1, "seed": int(cfg.get("seed", 0)) + k,
+                    "out": str(Path(cfg["out"]) / f"m{k}")}, cfg.path) for k in range(n)]
+
+
+def run_dir(cfg: Config) -> Path:
+    out = Path(cfg["out"])
+    return out if out.is_absolute() else REPO / out
+
+
+def train_all(cfg: Config, root: Path | None = None, device: str | None = None) -> list[Path]:
+    """Train (or resume) every member of the config; the run folders, in member order."""
+    return [train(member, root, device) for member in member_configs(cfg)]
 
 
 def _finished(ckpt: Path, epochs: int) -> bool:
