@@ -254,3 +254,21 @@ def test_unsure_follows_the_models_calibrated_level_per_class():
     unsure = {s.class_name: s.unsure for s in result.structures}
     assert unsure == {"nerve": True, "vessel": False}
     assert result.target.class_name == "nerve" and result.target.unsure
+
+
+def test_doubt_does_not_flicker_at_the_level():
+    """A vein being released hovers at its level: once drawn unsure it stays so until clearly
+    above (hysteresis), then drops only under the level itself; a new scene starts afresh."""
+    analyzer = Analyzer(JUGULAR, "jugular", smoothing=1.0, unsure_below={"vein": 0.9},
+                        unsure_hysteresis=0.01)
+
+    def unsure(p: float) -> bool:
+        result = analyzer.analyze(_prediction([(1, 30, 30, 8)], p_inside=p), ROI, 0.1)
+        (vein,) = result.structures
+        assert vein.unsure == result.target.unsure
+        return vein.unsure
+
+    assert [unsure(p) for p in (0.95, 0.89, 0.905, 0.905, 0.92, 0.905, 0.89)] == [
+        False, True, True, True, False, False, True]
+    analyzer.reset()
+    assert unsure(0.905) is False

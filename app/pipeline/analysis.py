@@ -45,13 +45,17 @@ class Analyzer:
     unsure_below: class -> mean probability under which a structure (and the target) is marked
       unsure, the model's calibrated levels (ModelContract.unsure_below); others get
       DEFAULT_UNSURE_BELOW.
+    unsure_hysteresis: once a class's most confident structure was unsure, it needs this much
+      more than the level to be drawn sure again, so an outline hovering at the level (a vein
+      being released) does not flick between dashed and solid. Cleared with the smoothing.
     """
 
     def __init__(self, classes: tuple[str, ...] | list[str], mode: str, *,
                  min_area_frac: float = 0.001, cluster_gap_frac: float = 0.04,
                  smoothing: float = 0.5, max_gap_s: float = 0.25,
                  max_frame_gap: int = 10,
-                 unsure_below: dict[str, float] | None = None) -> None:
+                 unsure_below: dict[str, float] | None = None,
+                 unsure_hysteresis: float = 0.01) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if not 0.0 < smoothing <= 1.0:
@@ -65,17 +69,22 @@ class Analyzer:
         self.max_gap_s = max_gap_s
         self.max_frame_gap = max_frame_gap
         self.unsure_below = dict(unsure_below or {})
+        self.unsure_hysteresis = unsure_hysteresis
+        self._was_unsure: dict[str, bool] = {}  # class -> its best structure, last frame
         self._ema: np.ndarray | None = None
         self._ema_key: tuple | None = None
         self._ema_stamp: tuple[int | None, float | None] = (None, None)
 
     def is_unsure(self, name: str, confidence: float) -> bool:
-        return confidence < self.unsure_below.get(name, DEFAULT_UNSURE_BELOW)
+        level = self.unsure_below.get(name, DEFAULT_UNSURE_BELOW)
+        return confidence < level + (self.unsure_hysteresis if self._was_unsure.get(name)
+                                     else 0.0)
 
     def reset(self) -> None:
         """Forget the temporal state (call on seek, source switch, freeze...)."""
         self._ema = None
         self._ema_key = None
+        self._was_unsure = {}
 
     # ----------------------------------------------------------------------------------------
     def analyze(self, pred: Prediction, roi: Roi, pixel_spacing_mm: float | None, *,
@@ -110,6 +119,12 @@ class Analyzer:
             structures.extend(s for s, _ in found)
 
         target = self._target(components, probs, roi, (model_h, model_w), pixel_spacing_mm)
+        self._was_unsure = {}
+        for s in structures:
+            best = self._was_unsure.get(s.class_name)
+            if best is None or s.confidence > best[0]:
+                self._was_unsure[s.class_name] = (s.confidence, s.unsure)
+        self._was_unsure = {k: unsure for k, (_, unsure) in self._was_unsure.items()}
         labels_roi = cv2.resize(labels, (roi.w, roi.h), interpolation=cv2.INTER_NEAREST)
         return Analysis(labels_roi, tuple(structures), target, present)
 
@@ -128,6 +143,7 @@ class Analyzer:
         )
         self._ema_stamp = (frame_id, t_capture)
         if self._ema is None or key != self._ema_key or gap:
+            self._was_unsure = {}  # a new scene: no doubt carried over either
             self._ema = probs.astype(np.float32, copy=True)
             self._ema_key = key
             return self._ema
