@@ -197,18 +197,23 @@ def test_lite0_loads_imagenet_weights_for_one_channel():
     assert [f.shape[1] for f in enc(torch.zeros(1, 1, 32, 32))] == [16, 24, 40, 112]
 
 
-def test_train_writes_a_checkpoint_and_resumes(tmp_path):
-    write_usgra_like(tmp_path / "data" / "tiny")
-    cfg = Config({
-        "name": "tiny", "classes": list(CLASSES),
+def tiny_config(tmp_path: Path, arch: str = "unet", **extra) -> Config:
+    """A config training a tiny net on the usgra-like folder at tmp_path/data/tiny."""
+    return Config({
+        "name": "tiny", "version": "tiny-1", "classes": list(CLASSES),
         "input": {"height": 32, "width": 32, "scale": 1 / 255, "mean": 0.3, "std": 0.2},
-        "net": {"arch": "linknet", "encoder": "simple", "presence": True, "width": 8,
+        "net": {"arch": arch, "encoder": "simple", "presence": True, "width": 8,
                 "pretrained": False},
         "loss": "combo", "epochs": 2, "batch": 2, "lr": 0.01, "threads": 1,
         "train": [{"kind": "usgra-seg", "root": "tiny"}],
         "val": [{"kind": "usgra-seg", "root": "tiny"}],
-        "out": str(tmp_path / "run"),
+        "out": str(tmp_path / "run"), **extra,
     })
+
+
+def test_train_writes_a_checkpoint_and_resumes(tmp_path):
+    write_usgra_like(tmp_path / "data" / "tiny")
+    cfg = tiny_config(tmp_path, arch="linknet")
     run = train(cfg, root=tmp_path / "data", device="cpu", max_steps=1, quiet=True)
     history = json.loads((run / "history.json").read_text())
     assert len(history) == 1 and (run / "curves.png").exists()
@@ -226,16 +231,7 @@ def test_a_split_naming_absent_files_is_an_error(tmp_path):
 
 def test_ema_weights_differ_from_raw_and_are_what_export_loads(tmp_path):
     write_usgra_like(tmp_path / "data" / "tiny", n=4)
-    cfg = Config({
-        "name": "tiny", "classes": list(CLASSES),
-        "input": {"height": 32, "width": 32, "scale": 1 / 255, "mean": 0.3, "std": 0.2},
-        "net": {"arch": "unet", "encoder": "simple", "presence": True, "width": 8,
-                "pretrained": False},
-        "loss": "combo", "epochs": 2, "batch": 2, "lr": 0.01, "threads": 1, "ema": 0.9,
-        "train": [{"kind": "usgra-seg", "root": "tiny"}],
-        "val": [{"kind": "usgra-seg", "root": "tiny"}],
-        "out": str(tmp_path / "run"),
-    })
+    cfg = tiny_config(tmp_path, ema=0.9)
     run = train(cfg, root=tmp_path / "data", device="cpu", max_steps=2, quiet=True)
     state = torch.load(run / "last.pt", weights_only=False)
     assert state["ema"]["updates"] == 2
@@ -359,16 +355,7 @@ def test_an_ensemble_config_trains_members_by_seed_and_exports_their_mean(tmp_pa
     from training.train import member_configs, train_all
 
     write_usgra_like(tmp_path / "data" / "tiny", n=4)
-    cfg = Config({
-        "name": "tiny", "version": "tiny-1", "classes": list(CLASSES),
-        "input": {"height": 32, "width": 32, "scale": 1 / 255, "mean": 0.3, "std": 0.2},
-        "net": {"arch": "unet", "encoder": "simple", "presence": True, "width": 8,
-                "pretrained": False},
-        "loss": "combo", "epochs": 1, "batch": 2, "lr": 0.01, "threads": 1, "members": 2,
-        "train": [{"kind": "usgra-seg", "root": "tiny"}],
-        "val": [{"kind": "usgra-seg", "root": "tiny"}],
-        "out": str(tmp_path / "run"),
-    })
+    cfg = tiny_config(tmp_path, epochs=1, members=2)
     assert [m.get("seed") for m in member_configs(cfg)] == [0, 1]
     runs = train_all(cfg, root=tmp_path / "data", device="cpu")
     assert runs == [tmp_path / "run" / "m0", tmp_path / "run" / "m1"]
