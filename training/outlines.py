@@ -1,9 +1,10 @@
 """The outlines the app draws on a labelled frame, as the app draws them.
 
 Each labelled sample goes through the app's own Segmenter and Analyzer (the model's calibrated
-unsure levels, no temporal smoothing), so an outline's confidence, and whether it is drawn
-unsure, are exactly the app's numbers. An outline is stray when it covers no pixel of the
-structure it claims to be: the false vein beside the real one, which Dice barely shows.
+unsure levels; no smoothing or doubt carried over from the sample before), so an outline's
+confidence, and whether it is drawn unsure, are exactly the app's numbers. An outline is
+stray when it covers no pixel of the structure it claims to be: the false vein beside the real
+one, which Dice barely shows.
 Evaluation counts them; calibration sets the unsure levels from them.
 """
 
@@ -61,6 +62,7 @@ def app_outlines(model: str | Path, samples: list[Sample], data_classes: tuple[s
     for i, s in enumerate(tqdm(samples, desc=f"outlines {Path(model).name}", disable=quiet,
                                leave=False)):
         roi = Roi(*s.roi) if s.roi else Roi.full(s.image)
+        analyzer.reset()  # independent frames: no doubt (hysteresis) carried from the last one
         analysis = analyzer.analyze(segmenter.predict(roi.crop(s.image)), roi, None)
         for st in analysis.structures:
             drawn = np.zeros(s.image.shape[:2], np.uint8)

@@ -131,8 +131,8 @@ class Analyzer:
     # ----------------------------------------------------------------------------------------
     def _smoothed(self, probs: np.ndarray, roi: Roi, source: str, frame_id: int | None,
                   t_capture: float | None) -> np.ndarray:
-        if self.smoothing >= 1.0:
-            return probs
+        """Blend with the previous frames of the same scene; a new scene (source, ROI, model
+        shape, or a gap in frame ids or time) starts afresh, its doubt state included."""
         key = (source, roi, probs.shape)
         last_id, last_t = self._ema_stamp
         gap = (
@@ -142,10 +142,14 @@ class Analyzer:
                 and not 0 <= t_capture - last_t <= self.max_gap_s)
         )
         self._ema_stamp = (frame_id, t_capture)
-        if self._ema is None or key != self._ema_key or gap:
+        fresh = self._ema_key is None or key != self._ema_key or gap
+        self._ema_key = key
+        if fresh:
             self._was_unsure = {}  # a new scene: no doubt carried over either
+        if self.smoothing >= 1.0:
+            return probs
+        if fresh or self._ema is None:
             self._ema = probs.astype(np.float32, copy=True)
-            self._ema_key = key
             return self._ema
         a = np.float32(self.smoothing)
         self._ema = a * probs + (np.float32(1.0) - a) * self._ema
