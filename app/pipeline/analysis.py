@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from app.pipeline.contract import DEFAULT_UNSURE_BELOW
-from app.pipeline.frames import Roi, Structure, Target
+from app.pipeline.frames import Roi, Structure, Target, most_confident
 from app.pipeline.roi import depth_mm, map_model_to_full
 from app.pipeline.segmenter import Prediction
 
@@ -119,12 +119,7 @@ class Analyzer:
             structures.extend(s for s, _ in found)
 
         target = self._target(components, probs, roi, (model_h, model_w), pixel_spacing_mm)
-        self._was_unsure = {}
-        for s in structures:
-            best = self._was_unsure.get(s.class_name)
-            if best is None or s.confidence > best[0]:
-                self._was_unsure[s.class_name] = (s.confidence, s.unsure)
-        self._was_unsure = {k: unsure for k, (_, unsure) in self._was_unsure.items()}
+        self._was_unsure = {name: s.unsure for name, s in most_confident(structures).items()}
         labels_roi = cv2.resize(labels, (roi.w, roi.h), interpolation=cv2.INTER_NEAREST)
         return Analysis(labels_roi, tuple(structures), target, present)
 

@@ -5,6 +5,7 @@ Nothing here imports Qt or torch, so every stage can be tested on its own.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -70,6 +71,15 @@ class Structure:
     confidence: float  # mean class probability inside the component, 0..1
     area_mm2: float | None = None
     unsure: bool = False  # confidence under the model's calibrated level: drawn dashed
+
+
+def most_confident(structures: Iterable[Structure]) -> dict[str, Structure]:
+    """Each class's most confident structure (what the legend shows and doubt follows)."""
+    best: dict[str, Structure] = {}
+    for s in structures:
+        if s.class_name not in best or s.confidence > best[s.class_name].confidence:
+            best[s.class_name] = s
+    return best
 
 
 @dataclass(frozen=True)

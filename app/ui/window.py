@@ -16,7 +16,7 @@ import time
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.pipeline.frames import Frame, Roi, Segmentation, Structure
+from app.pipeline.frames import Frame, Roi, Segmentation, most_confident
 from app.pipeline.timeline import AreaTimeline
 from app.sources.base import FrameSource, SourceState
 from app.ui import theme
@@ -489,12 +489,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if seg is None:
             self.legend.set_confidence(None)
             return
-        best: dict[str, Structure] = {}
-        for structure in seg.structures:
-            shown = best.get(structure.class_name)
-            if shown is None or structure.confidence > shown.confidence:
-                best[structure.class_name] = structure
-        self.legend.set_confidence({name: (s.confidence, s.unsure) for name, s in best.items()})
+        self.legend.set_confidence({name: (s.confidence, s.unsure)
+                                    for name, s in most_confident(seg.structures).items()})
 
     def _show_target_text(self, seg: Segmentation | None) -> None:
         if seg is None or seg.target is None:
