@@ -103,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     elif a.cmd == "calibrate":
         from training.calibrate import calibrate_config, report_lines
 
-        spec = cfg.get("calibrate", {})
-        report = calibrate_config(cfg, a.model, a.set or spec.get("set", "validation"),
-                                  a.budget or spec.get("budget", 0.10), a.data_root,
+        report = calibrate_config(cfg, a.model, a.set, a.budget, a.data_root,
                                   write=not a.dry_run)
         print("\n".join(report_lines(report)))
     elif a.cmd == "compare":

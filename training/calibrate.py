@@ -23,7 +23,7 @@ import onnx
 
 from app.pipeline.contract import KEY_UNSURE, ModelContract
 from training.export import check_contract, ort_session
-from training.outlines import Outline, app_outlines, dashed_counts
+from training.outlines import Outline, app_outlines, dashed_counts, dashed_text
 
 BUDGET = 0.10  # share of correct outlines a level may draw unsure
 MIN_TRUE = 10  # fewer correct outlines of a class than this: no level, the app's default stays
@@ -67,12 +67,17 @@ def write_levels(model: str | Path, level: dict[str, float]) -> ModelContract:
     return check_contract(ort_session(model))
 
 
-def calibrate_config(cfg, model: str | Path, set_name: str = "validation",
-                     budget: float = BUDGET, root: str | Path | None = None, write: bool = True,
-                     quiet: bool = False) -> dict:
-    """Levels for `model` from one of the config's evaluation sets (the validation data by
-    default, or an evaluate_extra set by name); written into the model unless write=False."""
+def calibrate_config(cfg, model: str | Path, set_name: str | None = None,
+                     budget: float | None = None, root: str | Path | None = None,
+                     write: bool = True, quiet: bool = False) -> dict:
+    """Levels for `model` from one of the config's evaluation sets (by name: "validation" or an
+    evaluate_extra set); written into the model unless write=False. Set and budget not given:
+    the config's "calibrate" {"set", "budget"}, else the validation data and BUDGET."""
     from training.train import data_root, load_sources
+
+    spec = cfg.get("calibrate", {})
+    set_name = set_name or spec.get("set", "validation")
+    budget = budget or float(spec.get("budget", BUDGET))
 
     sets = {"validation": {"classes": list(cfg.classes), "sources": cfg["val"]}}
     sets.update({s["name"]: s for s in cfg.get("evaluate_extra", [])})
@@ -102,7 +107,5 @@ def report_lines(report: dict) -> list[str]:
              "| two-fold cross-check"]
     for name in report["in_sample"]:
         cells = [report[k][name] for k in ("before", "in_sample", "cross_check")]
-        lines.append(f"{name} | " + " | ".join(
-            f"{x['true_unsure']} of {x['true']} / {x['stray_unsure']} of {x['stray']}"
-            for x in cells))
+        lines.append(f"{name} | " + " | ".join(dashed_text(x) for x in cells))
     return lines

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from app.pipeline.contract import ModelContract
 from training.data import Sample, preprocess
 from training.export import check_contract, ort_session
-from training.outlines import app_outlines, dashed_counts, map_classes  # noqa: F401 (re-export)
+from training.outlines import app_outlines, dashed_counts, dashed_text, map_classes
 
 MIN_AREA_FRAC = 0.002  # app/pipeline/analysis.py drops components smaller than this
 PRESENCE_THRESHOLD = 0.5
@@ -140,10 +140,7 @@ def _median(v: list) -> float | None:
 
 
 def _unsure(m: dict) -> str:
-    o = m.get("outlines")
-    if not o:
-        return "n/a"
-    return f"{o['true_unsure']} of {o['true']} / {o['stray_unsure']} of {o['stray']}"
+    return dashed_text(m["outlines"]) if m.get("outlines") else "n/a"
 
 
 def markdown_table(report: dict, title: str = "") -> str:

@@ -128,15 +128,10 @@ def export_run(cfg, run: str | Path | None = None, output: str | Path | None = N
     verified on real validation inputs."""
     from training.data import preprocess
     from training.nets import MemberMean
-    from training.train import REPO, data_root, load_sources, load_trained, member_configs
+    from training.train import REPO, data_root, load_sources, load_trained, member_runs
 
-    run_dir = Path(run or cfg["out"])
-    run_dir = run_dir if run_dir.is_absolute() else REPO / run_dir
-    members = member_configs(cfg)
-    if len(members) > 1:
-        net = MemberMean([load_trained(run_dir / f"m{k}")[0] for k in range(len(members))])
-    else:
-        net, _ = load_trained(run_dir)
+    nets = [load_trained(r)[0] for r in member_runs(cfg, run)]
+    net = nets[0] if len(nets) == 1 else MemberMean(nets)
     contract = cfg.contract()
     val = load_sources(cfg["val"], contract.classes, data_root(root),
                        (contract.height, contract.width))[:4]

@@ -18,9 +18,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from app.pipeline.analysis import TARGET_CLASS, Analyzer
+from app.pipeline.analysis import TARGET_CLASS
 from app.pipeline.contract import DEFAULT_UNSURE_BELOW
 from app.pipeline.frames import Roi
+from app.pipeline.models import analyzer_for
 from app.pipeline.segmenter import Segmenter
 from training.data import Sample
 
@@ -55,8 +56,7 @@ def mode_for(classes: tuple[str, ...]) -> str:
 def app_outlines(model: str | Path, samples: list[Sample], data_classes: tuple[str, ...],
                  merge: dict[str, str] | None = None, quiet: bool = False) -> list[Outline]:
     segmenter = Segmenter(model, provider="cpu")
-    analyzer = Analyzer(segmenter.classes, mode_for(segmenter.classes), smoothing=1.0,
-                        unsure_below=dict(segmenter.contract.unsure_below))
+    analyzer = analyzer_for(segmenter, mode_for(segmenter.classes), smoothing=1.0)
     table = map_classes(segmenter.classes, data_classes, merge)
     out = []
     for i, s in enumerate(tqdm(samples, desc=f"outlines {Path(model).name}", disable=quiet,
@@ -89,3 +89,8 @@ def dashed_counts(outlines: list[Outline], level: dict[str, float] | None = None
         c[kind] += 1
         c[f"{kind}_unsure"] += unsure
     return counts
+
+
+def dashed_text(c: dict[str, int]) -> str:
+    """'true_unsure of true / stray_unsure of stray', as the tables print a dashed_counts cell."""
+    return f"{c['true_unsure']} of {c['true']} / {c['stray_unsure']} of {c['stray']}"

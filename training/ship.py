@@ -16,7 +16,7 @@ from training.bench import bench_interleaved, calibration_inputs, quantize_int8
 from training.calibrate import calibrate_config
 from training.evaluate import evaluate_config
 from training.export import export_run
-from training.train import REPO, Config, member_configs, run_dir
+from training.train import REPO, Config, member_runs, run_dir
 
 MAX_DICE_LOSS = 0.01
 
@@ -28,15 +28,12 @@ def _dice(report: dict) -> dict[str, float]:
 
 def ship(cfg: Config, root: str | Path | None = None) -> dict:
     run = run_dir(cfg)
-    members = [run_dir(m) for m in member_configs(cfg)]
+    members = member_runs(cfg)
     histories = [json.loads((m / "history.json").read_text()) for m in members]
     name = cfg.get("name", run.name)
     fp32 = export_run(cfg, run, run / f"{name}.fp32.onnx", root)
     int8 = quantize_int8(fp32, run / f"{name}.int8.onnx", calibration_inputs(cfg, root))
-    spec = cfg.get("calibrate", {})
-    unsure = {v: calibrate_config(cfg, p, spec.get("set", "validation"),
-                                  spec.get("budget", 0.10), root)
-              for v, p in (("fp32", fp32), ("int8", int8))}
+    unsure = {v: calibrate_config(cfg, p, root=root) for v, p in (("fp32", fp32), ("int8", int8))}
     reports = {v: evaluate_config(cfg, p, root, run / f"{name}.{v}.eval.json")
                for v, p in (("fp32", fp32), ("int8", int8))}
     speed = bench_interleaved({"fp32": fp32, "int8": int8})

@@ -359,7 +359,19 @@ def member_configs(cfg: Config) -> list[Config]:
     if n <= 1:
         return [cfg]
     return [Config({**cfg.raw, "members": 1, "seed": int(cfg.get("seed", 0)) + k,
-                    "out": str(Path(cfg["out"]) / f"m{k}")}, cfg.path) for k in range(n)]
+                    "out": str(member_dir(Path(cfg["out"]), k))}, cfg.path) for k in range(n)]
+
+
+def member_dir(run: Path, k: int) -> Path:
+    return run / f"m{k}"
+
+
+def member_runs(cfg: Config, run: str | Path | None = None) -> list[Path]:
+    """The run folders holding the config's trained networks (under `run` if given)."""
+    base = Path(run) if run else run_dir(cfg)
+    base = base if base.is_absolute() else REPO / base
+    n = len(member_configs(cfg))
+    return [base] if n == 1 else [member_dir(base, k) for k in range(n)]
 
 
 def run_dir(cfg: Config) -> Path:

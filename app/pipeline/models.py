@@ -38,7 +38,8 @@ def load_mode(mode: str, model_path: str | Path | None = None, provider: str = "
     return segmenter, analyzer_for(segmenter, mode)
 
 
-def analyzer_for(segmenter: Segmenter, mode: str) -> Analyzer:
-    """The mode's analyzer for this model, with the model's calibrated unsure levels."""
+def analyzer_for(segmenter: Segmenter, mode: str, **options) -> Analyzer:
+    """The mode's analyzer for this model, with the model's calibrated unsure levels
+    (`options`: Analyzer's other keyword arguments)."""
     return Analyzer(segmenter.classes, mode,
-                    unsure_below=dict(segmenter.contract.unsure_below))
+                    unsure_below=dict(segmenter.contract.unsure_below), **options)
