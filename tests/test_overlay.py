@@ -151,4 +151,9 @@ def test_target_label_stays_on_the_image_side_of_the_marker(view, qtbot):
             assert box.left() >= x
     summary = target_summary(Target("vein", 50, 40, 12.0, 0.3, unsure=True), Roi(0, 0, 100, 80),
                              None)
-    assert summary == "Target: vein 12.0 mm ?"  # one line for the side panel; '?' = unsure
+    assert summary == "Target: vein 12.0 mm (unsure)"  # one line for the side panel
+    # no depth and no calibration: the panel says what to do rather than printing "?"
+    no_depth = Target("nerve", 50, 40, None, 0.3, unsure=True)
+    assert target_summary(no_depth, Roi(0, 0, 100, 80), None) == (
+        "Target: nerve depth: calibrate (unsure)")
+    assert target_summary(no_depth, Roi(0, 10, 100, 80), 0.2) == "Target: nerve 6.0 mm (unsure)"

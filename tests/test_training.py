@@ -346,6 +346,12 @@ def test_realism_figures_see_enhancement_soft_edges_and_a_bright_near_field():
     assert soft[0].edge < 0.6 * crisp[0].edge
     prof = depth_profile(Sample("a", img, mask))
     assert prof[0] > 1.5 * prof[5]
+    # the scanner's black margins are not tissue: the same picture letterboxed reads the same
+    boxed = np.zeros((320, 300), np.uint8)
+    boxed[40:296, 22:278] = img
+    boxed_mask = np.zeros_like(boxed)
+    boxed_mask[40:296, 22:278] = mask
+    np.testing.assert_allclose(depth_profile(Sample("c", boxed, boxed_mask)), prof)
 
 
 def test_an_ensemble_config_trains_members_by_seed_and_exports_their_mean(tmp_path):

@@ -1,7 +1,8 @@
 """How phantom frames differ from real ones, in numbers a phantom designer can act on.
 
 Per labelled vessel: lumen, surrounding-tissue and below-vessel brightness, boundary sharpness,
-size and depth; per frame: the brightness of background tissue by depth band. Printed as
+size and depth; per frame: the brightness of background tissue by depth band of the imaged
+area (a scanner's black screen margins excluded). Printed as
 medians (25th-75th percentile) for the real images of a split part (train only by default, so
 the validation images stay a clean test of the phantom) beside each phantom scene.
 
@@ -65,14 +66,27 @@ def vessel_stats(sample: Sample, vessel: int, min_px: int = 100) -> list[VesselS
     return out
 
 
+def imaged_area(image: np.ndarray, black: float = 4.0) -> tuple[slice, slice]:
+    """Rows and columns of the picture the scanner imaged: the black bands of its screen
+    layout (above, below and beside the picture) are no tissue and would read as a dark
+    near field."""
+    rows = np.flatnonzero(image.mean(axis=1) > black)
+    cols = np.flatnonzero(image.mean(axis=0) > black)
+    if rows.size < 2 or cols.size < 2:
+        return slice(0, image.shape[0]), slice(0, image.shape[1])
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
 def depth_profile(sample: Sample) -> np.ndarray:
-    """Mean grey of unlabelled tissue in each of BANDS depth bands (nan where there is none)."""
-    h = sample.image.shape[0]
-    edges = np.linspace(0, h, BANDS + 1).astype(int)
+    """Mean grey of unlabelled tissue in each of BANDS depth bands of the imaged area (nan
+    where there is none)."""
+    rows_in, cols_in = imaged_area(sample.image)
+    image, mask = sample.image[rows_in, cols_in], sample.mask[rows_in, cols_in]
+    edges = np.linspace(0, image.shape[0], BANDS + 1).astype(int)
     out = np.full(BANDS, np.nan)
     for i in range(BANDS):
         rows = slice(edges[i], edges[i + 1])
-        values = sample.image[rows][sample.mask[rows] == 0]
+        values = image[rows][mask[rows] == 0]
         if values.size:
             out[i] = values.mean()
     return out
@@ -113,7 +127,8 @@ def main(argv: list[str] | None = None) -> None:
     sets = {f"real ({args.part})": load_sources(
         [{"kind": "usgra-seg", "root": "usgra-seg", "split": "training/splits/usgra-seg.json",
           "part": args.part}], classes, data_root(args.data_root), (SIDE, SIDE))}
-    for scene in ("supraclavicular", "interscalene", "jugular"):
+    for scene in ("supraclavicular", "interscalene", "jugular", "axillary", "infraclavicular",
+                  "elbow", "femoral", "popliteal"):
         sets[scene] = phantom_samples(scene, args.frames, 7, classes, size=(SIDE, SIDE))
     table = {name: summary([at_side(s) for s in samples], classes.index("vessel"))
              for name, samples in sets.items()}

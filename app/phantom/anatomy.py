@@ -447,7 +447,7 @@ def supraclavicular(rng: np.random.Generator) -> Anatomy:
 
 
 def _nerve_cluster(a: Anatomy, rng: np.random.Generator, px: float, py: float, cw: float,
-                   ch: float) -> None:
+                   ch: float, fascicles: tuple[int, int] = (7, 16)) -> None:
     """A plexus trunk / division cluster: many dark round fascicles in a brighter, speckled
     epineurium (the honeycomb), with only a faint outer boundary. The label covers the whole
     cluster, the way annotators outline the nerve."""
@@ -455,7 +455,7 @@ def _nerve_cluster(a: Anatomy, rng: np.random.Generator, px: float, py: float, c
                                 phase=rng.uniform(0, 6.3, 3)), "connective",
                         rim=rng.uniform(0.0, 1.5), rim_mm=0.15, gain=rng.uniform(1.0, 2.0),
                         soft=True))
-    _fascicles(a, rng, px, py, cw, ch, int(rng.integers(7, 16)), radii=(0.7, 1.6),
+    _fascicles(a, rng, px, py, cw, ch, int(rng.integers(*fascicles)), radii=(0.7, 1.6),
                rim=(0.0, 1.0), gain=(0.02, 0.1))
     a.labels.append((ellipse(px, py, cw + 0.4, ch + 0.4, 32), NERVE))
 
@@ -817,14 +817,5 @@ def without_vessels(a: Anatomy, rng: np.random.Generator) -> Anatomy:
                    [], a.layer0)
 
 
-SCENES = {"jugular": jugular, "supraclavicular": supraclavicular,
-          "plexus": supraclavicular, "interscalene": interscalene}
-
-
-def make_anatomy(scene: str, rng: np.random.Generator, mirror: bool | None = None) -> Anatomy:
-    """One random patient of a scene; `mirror` None picks the side at random."""
-    if scene not in SCENES:
-        raise ValueError(f"unknown phantom scene {scene!r}; choose one of {sorted(SCENES)}")
-    anatomy = roughen(SCENES[scene](rng), np.random.default_rng(rng.integers(1 << 32)))
-    flip = bool(rng.random() < 0.5) if mirror is None else mirror
-    return anatomy.mirrored() if flip else anatomy
+NECK_SCENES = {"jugular": jugular, "supraclavicular": supraclavicular,
+               "plexus": supraclavicular, "interscalene": interscalene}

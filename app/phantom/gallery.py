@@ -1,10 +1,10 @@
 """python -m app.phantom.gallery [--out assets/phantom_gallery.png] [--real DIR]
 
 Writes a gallery: rows of rendered phantom frames per scene (different patients and settings:
-a compressed IJV, a needle, a deeper view) beside a row of real B-mode images, for judging
-realism by eye. Real images are read from /work/shared/data/usgra-seg/images when present,
-and only those in the "train" list of training/splits/usgra-seg.json (the "val" images are the
-held-out test and are never shown here).
+a compressed IJV, a needle, a deeper view; one row of the limb views) beside a row of real
+B-mode images, for judging realism by eye. Real images are read from
+/work/shared/data/usgra-seg/images when present, and only those in the "train" list of
+training/splits/usgra-seg.json (the "val" images are the held-out test and are never shown).
 """
 
 from __future__ import annotations
@@ -54,9 +54,11 @@ def _outline(frame) -> np.ndarray:
     return out
 
 
-def _scene_row(scene: str, seeds: list[int], setups) -> list[np.ndarray]:
+def _tiles(shots) -> list[np.ndarray]:
+    """One tile per (scene, seed, caption, setup): a 512x512 frame at t=0.35 s after `setup`
+    set the simulator's controls; captions ending in "labels" show the label outlines."""
     tiles = []
-    for seed, (text, setup) in zip(seeds, setups, strict=True):
+    for scene, seed, text, setup in shots:
         sim = PhantomSimulator(scene, seed=seed, size=(512, 512))
         setup(sim)
         f = sim.render(0.35)
@@ -64,6 +66,11 @@ def _scene_row(scene: str, seeds: list[int], setups) -> list[np.ndarray]:
         tiles.append(_label(cv2.resize(img, (TILE, TILE), interpolation=cv2.INTER_AREA),
                             f"{scene} #{seed} {text}"))
     return tiles
+
+
+def _scene_row(scene: str, seeds: list[int], setups) -> list[np.ndarray]:
+    return _tiles((scene, seed, text, setup)
+                  for seed, (text, setup) in zip(seeds, setups, strict=True))
 
 
 def build(real_dir: Path = REAL_DIR) -> np.ndarray:
@@ -78,6 +85,9 @@ def build(real_dir: Path = REAL_DIR) -> np.ndarray:
     rows.append(_scene_row("interscalene", [0, 1, 5, 3], [
         plain, ("out-of-plane needle", lambda s: s.set_needle(14.0, in_plane=False, x_mm=-2)),
         ("gain +6", lambda s: s.set_gain(6)), ("labels", lambda s: None)]))
+    rows.append(_tiles([("axillary", 0, "", plain[1]), ("femoral", 1, "", plain[1]),
+                        ("femoral", 1, "pressed + labels", lambda s: s.set_pressure(0.7)),
+                        ("popliteal", 2, "labels", plain[1])]))
     reals = _train_reals(real_dir)
     if reals:
         tiles = []

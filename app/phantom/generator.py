@@ -19,7 +19,9 @@ from app.phantom.anatomy import without_vessels
 from app.phantom.simulator import PhantomFrame, PhantomSimulator, patient_anatomy
 
 DEPTH_RANGE_MM = {"jugular": (30.0, 50.0), "supraclavicular": (30.0, 50.0),
-                  "plexus": (30.0, 50.0), "interscalene": (25.0, 40.0)}
+                  "plexus": (30.0, 50.0), "interscalene": (25.0, 40.0), "axillary": (20.0, 40.0),
+                  "infraclavicular": (35.0, 55.0), "elbow": (20.0, 35.0),
+                  "femoral": (25.0, 45.0), "popliteal": (30.0, 50.0)}
 VESSEL_FREE_RATE = 0.15  # share of patients seen with no vessel in the plane
 
 

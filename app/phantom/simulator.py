@@ -18,13 +18,15 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from app.phantom.anatomy import Anatomy, make_anatomy
+from app.phantom.anatomy import Anatomy
 from app.phantom.motion import Pose, VeinChains, inverse_map
 from app.phantom.needle import NeedleState, draw_needle
+from app.phantom.scenes import make_anatomy
 from app.phantom.tissue import Grid, TissueMaps, build_tissue
 
 _DB = 20.0 / math.log(10.0)
 _TISSUE_GREY_DB = 16.0  # display offset: generic tissue lands at a dark grey at 0 dB gain
+NOISE_FIELDS, NOISE_PAD = 3, 64  # receiver-noise patterns kept per view, and their extra width
 
 
 @dataclass
@@ -53,7 +55,8 @@ def _pulse_wave(phase: float) -> float:
 
 
 class PhantomSimulator:
-    SCENES = ("jugular", "plexus", "supraclavicular", "interscalene")
+    SCENES = ("jugular", "plexus", "supraclavicular", "interscalene", "axillary",
+              "infraclavicular", "elbow", "femoral", "popliteal")
 
     def __init__(self, scene: str = "jugular", seed: int = 0, size: tuple[int, int] = (512, 512),
                  depth_mm: float = 40.0, *, probe_width_mm: float = 38.0,
@@ -101,6 +104,14 @@ class PhantomSimulator:
         self._tgc_slope = -1.0  # dB/cm left after TGC: the picture darkens a little with depth
         self._focus_mm: float | None = None
         self._phase0 = float(np.random.default_rng([self.seed, 2]).random())
+        # electronic (receiver) noise: this scanner's level at the skin (dB re tissue echo) and
+        # how fast the TGC that compensates tissue attenuation lifts it with depth (dB/cm)
+        noise_rng = np.random.default_rng([self.seed, 3])
+        self._noise_db = float(noise_rng.uniform(-36.0, -28.0))
+        self._noise_rise = float(noise_rng.uniform(2.0, 4.0))
+        # near-field gain: sonographers turn the top of the TGC down (skin, fat and the first
+        # fascia would otherwise glare), so the first few millimetres sit several dB lower
+        self._near_db = float(np.random.default_rng([self.seed, 6]).uniform(-9.0, -3.0))
         self._phase_ref = (0.0, self._phase0)
         self._last_t = 0.0
         self._lock = threading.Lock()
@@ -243,12 +254,37 @@ class PhantomSimulator:
         self._display_sp, self._origin_row, self._scan_map = sp, 0.0, None
         if self.curvilinear:
             self._setup_sector(depth_mm, sp)
-        # TGC curve: a mild focal-zone gain and a residual slope with depth
+        # TGC curve: a mild focal-zone gain, a residual slope with depth, the near field down
         depth = np.arange(h) * sp
         focus = 0.45 * depth_mm if self._focus_mm is None else self._focus_mm
         tgc_db = (2.5 * np.exp(-(((depth - focus) / (0.3 * depth_mm)) ** 2))
-                  + self._tgc_slope * depth / 10.0)
+                  + self._tgc_slope * depth / 10.0 + self._near_db * np.exp(-depth / 6.0))
         self._tgc = np.power(10.0, tgc_db / 20.0).astype(np.float32)[:, None]
+        self._noise = self._noise_fields(depth)
+
+    def _noise_fields(self, depth: np.ndarray) -> np.ndarray:
+        """NOISE_FIELDS receiver-noise patterns (envelope of band-limited complex Gaussian
+        noise, wider than the picture so each frame can take a different lateral window),
+        scaled by the noise level at each depth. It is what keeps shadows and the deep field
+        from being pure black, and makes deep views grainy."""
+        h, w = self.size
+        rng = np.random.default_rng([self.seed, 4, h, w])
+        iq = rng.standard_normal((NOISE_FIELDS, h, w + NOISE_PAD, 2), dtype=np.float32)
+        fields = np.empty((NOISE_FIELDS, h, w + NOISE_PAD), np.float32)
+        for k in range(NOISE_FIELDS):  # the receive filter: about a pixel of correlation
+            re, im = (cv2.GaussianBlur(iq[k, ..., c], (0, 0), sigmaX=1.2, sigmaY=0.8)
+                      for c in (0, 1))
+            fields[k] = cv2.magnitude(re, im)
+        fields *= np.float32(1.0 / np.sqrt(np.mean(fields[0] ** 2)))  # unit RMS
+        level_db = self._noise_db + self._noise_rise * depth / 10.0
+        fields *= np.power(10.0, level_db / 20.0).astype(np.float32)[None, :, None]
+        return fields
+
+    def _noise_window(self, t: float) -> np.ndarray:
+        """This frame's receiver noise: fresh-looking every frame, the same for the same t."""
+        rng = np.random.default_rng([self.seed, 5, int(round(t * 1e4))])
+        k, off = int(rng.integers(NOISE_FIELDS)), int(rng.integers(NOISE_PAD + 1))
+        return self._noise[k, :, off:off + self.size[1]]
 
     def _setup_sector(self, depth_mm: float, sp: float) -> None:
         """Convex array: the rendered raster is (beam angle, range); beams fan out from a centre
@@ -341,7 +377,7 @@ class PhantomSimulator:
                                  cv2.addWeighted(a3, c, a1, -s, 0.0))
             env = cv2.addWeighted(env, 0.5, env2, 0.5, 0.0)
         lin = cv2.add(env, add)
-
+        lin += self._noise_window(t)
         lin *= self._tgc
         d_sp, half_face = sp, self.probe_width_mm / 2
         if self._scan_map is not None:  # sector picture from the (angle, range) raster

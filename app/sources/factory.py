@@ -1,7 +1,7 @@
 """One place that turns a source spec string (command line, settings, UI) into a FrameSource.
 
-Specs: "phantom" (jugular scene), "phantom:jugular", "phantom:plexus", "camera:N" (capture
-card N; "camera" alone is 0), or a path to a video file.
+Specs: "phantom" (jugular scene), "phantom:SCENE" (jugular, plexus, axillary, femoral,
+popliteal), "camera:N" (capture card N; "camera" alone is 0), or a path to a video file.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from pathlib import Path
 
 from app.sources.base import FrameSource
 
-PHANTOM_SCENES = ("jugular", "plexus")
+PHANTOM_SCENES = ("jugular", "plexus", "axillary", "femoral", "popliteal")
 DEFAULT_PHANTOM_SCENE = "jugular"
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".wmv", ".mpg", ".mpeg")
 
-VALID_FORMS = ('"phantom", "phantom:jugular", "phantom:plexus", "camera:N" (N = 0, 1, ...), '
+VALID_FORMS = ('"phantom", "phantom:SCENE" (' + ", ".join(PHANTOM_SCENES) + '), '
+               '"camera:N" (N = 0, 1, ...), '
                "or the path of a video file (" + ", ".join(VIDEO_SUFFIXES[:4]) + ")")
 
 

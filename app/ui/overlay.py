@@ -62,12 +62,13 @@ def target_text(target: Target, roi: Roi, spacing_mm: float | None) -> str:
 
 
 def target_summary(target: Target, roi: Roi, spacing_mm: float | None) -> str:
-    """One short line for the side panel: what, how deep, and a '?' when unsure (the panel
-    colours it too). Kept to one line so the panel fits a 1366x768 screen."""
+    """One short line for the side panel: what, how deep (or that depth needs a calibration),
+    and "unsure" when the model is (the panel colours it too). Kept to one line so the panel
+    fits a 1366x768 screen."""
     depth = target_depth_mm(target, roi, spacing_mm)
-    line = f"{depth:.1f} mm" if depth is not None else "depth ?"
+    line = f"{depth:.1f} mm" if depth is not None else "depth: calibrate"
     if target.unsure:
-        line += " ?"
+        line += " (unsure)"
     return f"Target: {target.class_name} {line}"
 
 

@@ -249,7 +249,10 @@ class MainWindow(QtWidgets.QMainWindow):
         menu = self.menuBar()
         source_menu = menu.addMenu("&Source")
         for label, spec in (("Phantom: IJ (jugular)", "phantom:jugular"),
-                            ("Phantom: brachial plexus", "phantom:plexus")):
+                            ("Phantom: brachial plexus", "phantom:plexus"),
+                            ("Phantom: axillary plexus", "phantom:axillary"),
+                            ("Phantom: femoral nerve", "phantom:femoral"),
+                            ("Phantom: popliteal sciatic", "phantom:popliteal")):
             source_menu.addAction(label, lambda s=spec: self.open_source(s))
         source_menu.addAction("Open video file...", self._choose_file)
         self.capture_menu = source_menu.addMenu("Capture devices")

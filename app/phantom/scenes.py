@@ -1,0 +1,19 @@
+"""Every phantom scene by name, and the one way to draw a patient of one."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.phantom.anatomy import NECK_SCENES, Anatomy, roughen
+from app.phantom.limbs import LIMB_SCENES
+
+SCENES = {**NECK_SCENES, **LIMB_SCENES}
+
+
+def make_anatomy(scene: str, rng: np.random.Generator, mirror: bool | None = None) -> Anatomy:
+    """One random patient of a scene; `mirror` None picks the side at random."""
+    if scene not in SCENES:
+        raise ValueError(f"unknown phantom scene {scene!r}; choose one of {sorted(SCENES)}")
+    anatomy = roughen(SCENES[scene](rng), np.random.default_rng(rng.integers(1 << 32)))
+    flip = bool(rng.random() < 0.5) if mirror is None else mirror
+    return anatomy.mirrored() if flip else anatomy
