@@ -32,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time ultrasound guidance overlays (research and training use, "
                     "not a medical device).")
     parser.add_argument("--source", default=None,
-                        help="phantom | phantom:SCENE (jugular, plexus, axillary, femoral, "
-                             "popliteal) | camera:N | VIDEO_PATH "
+                        help="phantom | phantom:SCENE (jugular, plexus, axillary, "
+                             "infraclavicular, elbow, femoral, popliteal) | camera:N | VIDEO_PATH "
                              "(default: the phantom scene of the mode)")
     parser.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
                         help="plexus (nerve block) or jugular (IJ cannulation); default jugular")

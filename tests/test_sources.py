@@ -394,5 +394,5 @@ def test_factory_opens_phantom_scenes():
     plexus = open_source("phantom:plexus")
     assert type(jugular).__name__ == "PhantomSource" == type(plexus).__name__
     # the limb block views a trainee can scan too
-    assert [open_source(f"phantom:{s}").name for s in ("axillary", "femoral", "popliteal")] == [
-        "phantom:axillary", "phantom:femoral", "phantom:popliteal"]
+    limbs = ("axillary", "infraclavicular", "elbow", "femoral", "popliteal")
+    assert [open_source(f"phantom:{s}").name for s in limbs] == [f"phantom:{s}" for s in limbs]

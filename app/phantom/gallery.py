@@ -85,7 +85,8 @@ def build(real_dir: Path = REAL_DIR) -> np.ndarray:
     rows.append(_scene_row("interscalene", [0, 1, 5, 3], [
         plain, ("out-of-plane needle", lambda s: s.set_needle(14.0, in_plane=False, x_mm=-2)),
         ("gain +6", lambda s: s.set_gain(6)), ("labels", lambda s: None)]))
-    rows.append(_tiles([("axillary", 0, "", plain[1]), ("femoral", 1, "", plain[1]),
+    rows.append(_tiles([("axillary", 0, "", plain[1]), ("infraclavicular", 1, "depth 50",
+                                                         lambda s: s.set_depth(50)),
                         ("femoral", 1, "pressed + labels", lambda s: s.set_pressure(0.7)),
                         ("popliteal", 2, "labels", plain[1])]))
     reals = _train_reals(real_dir)

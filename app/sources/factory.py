@@ -1,7 +1,8 @@
 """One place that turns a source spec string (command line, settings, UI) into a FrameSource.
 
-Specs: "phantom" (jugular scene), "phantom:SCENE" (jugular, plexus, axillary, femoral,
-popliteal), "camera:N" (capture card N; "camera" alone is 0), or a path to a video file.
+Specs: "phantom" (jugular scene), "phantom:SCENE" (jugular, plexus, axillary,
+infraclavicular, elbow, femoral, popliteal), "camera:N" (capture card N; "camera" alone is
+0), or a path to a video file.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from pathlib import Path
 
 from app.sources.base import FrameSource
 
-PHANTOM_SCENES = ("jugular", "plexus", "axillary", "femoral", "popliteal")
+PHANTOM_SCENES = ("jugular", "plexus", "axillary", "infraclavicular", "elbow", "femoral",
+                  "popliteal")
 DEFAULT_PHANTOM_SCENE = "jugular"
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".wmv", ".mpg", ".mpeg")
 

@@ -251,6 +251,8 @@ class MainWindow(QtWidgets.QMainWindow):
         for label, spec in (("Phantom: IJ (jugular)", "phantom:jugular"),
                             ("Phantom: brachial plexus", "phantom:plexus"),
                             ("Phantom: axillary plexus", "phantom:axillary"),
+                            ("Phantom: infraclavicular plexus", "phantom:infraclavicular"),
+                            ("Phantom: median nerve at the elbow", "phantom:elbow"),
                             ("Phantom: femoral nerve", "phantom:femoral"),
                             ("Phantom: popliteal sciatic", "phantom:popliteal")):
             source_menu.addAction(label, lambda s=spec: self.open_source(s))
