@@ -16,7 +16,8 @@ import numpy as np
 from app.phantom.generator import generate
 from app.phantom.simulator import PhantomSimulator
 
-SCENES = ("jugular", "supraclavicular", "interscalene", "axillary", "femoral", "popliteal")
+SCENES = ("jugular", "supraclavicular", "interscalene", "axillary", "infraclavicular", "elbow",
+          "femoral", "popliteal")
 
 
 def bench_render(scene: str, frames: int, size: tuple[int, int] = (512, 512),
