@@ -74,6 +74,26 @@ def _nerve_near(a: Anatomy, rng: np.random.Generator, occ: _Occupancy, x: float,
             return
 
 
+def _limb(scene: str, rng: np.random.Generator,
+          fat_mm: tuple[float, float]) -> tuple[Anatomy, float]:
+    """A new limb patient: background tissue, skin and a fat layer; returns it and the fat's
+    bottom depth (mm)."""
+    a = Anatomy(scene)
+    _background(a, rng)
+    return a, _skin_and_fat(a, rng, rng.uniform(*fat_mm))
+
+
+def _nerves_around(a: Anatomy, rng: np.random.Generator, occ: _Occupancy,
+                   spots: tuple[tuple[float, float], ...], size: tuple[float, float],
+                   tries: int = 12, away: tuple[float, float] | None = None) -> None:
+    """Small nerves (axillary terminal nerves, infraclavicular cords) at most of `spots`
+    (each is there 85 % of the time), of half-width drawn from `size`."""
+    for x, y in spots:
+        if rng.random() < 0.85:
+            s = rng.uniform(*size)
+            _nerve_near(a, rng, occ, x, y, (s, s * rng.uniform(0.6, 0.9)), (3, 7), tries, away)
+
+
 def _place(a: Anatomy, occ: _Occupancy, v: Vessel, margin: float = 0.5) -> bool:
     if not occ.free(v.outer(), margin):
         return False
@@ -82,10 +102,22 @@ def _place(a: Anatomy, occ: _Occupancy, v: Vessel, margin: float = 0.5) -> bool:
     return True
 
 
+def _medial_vein(a: Anatomy, rng: np.random.Generator, occ: _Occupancy, x: float, y: float,
+                 size: tuple[float, float], gap: tuple[float, float],
+                 dy: tuple[float, float]) -> None:
+    """The patient's compressible vein beside the artery, medial to `x` (the artery's medial
+    edge) by `gap` mm, at about depth y (+ dy); up to ten tries to keep it clear."""
+    for _ in range(10):
+        va = rng.uniform(*size)
+        vein = _vein(rng, x + va + rng.uniform(*gap), y + rng.uniform(*dy), va,
+                     va * rng.uniform(0.5, 0.9))
+        if _place(a, occ, vein):
+            a.vein = vein
+            return
+
+
 def axillary(rng: np.random.Generator) -> Anatomy:
-    a = Anatomy("axillary")
-    _background(a, rng)
-    fat_bottom = _skin_and_fat(a, rng, rng.uniform(1.5, 4.0))
+    a, fat_bottom = _limb("axillary", rng, (1.5, 4.0))
     ax, r_a = rng.uniform(-4.0, 4.0), rng.uniform(2.2, 3.8)
     ay = fat_bottom + rng.uniform(7.0, 14.0)
     # biceps superficial-lateral, coracobrachialis lateral, triceps deep-medial
@@ -113,18 +145,13 @@ def axillary(rng: np.random.Generator) -> Anatomy:
                 break
     # median (superficial-lateral), ulnar (medial), radial (deep), musculocutaneous (lateral)
     d = r_a + 2.5
-    for x, y in ((ax - d * 0.7, ay - d * 0.7), (ax + d, ay - d * 0.3), (ax + d * 0.2, ay + d),
-                 (ax - d * 3.5, ay - d * 0.2)):
-        if rng.random() < 0.85:
-            s = rng.uniform(1.4, 2.8)
-            _nerve_near(a, rng, occ, x, y, (s, s * rng.uniform(0.6, 0.9)), (3, 7))
+    _nerves_around(a, rng, occ, ((ax - d * 0.7, ay - d * 0.7), (ax + d, ay - d * 0.3),
+                                 (ax + d * 0.2, ay + d), (ax - d * 3.5, ay - d * 0.2)), (1.4, 2.8))
     return a
 
 
 def femoral(rng: np.random.Generator) -> Anatomy:
-    a = Anatomy("femoral")
-    _background(a, rng)
-    fat_bottom = _skin_and_fat(a, rng, rng.uniform(4.0, 12.0))
+    a, fat_bottom = _limb("femoral", rng, (4.0, 12.0))
     lata = fat_bottom + rng.uniform(0.5, 2.0)
     a.lines.append(Line(np.stack([np.linspace(-45, 45, 24), wavy(rng, -45, 45, lata, 0.6)], 1),
                         rng.uniform(5, 9), 0.15))  # fascia lata
@@ -144,13 +171,7 @@ def femoral(rng: np.random.Generator) -> Anatomy:
     artery = _artery(rng, ax, ay, r_a)
     _place(a, occ, artery, 0.0)
     a.artery = artery
-    for _ in range(10):  # the femoral vein, medial and larger
-        va = rng.uniform(4.0, 7.5)
-        vein = _vein(rng, ax + r_a + va + rng.uniform(0.5, 3.0), ay + rng.uniform(-1, 3), va,
-                     va * rng.uniform(0.5, 0.9))
-        if _place(a, occ, vein):
-            a.vein = vein
-            break
+    _medial_vein(a, rng, occ, ax + r_a, ay, (4.0, 7.5), (0.5, 3.0), (-1, 3))  # larger
     if rng.random() < 0.4:  # deep femoral artery below and lateral
         _place(a, occ, _artery(rng, ax - rng.uniform(0, 5), ay + r_a + rng.uniform(5, 9),
                                rng.uniform(1.5, 2.8)))
@@ -166,9 +187,7 @@ def femoral(rng: np.random.Generator) -> Anatomy:
 
 
 def popliteal(rng: np.random.Generator) -> Anatomy:
-    a = Anatomy("popliteal")
-    _background(a, rng)
-    fat_bottom = _skin_and_fat(a, rng, rng.uniform(3.0, 8.0))
+    a, fat_bottom = _limb("popliteal", rng, (3.0, 8.0))
     nx, ny = rng.uniform(-5.0, 5.0), fat_bottom + rng.uniform(5.0, 12.0)
     nw = rng.uniform(4.0, 7.5)
     nh = nw * rng.uniform(0.55, 0.9)
@@ -197,9 +216,7 @@ def popliteal(rng: np.random.Generator) -> Anatomy:
 
 
 def infraclavicular(rng: np.random.Generator) -> Anatomy:
-    a = Anatomy("infraclavicular")
-    _background(a, rng)
-    fat_bottom = _skin_and_fat(a, rng, rng.uniform(2.0, 6.0))
+    a, fat_bottom = _limb("infraclavicular", rng, (2.0, 6.0))
     # pectoralis major over pectoralis minor: two thick muscle layers above the vessels
     pm_bot = fat_bottom + rng.uniform(6.0, 11.0)
     _muscle(a, rng, -45, 45, fat_bottom + 0.3, pm_bot, fascia=rng.uniform(5, 8))
@@ -219,26 +236,17 @@ def infraclavicular(rng: np.random.Generator) -> Anatomy:
     artery = _artery(rng, ax, ay, r_a)
     _place(a, occ, artery, 0.0)
     a.artery = artery
-    for _ in range(10):  # the axillary vein, medial (often caudal: smaller here)
-        va = rng.uniform(3.0, 6.5)
-        vein = _vein(rng, ax + r_a + va + rng.uniform(0.5, 4.0), ay + rng.uniform(-2, 3), va,
-                     va * rng.uniform(0.5, 0.9))
-        if _place(a, occ, vein):
-            a.vein = vein
-            break
+    # the axillary vein, medial (often caudal: smaller here)
+    _medial_vein(a, rng, occ, ax + r_a, ay, (3.0, 6.5), (0.5, 4.0), (-2, 3))
     # lateral, posterior and medial cords around the artery
     d = r_a + 2.2
-    for x, y in ((ax - d, ay - d * 0.3), (ax - d * 0.2, ay + d), (ax + d * 0.6, ay + d * 0.8)):
-        if rng.random() < 0.85:
-            s = rng.uniform(1.5, 2.8)
-            _nerve_near(a, rng, occ, x, y, (s, s * rng.uniform(0.6, 0.9)), (3, 7), 20, (ax, ay))
+    _nerves_around(a, rng, occ, ((ax - d, ay - d * 0.3), (ax - d * 0.2, ay + d),
+                                 (ax + d * 0.6, ay + d * 0.8)), (1.5, 2.8), 20, (ax, ay))
     return a
 
 
 def elbow(rng: np.random.Generator) -> Anatomy:
-    a = Anatomy("elbow")
-    _background(a, rng)
-    fat_bottom = _skin_and_fat(a, rng, rng.uniform(2.0, 6.0))
+    a, fat_bottom = _limb("elbow", rng, (2.0, 6.0))
     ap = fat_bottom + rng.uniform(0.5, 2.0)  # bicipital aponeurosis over the vessels
     a.lines.append(Line(np.stack([np.linspace(-30, 30, 20), wavy(rng, -30, 30, ap, 0.4, 20)], 1),
                         rng.uniform(5, 8), 0.15))
