@@ -112,6 +112,7 @@ class PhantomSimulator:
         # near-field gain: sonographers turn the top of the TGC down (skin, fat and the first
         # fascia would otherwise glare), so the first few millimetres sit several dB lower
         self._near_db = float(np.random.default_rng([self.seed, 6]).uniform(-9.0, -3.0))
+        self._noise_unit: np.ndarray | None = None
         self._phase_ref = (0.0, self._phase0)
         self._last_t = 0.0
         self._lock = threading.Lock()
@@ -266,19 +267,21 @@ class PhantomSimulator:
         """NOISE_FIELDS receiver-noise patterns (envelope of band-limited complex Gaussian
         noise, wider than the picture so each frame can take a different lateral window),
         scaled by the noise level at each depth. It is what keeps shadows and the deep field
-        from being pure black, and makes deep views grainy."""
+        from being pure black, and makes deep views grainy. The patterns are made once per
+        picture size; a depth or TGC change only rescales them (no hitch while dragging)."""
         h, w = self.size
-        rng = np.random.default_rng([self.seed, 4, h, w])
-        iq = rng.standard_normal((NOISE_FIELDS, h, w + NOISE_PAD, 2), dtype=np.float32)
-        fields = np.empty((NOISE_FIELDS, h, w + NOISE_PAD), np.float32)
-        for k in range(NOISE_FIELDS):  # the receive filter: about a pixel of correlation
-            re, im = (cv2.GaussianBlur(iq[k, ..., c], (0, 0), sigmaX=1.2, sigmaY=0.8)
-                      for c in (0, 1))
-            fields[k] = cv2.magnitude(re, im)
-        fields *= np.float32(1.0 / np.sqrt(np.mean(fields[0] ** 2)))  # unit RMS
+        if self._noise_unit is None:
+            rng = np.random.default_rng([self.seed, 4, h, w])
+            iq = rng.standard_normal((NOISE_FIELDS, h, w + NOISE_PAD, 2), dtype=np.float32)
+            unit = np.empty((NOISE_FIELDS, h, w + NOISE_PAD), np.float32)
+            for k in range(NOISE_FIELDS):  # the receive filter: about a pixel of correlation
+                re, im = (cv2.GaussianBlur(iq[k, ..., c], (0, 0), sigmaX=1.2, sigmaY=0.8)
+                          for c in (0, 1))
+                unit[k] = cv2.magnitude(re, im)
+            unit *= np.float32(1.0 / np.sqrt(np.mean(unit[0] ** 2)))  # unit RMS
+            self._noise_unit = unit
         level_db = self._noise_db + self._noise_rise * depth / 10.0
-        fields *= np.power(10.0, level_db / 20.0).astype(np.float32)[None, :, None]
-        return fields
+        return self._noise_unit * np.power(10.0, level_db / 20.0).astype(np.float32)[None, :, None]
 
     def _noise_window(self, t: float) -> np.ndarray:
         """This frame's receiver noise: fresh-looking every frame, the same for the same t."""
