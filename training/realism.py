@@ -2,9 +2,9 @@
 
 Per labelled vessel: lumen, surrounding-tissue and below-vessel brightness, boundary sharpness,
 size and depth; per frame: the brightness of background tissue by depth band of the imaged
-area (a scanner's black screen margins excluded). Printed as
-medians (25th-75th percentile) for the real images of a split part (train only by default, so
-the validation images stay a clean test of the phantom) beside each phantom scene.
+area (a scanner's black screen margins excluded). Printed as medians (25th-75th percentile) for
+the real images of a split part (train only by default, so the validation images stay a clean
+test of the phantom) beside each phantom scene.
 
     python -m training.realism [--part train] [--frames 80]
 """
@@ -115,6 +115,7 @@ def _cell(figure: tuple[float, float, float] | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from app.phantom.scenes import VIEWS
     from training.phantom_data import phantom_samples
     from training.train import data_root, load_sources
 
@@ -127,8 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     sets = {f"real ({args.part})": load_sources(
         [{"kind": "usgra-seg", "root": "usgra-seg", "split": "training/splits/usgra-seg.json",
           "part": args.part}], classes, data_root(args.data_root), (SIDE, SIDE))}
-    for scene in ("supraclavicular", "interscalene", "jugular", "axillary", "infraclavicular",
-                  "elbow", "femoral", "popliteal"):
+    for scene in VIEWS:
         sets[scene] = phantom_samples(scene, args.frames, 7, classes, size=(SIDE, SIDE))
     table = {name: summary([at_side(s) for s in samples], classes.index("vessel"))
              for name, samples in sets.items()}

@@ -818,4 +818,4 @@ def without_vessels(a: Anatomy, rng: np.random.Generator) -> Anatomy:
 
 
 NECK_SCENES = {"jugular": jugular, "supraclavicular": supraclavicular,
-               "plexus": supraclavicular, "interscalene": interscalene}
+               "interscalene": interscalene}

@@ -14,10 +14,10 @@ import cv2
 import numpy as np
 
 from app.phantom.generator import generate
+from app.phantom.scenes import VIEWS
 from app.phantom.simulator import PhantomSimulator
 
-SCENES = ("jugular", "supraclavicular", "interscalene", "axillary", "infraclavicular", "elbow",
-          "femoral", "popliteal")
+SCENES = VIEWS
 
 
 def bench_render(scene: str, frames: int, size: tuple[int, int] = (512, 512),

@@ -19,6 +19,8 @@ only ever saw the neck meets vessels and nerves here in other sizes and company.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from app.phantom.anatomy import (
@@ -102,18 +104,27 @@ def _place(a: Anatomy, occ: _Occupancy, v: Vessel, margin: float = 0.5) -> bool:
     return True
 
 
+def _place_first(a: Anatomy, occ: _Occupancy, draw: Callable[[], Vessel],
+                 tries: int = 10) -> Vessel | None:
+    """Draw candidate vessels until one keeps clear of what is placed; that one is added."""
+    for _ in range(tries):
+        v = draw()
+        if _place(a, occ, v):
+            return v
+    return None
+
+
 def _medial_vein(a: Anatomy, rng: np.random.Generator, occ: _Occupancy, x: float, y: float,
                  size: tuple[float, float], gap: tuple[float, float],
                  dy: tuple[float, float]) -> None:
     """The patient's compressible vein beside the artery, medial to `x` (the artery's medial
     edge) by `gap` mm, at about depth y (+ dy); up to ten tries to keep it clear."""
-    for _ in range(10):
+    def draw() -> Vessel:
         va = rng.uniform(*size)
-        vein = _vein(rng, x + va + rng.uniform(*gap), y + rng.uniform(*dy), va,
+        return _vein(rng, x + va + rng.uniform(*gap), y + rng.uniform(*dy), va,
                      va * rng.uniform(0.5, 0.9))
-        if _place(a, occ, vein):
-            a.vein = vein
-            return
+
+    a.vein = _place_first(a, occ, draw) or a.vein
 
 
 def axillary(rng: np.random.Generator) -> Anatomy:
@@ -134,15 +145,15 @@ def axillary(rng: np.random.Generator) -> Anatomy:
     artery = _artery(rng, ax, ay, r_a)
     _place(a, occ, artery, 0.0)
     a.artery = artery
+    def draw_vein() -> Vessel:
+        va = rng.uniform(2.0, 5.5)
+        return _vein(rng, ax + rng.uniform(3, 12), ay + rng.uniform(-6, 5), va,
+                     va * rng.uniform(0.4, 0.9))
+
     for k in range(int(rng.choice([1, 2, 2, 3]))):  # veins, medial and superficial; compressible
-        for _ in range(10):
-            va = rng.uniform(2.0, 5.5)
-            v = _vein(rng, ax + rng.uniform(3, 12), ay + rng.uniform(-6, 5), va,
-                      va * rng.uniform(0.4, 0.9))
-            if _place(a, occ, v):
-                if k == 0:
-                    a.vein = v
-                break
+        v = _place_first(a, occ, draw_vein)
+        if k == 0 and v is not None:
+            a.vein = v
     # median (superficial-lateral), ulnar (medial), radial (deep), musculocutaneous (lateral)
     d = r_a + 2.5
     _nerves_around(a, rng, occ, ((ax - d * 0.7, ay - d * 0.7), (ax + d, ay - d * 0.3),
@@ -204,11 +215,8 @@ def popliteal(rng: np.random.Generator) -> Anatomy:
     if _place(a, occ, vein):
         a.vein = vein
     r_a = rng.uniform(2.5, 4.0)
-    for _ in range(10):
-        artery = _artery(rng, nx + rng.uniform(-5, 5), vy + va + r_a + rng.uniform(1.0, 3.5), r_a)
-        if _place(a, occ, artery):
-            a.artery = artery
-            break
+    a.artery = _place_first(a, occ, lambda: _artery(
+        rng, nx + rng.uniform(-5, 5), vy + va + r_a + rng.uniform(1.0, 3.5), r_a))
     _bone(a, rng, nx + rng.uniform(-8, 8), vy + va + 2 * r_a + rng.uniform(6, 12),
           rng.uniform(25, 35), rng.uniform(4, 6))  # femur
     _nerve_near(a, rng, occ, nx, ny, (nw, nh), (10, 20))

@@ -8,10 +8,13 @@ from app.phantom.anatomy import NECK_SCENES, Anatomy, roughen
 from app.phantom.limbs import LIMB_SCENES
 
 SCENES = {**NECK_SCENES, **LIMB_SCENES}
+ALIASES = {"plexus": "supraclavicular"}  # the nerve-block mode's default view
+VIEWS = tuple(SCENES)  # each distinct scene once
 
 
 def make_anatomy(scene: str, rng: np.random.Generator, mirror: bool | None = None) -> Anatomy:
     """One random patient of a scene; `mirror` None picks the side at random."""
+    scene = ALIASES.get(scene, scene)
     if scene not in SCENES:
         raise ValueError(f"unknown phantom scene {scene!r}; choose one of {sorted(SCENES)}")
     anatomy = roughen(SCENES[scene](rng), np.random.default_rng(rng.integers(1 << 32)))

@@ -21,7 +21,8 @@ import numpy as np
 from app.phantom.anatomy import Anatomy
 from app.phantom.motion import Pose, VeinChains, inverse_map
 from app.phantom.needle import NeedleState, draw_needle
-from app.phantom.scenes import make_anatomy
+from app.phantom.scenes import ALIASES, make_anatomy
+from app.phantom.scenes import SCENES as ALL_SCENES
 from app.phantom.tissue import Grid, TissueMaps, build_tissue
 
 _DB = 20.0 / math.log(10.0)
@@ -55,8 +56,7 @@ def _pulse_wave(phase: float) -> float:
 
 
 class PhantomSimulator:
-    SCENES = ("jugular", "plexus", "supraclavicular", "interscalene", "axillary",
-              "infraclavicular", "elbow", "femoral", "popliteal")
+    SCENES = (*ALL_SCENES, *ALIASES)
 
     def __init__(self, scene: str = "jugular", seed: int = 0, size: tuple[int, int] = (512, 512),
                  depth_mm: float = 40.0, *, probe_width_mm: float = 38.0,
@@ -78,7 +78,7 @@ class PhantomSimulator:
         h, w = int(size[0]), int(size[1])
         if h < 32 or w < 32:
             raise ValueError(f"phantom size {size} too small (min 32x32)")
-        self.scene = "supraclavicular" if scene == "plexus" else scene
+        self.scene = ALIASES.get(scene, scene)
         self.seed = int(seed)
         self.size = (h, w)
         self.probe_width_mm = float(probe_width_mm)
