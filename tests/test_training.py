@@ -374,3 +374,35 @@ def test_an_ensemble_config_trains_members_by_seed_and_exports_their_mean(tmp_pa
     session = ort_session(path)
     out = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     assert np.allclose(out, ((logits[0] + logits[1]) / 2).numpy(), atol=1e-4)
+
+
+def test_learning_curve_subsets_are_nested_and_keep_the_vessel_free_share():
+    from training.learning_curve import nested_subsets
+
+    with_v = [f"v{i}" for i in range(80)]
+    without = [f"n{i}" for i in range(20)]
+    subsets = nested_subsets(with_v, without, [25, 50, 100])
+    assert set(subsets[25]) < set(subsets[50]) < set(subsets[100])
+    assert sum(n.startswith("n") for n in subsets[50]) == 10  # 20 % as in the whole split
+    with pytest.raises(ValueError, match="101"):
+        nested_subsets(with_v, without, [101])
+
+
+def test_learning_curve_trains_each_size_on_the_same_validation_split(tmp_path):
+    from training.learning_curve import learning_curve
+
+    write_usgra_like(tmp_path / "data" / "tiny", n=6)
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": ["0000", "0001", "0002", "0003"],
+                                 "val": ["0004", "0005"]}))
+    src = {"kind": "usgra-seg", "root": "tiny", "split": str(split)}
+    cfg = tiny_config(tmp_path, epochs=1, train=[{**src, "part": "train"}],
+                      val=[{**src, "part": "val"}])
+    report = learning_curve(cfg, [2, 4], tmp_path / "curve", tmp_path / "data", "cpu",
+                            {"nerve": 0.99}, max_steps=1, quiet=True)
+    assert [r["images"] for r in report["rows"]] == [2, 4]
+    small = json.loads((tmp_path / "curve" / "split_n2.json").read_text())
+    assert len(small["train"]) == 2 and small["val"] == ["0004", "0005"]
+    assert "per_doubling" in report["fits"]["nerve"]
+    assert (tmp_path / "curve" / "curve.png").exists()
+    assert "real training images" in (tmp_path / "curve" / "curve.md").read_text()

@@ -1,4 +1,4 @@
-"""python -m training {split,train,evaluate,export,calibrate,compare,bench,ship} ... (--help)."""
+"""python -m training {split,train,evaluate,export,calibrate,compare,curve,bench,ship} (--help)."""
 
 from __future__ import annotations
 
@@ -56,6 +56,17 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--threads", type=int)
     c.add_argument("--rebench", action="store_true",
                    help="only time the already compared models again and redraw")
+
+    lc = sub.add_parser("curve", help="learning curve: train+evaluate on nested subsets of the "
+                        "real training split (how Dice grows with labelled images)")
+    lc.add_argument("--config", required=True)
+    lc.add_argument("--sizes", default="40,81,163", help="real training images per run")
+    lc.add_argument("--epochs", type=int, help="override the config's epochs")
+    lc.add_argument("--target", default="", help="e.g. nerve=0.72,vessel=0.82")
+    lc.add_argument("--out", default="runs/curve")
+    lc.add_argument("--seed", type=int, default=0)
+    lc.add_argument("--data-root")
+    lc.add_argument("--device")
 
     b = sub.add_parser("bench", help="ONNX Runtime CPU speed, batch 1 (and an int8 variant)")
     b.add_argument("models", nargs="+")
@@ -118,6 +129,15 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         print(compare(cfg, a.nets.split(","), a.losses.split(","), a.epochs, Path(a.out),
                       a.data_root, a.device))
+    elif a.cmd == "curve":
+        from training.learning_curve import learning_curve, markdown
+
+        if a.epochs:
+            cfg.raw["epochs"] = a.epochs
+        target = {k: float(v) for k, v in (t.split("=") for t in a.target.split(",") if t)}
+        report = learning_curve(cfg, [int(n) for n in a.sizes.split(",")], Path(a.out),
+                                a.data_root, a.device, target, a.seed)
+        print(markdown(report))
     elif a.cmd == "bench":
         from training.bench import bench_models
 
