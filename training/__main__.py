@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     lc.add_argument("--target", default="", help="e.g. nerve=0.72,vessel=0.82")
     lc.add_argument("--out", default="runs/curve")
     lc.add_argument("--seed", type=int, default=0)
+    lc.add_argument("--threads", type=int, help="CPU threads (default: config or 2)")
     lc.add_argument("--data-root")
     lc.add_argument("--device")
 
@@ -134,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if a.epochs:
             cfg.raw["epochs"] = a.epochs
+        if a.threads:
+            cfg.raw["threads"] = a.threads
         target = {k: float(v) for k, v in (t.split("=") for t in a.target.split(",") if t)}
         report = learning_curve(cfg, [int(n) for n in a.sizes.split(",")], Path(a.out),
                                 a.data_root, a.device, target, a.seed)
