@@ -134,7 +134,7 @@ def plot(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = report["rows"]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(9, 4))
     n = [r["images"] for r in rows]
     for c in (k for k in rows[0] if k != "images"):
         (line,) = ax.plot(n, [r[c] for r in rows], "o-", label=f"{c}")
@@ -142,11 +142,19 @@ def plot(report: dict, path: Path) -> None:
         if f.get("target") is not None:
             ax.axhline(f["target"], color=line.get_color(), ls=":", lw=1,
                        label=f"{c} target {f['target']}")
+        if f.get("reach"):  # the fitted line, carried on to where it meets the target
+            x = np.geomspace(min(n), max(max(n), f["reach"]), 20)
+            b = f["per_doubling"]
+            a = np.mean([r[c] for r in rows]) - b * np.mean(np.log2(n))
+            ax.plot(x, a + b * np.log2(x), "--", color=line.get_color(), lw=1,
+                    label=f"{c} fit: {b:+.3f} per doubling, target at ~{f['reach']}")
     ax.set_xscale("log", base=2)
+    ax.set_xticks(n, [str(t) for t in n])
+    ax.minorticks_off()
     ax.set_xlabel("real labelled training images (log scale)")
     ax.set_ylabel("mean Dice per frame, validation split")
-    ax.set_title(f"{report['config']}: learning curve")
-    ax.legend(fontsize=8)
+    ax.set_title(f"{report['config']} recipe, one network per size: learning curve")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
