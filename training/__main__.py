@@ -8,6 +8,14 @@ import sys
 from pathlib import Path
 
 
+def _override(cfg, a: argparse.Namespace) -> None:
+    """The command line's --epochs and --threads win over the config's."""
+    if a.epochs:
+        cfg.raw["epochs"] = a.epochs
+    if a.threads:
+        cfg.raw["threads"] = a.threads
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -96,12 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "train":
         from training.train import train_all
 
-        if a.epochs:
-            cfg.raw["epochs"] = a.epochs
+        _override(cfg, a)
         if a.out:
             cfg.raw["out"] = a.out
-        if a.threads:
-            cfg.raw["threads"] = a.threads
         print(*train_all(cfg, a.data_root, a.device), sep="\n")
     elif a.cmd == "export":
         from training.export import export_run
@@ -133,10 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     elif a.cmd == "curve":
         from training.learning_curve import learning_curve, markdown
 
-        if a.epochs:
-            cfg.raw["epochs"] = a.epochs
-        if a.threads:
-            cfg.raw["threads"] = a.threads
+        _override(cfg, a)
         target = {k: float(v) for k, v in (t.split("=") for t in a.target.split(",") if t)}
         report = learning_curve(cfg, [int(n) for n in a.sizes.split(",")], Path(a.out),
                                 a.data_root, a.device, target, a.seed)

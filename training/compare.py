@@ -13,12 +13,12 @@ from pathlib import Path
 from training.bench import bench
 from training.evaluate import evaluate_config
 from training.export import export_run
-from training.train import REPO, Config, train
+from training.train import Config, repo_path, train
 
 
 def compare(cfg: Config, nets: list[str], losses: list[str], epochs: int, out: Path,
             root: str | Path | None = None, device: str | None = None) -> Path:
-    out = out if out.is_absolute() else REPO / out
+    out = repo_path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for arch in nets:

@@ -128,7 +128,7 @@ def export_run(cfg, run: str | Path | None = None, output: str | Path | None = N
     verified on real validation inputs."""
     from training.data import preprocess
     from training.nets import MemberMean
-    from training.train import REPO, data_root, load_sources, load_trained, member_runs
+    from training.train import data_root, load_sources, load_trained, member_runs, repo_path
 
     nets = [load_trained(r)[0] for r in member_runs(cfg, run)]
     net = nets[0] if len(nets) == 1 else MemberMean(nets)
@@ -137,5 +137,4 @@ def export_run(cfg, run: str | Path | None = None, output: str | Path | None = N
                        (contract.height, contract.width))[:4]
     inputs = [preprocess(s.model_view()[0], contract)[None] for s in val]
     samples = np.stack(inputs) if inputs else None
-    dest = Path(output or cfg["export"])
-    return export_onnx(net, contract, dest if dest.is_absolute() else REPO / dest, samples)
+    return export_onnx(net, contract, repo_path(output or cfg["export"]), samples)

@@ -21,7 +21,7 @@ import numpy as np
 from training.data import read_split
 from training.evaluate import evaluate_config
 from training.export import export_run
-from training.train import REPO, Config, data_root, load_sources, train
+from training.train import Config, data_root, load_sources, repo_path, train
 
 
 def nested_subsets(names_with: list[str], names_without: list[str], sizes: list[int],
@@ -51,11 +51,10 @@ def _real_source(cfg: Config) -> dict:
 def learning_curve(cfg: Config, sizes: list[int], out: Path, root: str | Path | None = None,
                    device: str | None = None, target: dict[str, float] | None = None,
                    seed: int = 0, max_steps: int | None = None, quiet: bool = False) -> dict:
-    out = out if out.is_absolute() else REPO / out
+    out = repo_path(out)
     out.mkdir(parents=True, exist_ok=True)
     src = _real_source(cfg)
-    split_path = Path(src["split"]) if Path(src["split"]).is_absolute() else REPO / src["split"]
-    split = read_split(split_path)
+    split = read_split(repo_path(src["split"]))
     train_names = split[src.get("part", "train")]
     vessel = cfg.classes.index("vessel") if "vessel" in cfg.classes else len(cfg.classes) - 1
     samples = load_sources([{**src, "part": src.get("part", "train")}], cfg.classes,
@@ -83,7 +82,6 @@ def learning_curve(cfg: Config, sizes: list[int], out: Path, root: str | Path | 
             evaluate_config(variant, model, root, done, quiet=quiet)
         val = json.loads(done.read_text())["sets"]["validation"]["classes"]
         rows.append({"images": n, **{c: v["dice_mean"] for c, v in val.items()}})
-        (out / "curve.json").write_text(json.dumps({"rows": rows}, indent=1))
     report = {"config": cfg.get("version", cfg.get("name", "")), "seed": seed, "rows": rows,
               "fits": fits(rows, target or {})}
     (out / "curve.json").write_text(json.dumps(report, indent=1))
@@ -93,7 +91,7 @@ def learning_curve(cfg: Config, sizes: list[int], out: Path, root: str | Path | 
 
 
 def fits(rows: list[dict], target: dict[str, float]) -> dict[str, dict]:
-    """Per class: Dice = a + b * log2(images); b is the gain per doubling, and `reach` the
+    """Per class: Dice = intercept + b * log2(images); b is the gain per doubling, `reach` the
     images at which the line meets the target (None where it never rises)."""
     out = {}
     if len(rows) < 2:
@@ -103,7 +101,7 @@ def fits(rows: list[dict], target: dict[str, float]) -> dict[str, dict]:
         if c == "images" or any(r[c] is None for r in rows):
             continue
         b, a = np.polyfit(x, [r[c] for r in rows], 1)
-        fit = {"per_doubling": round(float(b), 4)}
+        fit = {"per_doubling": round(float(b), 4), "intercept": round(float(a), 4)}
         if c in target:
             fit["target"] = target[c]
             fit["reach"] = int(round(2 ** ((target[c] - a) / b))) if b > 0 else None
@@ -145,8 +143,7 @@ def plot(report: dict, path: Path) -> None:
         if f.get("reach"):  # the fitted line, carried on to where it meets the target
             x = np.geomspace(min(n), max(max(n), f["reach"]), 20)
             b = f["per_doubling"]
-            a = np.mean([r[c] for r in rows]) - b * np.mean(np.log2(n))
-            ax.plot(x, a + b * np.log2(x), "--", color=line.get_color(), lw=1,
+            ax.plot(x, f["intercept"] + b * np.log2(x), "--", color=line.get_color(), lw=1,
                     label=f"{c} fit: {b:+.3f} per doubling, target at ~{f['reach']}")
     ax.set_xscale("log", base=2)
     ax.set_xticks(n, [str(t) for t in n])

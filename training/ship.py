@@ -16,7 +16,7 @@ from training.bench import bench_interleaved, calibration_inputs, quantize_int8
 from training.calibrate import calibrate_config
 from training.evaluate import evaluate_config
 from training.export import export_run
-from training.train import REPO, Config, member_runs, run_dir
+from training.train import Config, member_runs, repo_path, run_dir
 
 MAX_DICE_LOSS = 0.01
 
@@ -40,8 +40,7 @@ def ship(cfg: Config, root: str | Path | None = None) -> dict:
     d32, d8 = _dice(reports["fp32"]), _dice(reports["int8"])
     int8_ok = all(d8.get(k, 0) >= d - MAX_DICE_LOSS for k, d in d32.items())
     pick = "int8" if int8_ok and speed["int8"]["per_s"] > speed["fp32"]["per_s"] else "fp32"
-    dest = Path(cfg["export"])
-    dest = dest if dest.is_absolute() else REPO / dest
+    dest = repo_path(cfg["export"])
     shutil.copyfile(fp32 if pick == "fp32" else int8, dest)
     stem = dest.with_suffix("")
     shutil.copyfile(run / f"{name}.{pick}.eval.json", f"{stem}.eval.json")

@@ -95,9 +95,7 @@ def load_sources(sources: list[dict], classes: tuple[str, ...], root: Path,
         spec = FolderSpec.from_config(src, base=root)
         names = None
         if "split" in src:
-            split_path = Path(src["split"])
-            names = read_split(split_path if split_path.is_absolute() else REPO / split_path)[
-                src.get("part", "train")]
+            names = read_split(repo_path(src["split"]))[src.get("part", "train")]
         samples = load_folder(spec, classes, names)
         spacing = src.get("pixel_spacing_mm")
         out += [Sample(s.name, s.image, s.mask, spacing, src["kind"], _roi(s.image, src))
@@ -368,15 +366,19 @@ def member_dir(run: Path, k: int) -> Path:
 
 def member_runs(cfg: Config, run: str | Path | None = None) -> list[Path]:
     """The run folders holding the config's trained networks (under `run` if given)."""
-    base = Path(run) if run else run_dir(cfg)
-    base = base if base.is_absolute() else REPO / base
+    base = repo_path(run) if run else run_dir(cfg)
     n = len(member_configs(cfg))
     return [base] if n == 1 else [member_dir(base, k) for k in range(n)]
 
 
+def repo_path(path: str | Path) -> Path:
+    """A path from a config or the command line: relative ones are relative to the repo."""
+    path = Path(path)
+    return path if path.is_absolute() else REPO / path
+
+
 def run_dir(cfg: Config) -> Path:
-    out = Path(cfg["out"])
-    return out if out.is_absolute() else REPO / out
+    return repo_path(cfg["out"])
 
 
 def train_all(cfg: Config, root: Path | None = None, device: str | None = None) -> list[Path]:
