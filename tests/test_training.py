@@ -354,6 +354,24 @@ def test_realism_figures_see_enhancement_soft_edges_and_a_bright_near_field():
     np.testing.assert_allclose(depth_profile(Sample("c", boxed, boxed_mask)), prof)
 
 
+def test_realism_critic_reports_what_a_real_trained_model_finds_in_phantom_frames(tmp_path):
+    """--critic runs a model on phantom frames of each scene: one that calls dark pixels vessel
+    finds the phantom's dark lumens; one whose presence head hides vessels finds none."""
+    from tests.model_factory import make_model
+    from training.realism import _critic_table, critic
+
+    classes = ("background", "nerve", "vessel")
+    dark = make_model(tmp_path / "dark.onnx", classes, (64, 64), scale=1 / 255)
+    blind = make_model(tmp_path / "blind.onnx", classes, (64, 64), presence={"vessel": 0.01})
+    seen = critic(dark, ["jugular", "femoral"], frames=4, size=128)
+    assert set(seen) == {"jugular", "femoral"}
+    assert seen["jugular"]["vessels found"] > 0.5 and seen["jugular"]["vessel Dice"] > 0.1
+    hidden = critic(blind, ["jugular"], frames=4, size=128)["jugular"]
+    assert hidden["vessels found"] == 0 and hidden["vessel Dice"] == 0
+    table = _critic_table(seen)
+    assert "| jugular |" in table and "| mean |" in table
+
+
 def test_an_ensemble_config_trains_members_by_seed_and_exports_their_mean(tmp_path):
     """"members": 2 trains two seeds in run/m0 and run/m1; the exported model's logits are the
     mean of theirs (what the app then runs as one model)."""

@@ -2,20 +2,30 @@
 
 Per labelled vessel: lumen, surrounding-tissue and below-vessel brightness, boundary sharpness,
 size and depth; per frame: the brightness of background tissue by depth band of the imaged
-area (a scanner's black screen margins excluded). Printed as medians (25th-75th percentile) for
-the real images of a split part (train only by default, so the validation images stay a clean
-test of the phantom) beside each phantom scene.
+area (a scanner's black screen margins excluded) and the grain of the texture (half-widths of
+its autocorrelation). Printed as medians (25th-75th percentile) for the real images of a split
+part (train only by default, so the validation images stay a clean test of the phantom) beside
+each phantom scene.
+
+With --critic MODEL the question is turned round: a network trained on real images only (never
+on the phantom) segments phantom frames of each scene. Where it finds the phantom's vessels and
+nerves, they share what real ones look like; what it misses or mistakes (a nerve root called a
+vessel) points at what the phantom draws wrong. Minutes per run, where the phantom-only probe
+(training/configs/phantom_plexus.json) takes a quarter of an hour to train.
 
     python -m training.realism [--part train] [--frames 80]
+    python -m training.realism --critic runs/plexus4/plexus.onnx [--frames 40]
 """
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from training.data import Sample, resize_mask
 
@@ -92,6 +102,32 @@ def depth_profile(sample: Sample) -> np.ndarray:
     return out
 
 
+def _half_width(line: np.ndarray) -> float:
+    """Lag (px, interpolated) where a centred autocorrelation line falls to half its peak."""
+    c = len(line) // 2
+    a = line[c:] / line[c]
+    below = np.flatnonzero(a < 0.5)
+    if not below.size:
+        return float("nan")
+    i = int(below[0])
+    return float(i - 1 + (a[i - 1] - 0.5) / (a[i - 1] - a[i]))
+
+
+def grain(sample: Sample) -> tuple[float, float]:
+    """Lateral and axial half-widths (px) of the texture's autocorrelation in the middle of
+    the imaged area, brightness trends removed: speckle size together with the thickness of
+    fascia and other fine bright structure, as the eye reads "coarse" or "fine"."""
+    rows, cols = imaged_area(sample.image)
+    img = sample.image[rows, cols].astype(np.float32)
+    h, w = img.shape
+    img = img[h // 8: h - h // 8, w // 8: w - w // 8]
+    fine = img - cv2.GaussianBlur(img, (0, 0), 4)
+    power = np.abs(np.fft.fft2(fine)) ** 2
+    acf = np.fft.fftshift(np.real(np.fft.ifft2(power)))
+    cy, cx = acf.shape[0] // 2, acf.shape[1] // 2
+    return _half_width(acf[cy, :]), _half_width(acf[:, cx])
+
+
 def summary(samples: list[Sample], vessel: int) -> dict[str, tuple[float, float, float]]:
     """Median and quartiles of each vessel figure and ratio, and of the depth profile."""
     stats = [s for sample in samples for s in vessel_stats(sample, vessel)]
@@ -102,16 +138,52 @@ def summary(samples: list[Sample], vessel: int) -> dict[str, tuple[float, float,
         rows = {"lumen / surround": a[:, 0] / a[:, 1],
                 "below / surround": a[:, 2] / a[:, 1],
                 "edge gradient": a[:, 3], "area %": a[:, 4], "depth (frame)": a[:, 5]}
+    g = np.array([grain(s) for s in samples])
+    rows["grain lateral (px)"], rows["grain axial (px)"] = g[:, 0], g[:, 1]
     prof = np.array([depth_profile(s) for s in samples])
     for i in range(BANDS):
         column = prof[:, i]
         rows[f"tissue grey, depth {i * 10}-{i * 10 + 10} %"] = column[~np.isnan(column)]
-    return {k: tuple(float(np.percentile(v, q)) for q in (50, 25, 75))
-            for k, v in rows.items() if len(v)}
+    return {k: tuple(float(np.nanpercentile(v, q)) for q in (50, 25, 75))
+            for k, v in rows.items() if np.isfinite(v).any()}
 
 
 def _cell(figure: tuple[float, float, float] | None) -> str:
     return "n/a" if figure is None else "{:.2f} ({:.2f}-{:.2f})".format(*figure)
+
+
+def critic(model: str | Path, scenes: list[str], frames: int, seed: int = 1001,
+           size: int = SIDE) -> dict[str, dict[str, float | None]]:
+    """A real-trained model's figures on `frames` phantom frames of each scene (held-out
+    seed): vessel Dice, share of vessels found, share of vessel-free frames where it draws a
+    vessel, nerve Dice (training.evaluate's definitions, presence-gated as the app runs)."""
+    from training.evaluate import evaluate_samples
+    from training.phantom_data import phantom_samples
+
+    classes = ("background", "nerve", "vessel")
+    out = {}
+    for scene in tqdm(scenes, desc="critic", leave=False):
+        samples = phantom_samples(scene, frames, seed, classes, size=(size, size))
+        r = evaluate_samples(model, samples, classes, quiet=True)["classes"]
+        out[scene] = {"vessel Dice": r["vessel"]["dice_mean"],
+                      "vessels found": r["vessel"]["found_share"],
+                      "vessel drawn, none there": r["vessel"]["false_positive_rate"],
+                      "nerve Dice": r["nerve"]["dice_mean"]}
+    return out
+
+
+def _critic_table(table: dict[str, dict[str, float | None]]) -> str:
+    keys = list(next(iter(table.values())))
+    lines = ["| phantom scene | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for scene, row in {**table, "mean": {k: _mean(table, k) for k in keys}}.items():
+        cells = ["n/a" if row[k] is None else f"{row[k]:.2f}" for k in keys]
+        lines.append(f"| {scene} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _mean(table: dict[str, dict[str, float | None]], key: str) -> float | None:
+    values = [row[key] for row in table.values() if row[key] is not None]
+    return float(np.mean(values)) if values else None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -123,7 +195,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--part", default="train", help="usgra-seg split part (default train)")
     p.add_argument("--frames", type=int, default=80, help="phantom frames per scene")
     p.add_argument("--data-root")
+    p.add_argument("--critic", help="ONNX model trained on real images only: report its "
+                   "figures on phantom frames of each scene instead")
     args = p.parse_args(argv)
+    if args.critic:
+        print(_critic_table(critic(args.critic, list(VIEWS), args.frames)))
+        return
     classes = ("background", "nerve", "vessel")
     sets = {f"real ({args.part})": load_sources(
         [{"kind": "usgra-seg", "root": "usgra-seg", "split": "training/splits/usgra-seg.json",

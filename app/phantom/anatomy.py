@@ -106,7 +106,7 @@ class Vessel:
     phases: tuple[float, ...] = ()  # phases of those harmonics (default: fixed)
     wall_echo: float = 1.0  # scattering of the wall annulus (its specular rim is separate)
     lumen_echo: float = 1.0  # > 1: echoes in the lumen (slow flow, "smoke"): hypoechoic grey
-    soft: bool = False  # edge blurred into the surroundings (no crisp wall), as many are
+    soft: bool = False  # no specular wall line at all, as many have (the edge stays crisp)
 
     def _shape(self, grow: float) -> np.ndarray:
         return ellipse(self.cx, self.cy, self.a + grow, self.b + grow, n=64, tri=self.tri,
@@ -149,7 +149,7 @@ def plexus_vessel_look(rng: np.random.Generator, irregular: float = 0.04,
     cervical vessels): the lumen anywhere from anechoic black to clearly hypoechoic grey with
     slow-flow speckle (still several dB under tissue, and still enhancing below: blood
     attenuates little whatever it echoes), and the wall anywhere from a strong specular ring
-    to nothing at all with a soft edge."""
+    to no wall line at all."""
     wall = str(rng.choice(["ring", "faint", "none"], p=[0.35, 0.3, 0.35]))
     lumen = 1.0
     if rng.random() < 0.6:
@@ -565,9 +565,12 @@ def interscalene(rng: np.random.Generator) -> Anatomy:
            max((bottom - top) / 2 + rng.uniform(0, 2), 0.45 * ms_w), rim=6.0)
     _belly(a, rng, gx + rmax + 0.8 + as_w, mid + rng.uniform(-1, 2), as_w,
            max((bottom - top) / 2 - rng.uniform(0, 2), 0.5 * as_w), rim=6.0)
+    root_parts = []
     for x, yy, r in roots:
-        a.parts.append(Part(ellipse(x, yy, r, r * rng.uniform(0.85, 1.0), 24), "fascicle", NERVE,
-                            rim=rng.uniform(1.5, 3.0), rim_mm=0.2, gain=rng.uniform(0.3, 0.8)))
+        ry = r * rng.uniform(0.85, 1.0)
+        root_parts.append(Part(ellipse(x, yy, r, ry, 24), "fascicle", NERVE,
+                               rim=rng.uniform(1.5, 3.0), rim_mm=0.2, gain=rng.uniform(0.3, 0.8)))
+        a.parts.append(root_parts[-1])
     _bone(a, rng, gx + rng.uniform(-6, 4), bottom + rng.uniform(7, 12), rng.uniform(10, 15),
           rng.uniform(2, 4))
     if rng.random() < 0.7:  # carotid and IJV at the medial edge of the view
@@ -587,6 +590,17 @@ def interscalene(rng: np.random.Generator) -> Anatomy:
         a.add_vessel(vein)
         a.add_vessel(artery)
         a.artery, a.vein = artery, vein
+    # Most roots show a few dark fascicles in brighter epineurium rather than one dark disc (a
+    # disc reads as a small vessel). Drawn from a spawned stream (spawning leaves `rng`'s own
+    # stream where it was), so the rest of a seed's patient is what it was before.
+    inner = rng.spawn(1)[0]
+    for (x, yy, r), part in zip(roots, root_parts, strict=True):
+        if inner.random() < 0.6:
+            part.gain = float(inner.uniform(1.5, 3.0))
+            ry = float(np.ptp(part.polygon[:, 1])) / 2
+            _fascicles(a, inner, x, yy, 0.8 * r, 0.8 * ry, int(inner.integers(2, 6)),
+                       radii=(0.3 * r, 0.55 * r), rim=(0.0, 1.0), gain=(0.1, 0.4))
+            a.labels.append((part.polygon, NERVE))
     return a
 
 

@@ -186,8 +186,8 @@ class Look:
 
     @classmethod
     def draw(cls, rng: np.random.Generator) -> Look:
-        return cls(rng.uniform(1.0, 1.8), rng.uniform(1.0, 2.2), rng.uniform(0.6, 1.3),
-                   rng.uniform(0.35, 1.1), rng.uniform(1.0, 2.5), rng.uniform(0.08, 0.3),
+        return cls(rng.uniform(0.7, 1.2), rng.uniform(0.7, 1.4), rng.uniform(0.6, 1.3),
+                   rng.uniform(0.35, 1.1), rng.uniform(0.6, 1.5), rng.uniform(0.03, 0.12),
                    rng.uniform(0.9, 1.6), rng.uniform(0.35, 0.8), rng.uniform(0.2, 0.7))
 
 
@@ -240,11 +240,11 @@ def build_tissue(anatomy: Anatomy, grid: Grid, rng: np.random.Generator,
         lut[3, i + 1] = tex == "fat"
         lut[4, i + 1] = part.tissue == "blood"
         # boundaries that stay crisp: vessels, nerves, bone, air (labels must match edges);
-        # a soft-edged vessel (no wall) fades into its surroundings over the same ~mm as
-        # soft tissue does (its label stays the outline, the middle of the fade)
+        # (a vessel drawn without a wall keeps a crisp edge too: blood against tissue is a
+        # sharp change in echo even where the wall gives no specular line; a real-trained
+        # model missed such vessels far more often when they faded out over a millimetre)
         lut[5, i + 1] = (bool(part.label) or part.role == "vessel" or part.tissue in (
-            "blood", "fascicle", "bone", "air", "cartilage")) and not (
-            part.role == "vessel" and part.soft)
+            "blood", "fascicle", "bone", "air", "cartilage"))
         lut[6, i + 1] = part.soft or part.tissue in ("deep", "fat", "muscle", "dmuscle")
         lut[7, i + 1] = {"muscle": 0.6, "dmuscle": 1.0}.get(tex, 0.0) * look.striation
         air[i + 1] = part.tissue == "air"
