@@ -14,7 +14,10 @@ vessel) points at what the phantom draws wrong. Minutes per run, where the phant
 (training/configs/phantom_plexus.json) takes a quarter of an hour to train.
 
     python -m training.realism [--part train] [--frames 80]
-    python -m training.realism --critic runs/plexus4/plexus.onnx [--frames 40]
+    python -m training.realism --critic runs/plexus4/plexus.fp32.onnx [--frames 40]
+
+(the critic: `python -m training train --config training/configs/plexus_real_only.json`, then
+`python -m training export` with that config and `--output runs/plexus4/plexus.fp32.onnx`)
 """
 
 from __future__ import annotations
