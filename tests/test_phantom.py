@@ -123,9 +123,8 @@ def test_vessel_labels_line_up_with_dark_lumens_and_bright_walls(scene, seed):
         assert inside < (0.5 if echo <= 1.0 else 0.85) * tissue, (code, inside, tissue)
         if code != ARTERY or sim.anatomy.artery.wall_brightness < 4.0:
             continue
-        # the carotid's thick wall: a bright band hugging the lumen's roof and floor (about
-        # 1 mm: intima-media and adventitia, as thin as the scanner's axial resolution shows it)
-        wall = _ring(lumen, 0, int(1.0 / sp))
+        # the carotid's thick wall: a bright band hugging the lumen's roof and floor
+        wall = _ring(lumen, 0, int(1.2 / sp))
         ys = np.nonzero(lumen)[0]
         cy, half_h = ys.mean(), (ys.max() - ys.min()) / 2
         rows = np.arange(img.shape[0])[:, None]

@@ -31,7 +31,7 @@ def _patient(scene: str, seed: int, patient: int, size: tuple[int, int]) -> Phan
     lo, hi = DEPTH_RANGE_MM.get(scene, (30.0, 50.0))
     sim_seed = int(rng.integers(1 << 31))
     depth, width = float(rng.uniform(lo, hi)), float(rng.choice([38.0, 38.0, 46.0, 60.0]))
-    freq = float(rng.uniform(8.0, 14.0))
+    freq = float(rng.uniform(7.0, 13.0))
     anatomy = None
     if rng.random() < VESSEL_FREE_RATE:
         # the same anatomy the simulator would draw for this seed, minus its vessels

@@ -186,8 +186,8 @@ class Look:
 
     @classmethod
     def draw(cls, rng: np.random.Generator) -> Look:
-        return cls(rng.uniform(0.7, 1.2), rng.uniform(0.7, 1.4), rng.uniform(0.6, 1.3),
-                   rng.uniform(0.35, 1.1), rng.uniform(0.6, 1.5), rng.uniform(0.03, 0.12),
+        return cls(rng.uniform(1.0, 1.8), rng.uniform(1.0, 2.2), rng.uniform(0.6, 1.3),
+                   rng.uniform(0.35, 1.1), rng.uniform(1.0, 2.5), rng.uniform(0.08, 0.3),
                    rng.uniform(0.9, 1.6), rng.uniform(0.35, 0.8), rng.uniform(0.2, 0.7))
 
 
