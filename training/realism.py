@@ -16,8 +16,8 @@ vessel) points at what the phantom draws wrong. Minutes per run, where the phant
     python -m training.realism [--part train] [--frames 80]
     python -m training.realism --critic runs/plexus4/plexus.fp32.onnx [--frames 40]
 
-(the critic: `python -m training train --config training/configs/plexus_real_only.json`, then
-`python -m training export` with that config and `--output runs/plexus4/plexus.fp32.onnx`)
+(the critic: `python -m training train` then `python -m training export`, both with
+`--config training/configs/plexus_real_only.json`)
 """
 
 from __future__ import annotations

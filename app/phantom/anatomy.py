@@ -565,12 +565,13 @@ def interscalene(rng: np.random.Generator) -> Anatomy:
            max((bottom - top) / 2 + rng.uniform(0, 2), 0.45 * ms_w), rim=6.0)
     _belly(a, rng, gx + rmax + 0.8 + as_w, mid + rng.uniform(-1, 2), as_w,
            max((bottom - top) / 2 - rng.uniform(0, 2), 0.5 * as_w), rim=6.0)
-    root_parts = []
+    root_parts = []  # (part, vertical semi-axis) of each root
     for x, yy, r in roots:
         ry = r * rng.uniform(0.85, 1.0)
-        root_parts.append(Part(ellipse(x, yy, r, ry, 24), "fascicle", NERVE,
-                               rim=rng.uniform(1.5, 3.0), rim_mm=0.2, gain=rng.uniform(0.3, 0.8)))
-        a.parts.append(root_parts[-1])
+        root_parts.append((Part(ellipse(x, yy, r, ry, 24), "fascicle", NERVE,
+                                rim=rng.uniform(1.5, 3.0), rim_mm=0.2,
+                                gain=rng.uniform(0.3, 0.8)), ry))
+        a.parts.append(root_parts[-1][0])
     _bone(a, rng, gx + rng.uniform(-6, 4), bottom + rng.uniform(7, 12), rng.uniform(10, 15),
           rng.uniform(2, 4))
     if rng.random() < 0.7:  # carotid and IJV at the medial edge of the view
@@ -594,10 +595,9 @@ def interscalene(rng: np.random.Generator) -> Anatomy:
     # disc reads as a small vessel). Drawn from a spawned stream (spawning leaves `rng`'s own
     # stream where it was), so the rest of a seed's patient is what it was before.
     inner = rng.spawn(1)[0]
-    for (x, yy, r), part in zip(roots, root_parts, strict=True):
+    for (x, yy, r), (part, ry) in zip(roots, root_parts, strict=True):
         if inner.random() < 0.6:
             part.gain = float(inner.uniform(1.5, 3.0))
-            ry = float(np.ptp(part.polygon[:, 1])) / 2
             _fascicles(a, inner, x, yy, 0.8 * r, 0.8 * ry, int(inner.integers(2, 6)),
                        radii=(0.3 * r, 0.55 * r), rim=(0.0, 1.0), gain=(0.1, 0.4))
             a.labels.append((part.polygon, NERVE))
