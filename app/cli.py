@@ -22,6 +22,14 @@ from app.pipeline.providers import (
     configure_cv2_threads,
     default_intra_op_threads,
 )
+from app.pipeline.session import (
+    DEFAULT_BUDGET_S,
+    FOLLOW_MOTION,
+    HIDE,
+    HOLD,
+    LiveSession,
+    OverlayPolicy,
+)
 
 DEFAULT_MODE = "jugular"
 
@@ -44,6 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=_positive_int, default=default_intra_op_threads(),
                         help="ONNX Runtime intra-op threads (default: 2, or half the cores "
                              "up to 4; here %(default)s)")
+    parser.add_argument("--budget-ms", type=float, default=1000.0 * DEFAULT_BUDGET_S,
+                        help="a model result older than this is never drawn (default "
+                             "%(default).0f ms)")
+    parser.add_argument("--follow", choices=(FOLLOW_MOTION, HOLD, HIDE), default=FOLLOW_MOTION,
+                        help="between model results: move the last one with the measured image "
+                             "motion (motion, default), draw it unmoved (hold), or draw "
+                             "nothing (hide)")
+    parser.add_argument("--analyse-every-frame", action=argparse.BooleanOptionalAction,
+                        default=True,
+                        help="video files: playback waits for the model on every frame "
+                             "(default on; live sources always show the newest frame)")
     parser.add_argument("--headless", action="store_true",
                         help="run the pipeline without a window and print a summary")
     parser.add_argument("--max-frames", type=_positive_int, default=None,
@@ -80,12 +99,23 @@ def main(argv: list[str] | None = None) -> int:
     return run_gui(args)
 
 
+def build_session(args: argparse.Namespace, errors: list[str]) -> LiveSession:
+    """The live session the headless run drives: remembered or detected image area and scale
+    (the same store the window uses), the overlay policy from the arguments."""
+    from app.pipeline.calibration import RoiStore
+    from app.pipeline.image_area import ImageArea
+    from app.pipeline.roi import detect_roi
+
+    area = ImageArea(detect_roi, RoiStore(), say=errors.append)
+    policy = OverlayPolicy(budget_s=args.budget_ms / 1000.0, follow=args.follow)
+    return LiveSession(area, policy=policy, analyse_every_frame=args.analyse_every_frame)
+
+
 def run_headless_cli(args: argparse.Namespace) -> int:
-    from app.pipeline.models import load_mode
-    from app.pipeline.runner import detected_roi_provider, run_headless
+    from app.pipeline.models import LoadedModel, load_mode
+    from app.pipeline.runner import run_headless
     from app.pipeline.segmenter import ModelLoadError
-    from app.pipeline.worker import InferenceWorker
-    from app.sources.factory import open_source
+    from app.sources.factory import open_source, source_key
 
     try:
         source = open_source(args.source)
@@ -95,27 +125,24 @@ def run_headless_cli(args: argparse.Namespace) -> int:
     if args.max_frames is None and args.duration is None and hasattr(source, "loop"):
         source.loop = False  # a clip with no frame limit plays once, then the run reports
     errors: list[str] = []
-    worker = roi_provider = None
+    session = build_session(args, errors)
+    session.set_source(source, source_key(args.source))
     model_info = None
     try:
         segmenter, analyzer = load_mode(args.mode, args.model, args.provider, args.threads)
         if segmenter.provider_note:
             errors.append(f"provider: {segmenter.provider_note}")
-        roi_provider = detected_roi_provider(errors)
-        worker = InferenceWorker(segmenter, analyzer, roi_provider)
+        session.set_model(LoadedModel(segmenter, analyzer))
     except (ModelLoadError, ValueError) as exc:
         errors.append(f"model: {exc}")
         model_info = {"name": Path(args.model).stem if args.model else args.mode,
                       "version": None}
         _say(f"model: {exc} -- running video without overlay")
     areas: list = []
-    report = run_headless(source, worker, args.max_frames, duration_s=args.duration,
+    report = run_headless(session, args.max_frames, duration_s=args.duration,
                           errors=errors, model_info=model_info, areas_out=areas)
     report["mode"] = args.mode
     report["source_spec"] = args.source
-    # the image area the model saw (x, y, w, h, full-frame px): check it without a window
-    found = getattr(roi_provider, "found", {})
-    report["roi"] = [[r.x, r.y, r.w, r.h] for r in found.values()]
     print(summary_line(report))
     if args.timeline is not None:
         from app.pipeline.timeline import write_csv
@@ -128,8 +155,8 @@ def run_headless_cli(args: argparse.Namespace) -> int:
     if args.report is not None:
         try:
             args.report.parent.mkdir(parents=True, exist_ok=True)
-            args.report.write_text(json.dumps(report, indent=2) + "\n")
-        except OSError as exc:
+            args.report.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+        except (OSError, ValueError) as exc:
             _say(f"cannot write report {args.report}: {exc}")
             return 1
     return 0 if report["frames_in"] > 0 else 1
@@ -143,10 +170,16 @@ def summary_line(report: dict) -> str:
                   if report["provider"] else f"model {model.get('name', '-')} not loaded")
     lat_text = (f"latency p50 {lat['p50']:.1f} ms p95 {lat['p95']:.1f} ms"
                 if lat["p50"] is not None else "no overlay")
+    shown = report.get("shown") or {}
+    shown_text = ""
+    if shown.get("frames") and report["provider"]:
+        shown_text = (f"; overlay on {100 * shown['overlay_fraction']:.1f}% of frames shown "
+                      f"({shown['fresh']} fresh, {shown['followed']} motion-followed, "
+                      f"{shown['hidden']} hidden)")
     return (f"{report['source']}: {report['frames_in']} frames in at "
             f"{report['input_fps']:.1f} fps, "
             f"{report['frames_inferred']} inferred ({100 * report['inferred_fraction']:.1f}%) "
-            f"at {report['inference_fps']:.1f} fps, {lat_text}; "
+            f"at {report['inference_fps']:.1f} fps, {lat_text}{shown_text}; "
             f"{model_text}; {len(report['errors'])} error(s)")
 
 

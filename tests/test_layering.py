@@ -23,3 +23,57 @@ def test_app_never_imports_torch() -> None:
                           env=dict(os.environ, QT_QPA_PLATFORM="offscreen"), timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "no torch" in proc.stdout
+
+
+QT_FREE = ("app/pipeline", "app/sources", "app/phantom")
+QT_MODULES = ("PySide6", "pyqtgraph", "shiboken6")
+
+
+def _imported_names(path) -> set[str]:
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_pipeline_sources_and_phantom_never_import_qt() -> None:
+    """The live session, sources and phantom run headless and in tests without Qt: any import
+    of Qt there, even one inside a function, is a layering break."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    offenders = []
+    for folder in QT_FREE:
+        for path in sorted((root / folder).rglob("*.py")):
+            leaked = _imported_names(path) & set(QT_MODULES)
+            if leaked:
+                offenders.append(f"{path.relative_to(root)}: {', '.join(sorted(leaked))}")
+    assert not offenders, "Qt imported outside the view layer:\n" + "\n".join(offenders)
+    # and at run time: importing every module of those packages loads no Qt module either
+    script = textwrap.dedent(
+        f"""
+        import importlib, pkgutil, sys
+        for package in {[f.replace('/', '.') for f in QT_FREE]!r}:
+            module = importlib.import_module(package)
+            for info in pkgutil.walk_packages(module.__path__, package + "."):
+                importlib.import_module(info.name)
+        leaked = sorted(m for m in sys.modules if m.split(".")[0] in {QT_MODULES!r})
+        print("Qt imported:", leaked) if leaked else print("no Qt")
+        sys.exit(1 if leaked else 0)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_layering_check_finds_a_qt_import(tmp_path) -> None:
+    """The check above can fail: a module with a lazy PySide6 import is caught."""
+    module = tmp_path / "leaky.py"
+    module.write_text("def draw():\n    from PySide6 import QtGui\n    return QtGui\n")
+    assert "PySide6" in _imported_names(module)

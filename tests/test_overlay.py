@@ -8,7 +8,6 @@ import pytest
 from app.pipeline.contract import DEFAULT_UNSURE_BELOW
 from app.pipeline.frames import Frame, Roi, Segmentation, Structure, Target
 from app.ui import theme
-from app.ui.controller import decide_overlay
 from app.ui.overlay import contour_style, target_text
 from app.ui.snapshot import render_overlay_bgr
 
@@ -54,26 +53,31 @@ def test_fill_off_and_opacity_follow_the_controls():
     assert style.fill_alpha == 0.0 and style.line_alpha == pytest.approx(0.5)
 
 
-def test_target_text_depth_from_model_or_calibration():
-    roi = Roi(0, 10, 100, 80)
-    assert target_text(Target("nerve", 50, 60, 12.34, 0.9), roi, None) == "nerve  12.3 mm"
-    # No depth from the analyzer: computed below the ROI top from a calibrated spacing.
-    assert target_text(Target("nerve", 50, 60, None, 0.9), roi, 0.2) == "nerve  10.0 mm"
-    assert "calibrate" in target_text(Target("nerve", 50, 60, None, 0.9), roi, None)
-    assert target_text(Target("vein", 50, 60, 8.0, 0.2, unsure=True), roi, None).endswith("?")
+def test_target_text_shows_the_analyzers_depth_or_asks_for_a_calibration():
+    assert target_text(Target("nerve", 50, 60, 12.34, 0.9)) == "nerve  12.3 mm"
+    # No depth from the analyzer (no scale on the frame): the view never makes one up.
+    assert "calibrate" in target_text(Target("nerve", 50, 60, None, 0.9))
+    assert target_text(Target("vein", 50, 60, 8.0, 0.2, unsure=True)).endswith("?")
 
 
-def test_decide_overlay_paints_fresh_hides_stale():
-    fresh = decide_overlay(seg(5, 1.00), frame(6, 1.03), model_ready_since=0.0, budget_s=0.1)
-    assert fresh.paint is not None and not fresh.lagging
-    stale = decide_overlay(seg(5, 1.00), frame(12, 1.20), model_ready_since=0.0, budget_s=0.1)
-    assert stale.paint is None and stale.lagging
-    warming = decide_overlay(None, frame(3, 0.5), model_ready_since=0.0, budget_s=0.1)
-    assert warming.paint is None and not warming.lagging
-    stuck = decide_overlay(None, frame(60, 2.0), model_ready_since=0.0, budget_s=0.1)
+def test_policy_draws_own_frame_hides_stale_and_unmeasured():
+    from app.pipeline.session import FRESH, HIDDEN, HOLD, NO_MODEL, OverlayPolicy
+
+    hold = OverlayPolicy(budget_s=0.1, follow=HOLD)
+    own = hold.decide(frame(5, 1.00), seg(5, 1.00), None, model_ready_since=0.0)
+    assert own.kind == FRESH and own.overlay is not None and not own.lagging
+    stale = hold.decide(frame(12, 1.20), seg(5, 1.00), None, model_ready_since=0.0)
+    assert stale.overlay is None and stale.lagging
+    warming = hold.decide(frame(3, 0.5), None, None, model_ready_since=0.0)
+    assert warming.overlay is None and not warming.lagging
+    stuck = hold.decide(frame(60, 2.0), None, None, model_ready_since=0.0)
     assert stuck.lagging
-    no_model = decide_overlay(seg(5, 1.0), frame(12, 1.2), model_ready_since=None, budget_s=0.1)
-    assert no_model.paint is None and not no_model.lagging
+    no_model = hold.decide(frame(12, 1.2), seg(5, 1.0), None, model_ready_since=None)
+    assert no_model.kind == NO_MODEL and no_model.overlay is None and not no_model.lagging
+    # Following motion, a result whose analysed frame is not at hand is never drawn unmoved.
+    follow = OverlayPolicy(budget_s=0.1)
+    unmeasured = follow.decide(frame(6, 1.03), seg(5, 1.00), None, model_ready_since=0.0)
+    assert unmeasured.kind == HIDDEN and unmeasured.overlay is None
 
 
 def test_snapshot_render_draws_class_colour_on_the_contour():
@@ -104,12 +108,12 @@ def test_overlay_items_are_reused_between_frames(view):
     overlay = OverlayItems(view)
     two = seg(1, structures=[structure("nerve", 20, 20), structure("vessel", 60, 40)],
               target=Target("nerve", 20, 20, 9.5, 0.9))
-    overlay.show(two, opacity=1.0, fill=True, spacing_mm=None)
+    overlay.show(two, opacity=1.0, fill=True)
     items_before = set(map(id, view.addedItems))
     assert len(overlay.visible_contours()) == 2 and overlay.label_text == "nerve  9.5 mm"
     one = seg(2, structures=[structure("vessel", 60, 40, confidence=0.2)])
     for _ in range(5):
-        overlay.show(one, opacity=1.0, fill=True, spacing_mm=None)
+        overlay.show(one, opacity=1.0, fill=True)
     assert set(map(id, view.addedItems)) == items_before  # no item churn
     (contour,) = overlay.visible_contours()
     from PySide6 import QtCore
@@ -143,17 +147,14 @@ def test_target_label_stays_on_the_image_side_of_the_marker(view, qtbot):
     for x, label_left_of_marker in ((90.0, True), (10.0, False)):
         overlay.show(seg(1, structures=[structure("vein", x, 40)],
                          target=Target("vein", x, 40, 12.0, 0.9)),
-                     opacity=1.0, fill=True, spacing_mm=None)
+                     opacity=1.0, fill=True)
         box = overlay._label.mapRectToView(overlay._label.boundingRect())
         if label_left_of_marker:
             assert box.right() <= x
         else:
             assert box.left() >= x
-    summary = target_summary(Target("vein", 50, 40, 12.0, 0.3, unsure=True), Roi(0, 0, 100, 80),
-                             None)
+    summary = target_summary(Target("vein", 50, 40, 12.0, 0.3, unsure=True))
     assert summary == "Target: vein 12.0 mm (unsure)"  # one line for the side panel
     # no depth and no calibration: the panel says what to do rather than printing "?"
     no_depth = Target("nerve", 50, 40, None, 0.3, unsure=True)
-    assert target_summary(no_depth, Roi(0, 0, 100, 80), None) == (
-        "Target: nerve depth: calibrate (unsure)")
-    assert target_summary(no_depth, Roi(0, 10, 100, 80), 0.2) == "Target: nerve 6.0 mm (unsure)"
+    assert target_summary(no_depth) == "Target: nerve depth: calibrate (unsure)"

@@ -351,13 +351,18 @@ def test_roi_drag_limits_what_the_model_sees(qtbot, harness):
     qtbot.waitUntil(lambda: window.shown_frame is not None, timeout=5000)
     assert window.roi_for(window.shown_frame) == Roi(0, 0, 160, 120)
     window.roi_item.setPos((10, 20))
-    window.roi_item.setSize((80, 60))  # emits sigRegionChangeFinished
-    qtbot.waitUntil(lambda: window.roi_for(window.shown_frame) == Roi(10, 20, 80, 60),
+    window.roi_item.setSize((80, 70))  # emits sigRegionChangeFinished
+    qtbot.waitUntil(lambda: window.roi_for(window.shown_frame) == Roi(10, 20, 80, 70),
                     timeout=2000)
     wait_model(qtbot, window)
     qtbot.waitUntil(lambda: window.painted is not None and window.painted.roi == Roi(10, 20, 80,
-                                                                                      60),
+                                                                                      70),
                     timeout=5000)
+    # A box too small to hold an ultrasound image is refused, and the rectangle goes back.
+    window.roi_item.setSize((30, 20))
+    qtbot.waitUntil(lambda: tuple(window.roi_item.size()) == (80, 70), timeout=2000)
+    assert window.roi_for(window.shown_frame) == Roi(10, 20, 80, 70)
+    assert "refused" in window.statusBar().currentMessage()
     window.roi_reset_button.click()  # back to the detected area (here: the full frame)
     assert window.roi_for(window.shown_frame) == Roi(0, 0, 160, 120)
 
@@ -432,7 +437,8 @@ def test_source_that_cannot_open_says_why_and_keeps_the_old_one(qtbot, harness):
     seen = window.shown_frame.frame_id
     qtbot.waitUntil(lambda: window.shown_frame.frame_id > seen + 3, timeout=3000)
     assert window.open_source("fake-2") and not window.banner_text("source")
-    qtbot.waitUntil(lambda: window.shown_frame.source == "fake-2", timeout=3000)
+    qtbot.waitUntil(lambda: window.shown_frame is not None
+                    and window.shown_frame.source == "fake-2", timeout=3000)
 
 
 class RecordingSimulator:

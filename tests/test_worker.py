@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -134,15 +135,14 @@ def test_a_failing_listener_does_not_stop_other_listeners(fast_segmenter):
     assert worker.error_count == 3 and "UI went away" in worker.errors[0]
 
 
-def test_roi_provider_decides_what_the_model_sees(fast_segmenter):
+def test_the_frames_roi_decides_what_the_model_sees(fast_segmenter):
     roi = Roi(W // 2, 0, W, H)  # reaches past the frame: the worker clamps it
-    worker = InferenceWorker(fast_segmenter, Analyzer(fast_segmenter.classes, "plexus"),
-                             roi_provider=lambda frame: roi)
+    worker = InferenceWorker(fast_segmenter, Analyzer(fast_segmenter.classes, "plexus"))
     try:
-        worker.submit(_frame(0))  # bright square at x = 20..60: left of the ROI
+        worker.submit(replace(_frame(0), roi=roi))  # bright square at x = 20..60: left of ROI
         _wait_for(lambda: worker.latest() is not None)
         left = worker.latest()
-        worker.submit(_frame(15))  # x = 200..240: inside the ROI
+        worker.submit(replace(_frame(15), roi=roi))  # x = 200..240: inside the ROI
         _wait_for(lambda: worker.latest().frame_id == 15)
         inside = worker.latest()
     finally:

@@ -1,11 +1,14 @@
-"""Benchmark: model speed alone, then the whole headless pipeline at the source's frame rate.
+"""Benchmark: what each stage costs per frame, then the live session headless at 30 fps.
 
-    python -m app.pipeline.bench --model models/plexus.onnx --frames 600 --threads 1 2
+    python -m app.pipeline.bench --mode plexus --frames 600
+    taskset -c 0 python -m app.pipeline.bench --mode plexus --frames 600   # a slow laptop
 
-Prints medians and p95s (no pass/fail): the targets are frames_inferred/frames_in >= 0.95 at
-30 fps input and capture-to-overlay latency p95 <= 50 ms. The source is the phantom when it is
-installed, else a synthetic speckle scan at 30 fps. Figures depend on machine load; the 1-minute
-load average is printed with them.
+Prints medians and p95s (no pass/fail). Stage costs are measured one after another on the
+phantom's frames on this thread: phantom render, ROI crop, preprocess, model run, analysis,
+motion measurement and the warp of a result (the window's paint is in app.ui.bench). The
+pipeline run drives the same LiveSession as the window and prints the share of frames inferred,
+capture-to-result latency, and the share of frames shown with a fresh or motion-followed
+overlay. Figures depend on machine load: the 1-minute load average is printed with them.
 """
 
 from __future__ import annotations
@@ -13,90 +16,123 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Callable
 
-import cv2
 import numpy as np
 
-from app.pipeline.models import analyzer_for, default_model_path
+from app.pipeline.analysis import MODES
+from app.pipeline.frames import Frame, Segmentation
+from app.pipeline.models import LoadedModel, analyzer_for, default_model_path
 from app.pipeline.providers import configure_cv2_threads
-from app.pipeline.runner import detected_roi_provider, run_headless
+from app.pipeline.runner import run_headless
 from app.pipeline.segmenter import Segmenter
-from app.pipeline.worker import InferenceWorker
-from app.sources.base import FrameSource, SourceState
+from app.pipeline.session import FOLLOW_MOTION, HIDE, HOLD, LiveSession, OverlayPolicy
 
 
-class SyntheticScan(FrameSource):
-    """Speckle with two drifting dark discs, paced at `fps`: a stand-in when no phantom."""
-
-    def __init__(self, fps: float = 30.0, size: tuple[int, int] = (640, 480)) -> None:
-        super().__init__("synthetic", nominal_fps=fps)
-        self.fps, self.size = fps, size
-
-    def _run(self) -> None:
-        width, height = self.size
-        rng = np.random.default_rng(0)
-        speckle = [rng.gamma(2.0, 40.0, (height, width)).clip(0, 255).astype(np.uint8)
-                   for _ in range(4)]
-        self._set_status(SourceState.LIVE)
-        t0, k = time.monotonic(), 0
-        while not self._stop_event.is_set():
-            image = speckle[k % 4].copy()
-            cx = int(width * (0.4 + 0.1 * np.sin(k / 30)))
-            cv2.circle(image, (cx, height // 2), height // 10, 15, -1)
-            cv2.circle(image, (cx + width // 5, height // 3), height // 14, 230, -1)
-            self._publish(image, pixel_spacing_mm=0.1)
-            k += 1
-            if not self._sleep_until(t0 + k / self.fps):
-                return
+def _stats(values: list[float]) -> str:
+    a = np.asarray(values, float)
+    if a.size == 0:
+        return "n=0"
+    return f"{np.median(a):6.2f} / {np.percentile(a, 95):6.2f}"
 
 
-def model_speed(segmenter: Segmenter, roi_image: np.ndarray, runs: int) -> dict:
-    times = [segmenter.predict(roi_image).inference_ms for _ in range(runs)]
-    return {"p50": float(np.median(times)), "p95": float(np.percentile(times, 95))}
+def _timed(fn: Callable[[], object], runs: list[float]) -> object:
+    t0 = time.perf_counter()
+    out = fn()
+    runs.append((time.perf_counter() - t0) * 1000.0)
+    return out
 
 
-def make_source(spec: str | None) -> FrameSource:
-    if spec:
-        from app.sources.factory import open_source
+def stage_costs(mode: str, model: str, threads: int, frames: int = 60,
+                provider: str = "cpu") -> dict[str, list[float]]:
+    """ms per frame of each stage, measured in turn on `frames` phantom frames of a sweep."""
+    from app.phantom.simulator import PhantomSimulator
+    from app.pipeline.motion import MotionEstimator, warp_segmentation
+    from app.pipeline.roi import detect_roi
 
-        return open_source(spec)
-    try:
-        from app.sources.phantom import PhantomSource
-    except ImportError:
-        return SyntheticScan()
-    return PhantomSource(scene="plexus")
+    sim = PhantomSimulator(mode, seed=0)
+    segmenter = Segmenter(model, provider=provider, intra_op_threads=threads)
+    analyzer = analyzer_for(segmenter, mode)
+    estimator = MotionEstimator()
+    costs: dict[str, list[float]] = {k: [] for k in (
+        "phantom render", "ROI (detect once) + crop", "preprocess", "model run", "analysis",
+        "motion measure", "warp result")}
+    previous: tuple[Frame, object] | None = None
+    roi = None
+    for k in range(frames):
+        sim.set_probe_offset(15.0 * np.sin(k / frames * 2 * np.pi))  # a 1.5 cm/s sweep
+        rendered = _timed(lambda k=k: sim.render(k / 30.0), costs["phantom render"])
+        frame = Frame(rendered.image, k, k / 30.0, "bench", rendered.pixel_spacing_mm)
+        if roi is None:
+            roi = detect_roi(frame.image)  # once per source and size, as the session does
+        crop = _timed(lambda roi=roi, frame=frame: np.ascontiguousarray(roi.crop(frame.image)),
+                      costs["ROI (detect once) + crop"])
+        frame = Frame(frame.image, k, k / 30.0, "bench", rendered.pixel_spacing_mm, roi=roi)
+        x = _timed(lambda crop=crop: segmenter.preprocess(crop), costs["preprocess"])
+        _timed(lambda x=x: segmenter._run(x), costs["model run"])
+        pred = segmenter.predict(crop)
+        result = _timed(lambda pred=pred, frame=frame: analyzer.analyze(
+            pred, frame.roi, frame.pixel_spacing_mm, frame_id=frame.frame_id,
+            t_capture=frame.t_capture), costs["analysis"])
+        if previous is not None:
+            old_frame, old = previous
+            check = _timed(lambda old_frame=old_frame, frame=frame: estimator.estimate(
+                old_frame, frame), costs["motion measure"])
+            if check.motion is not None:
+                seg = Segmentation(old_frame.frame_id, old_frame.t_capture, 0.0,
+                                   segmenter.classes, roi, old.labels, old.structures,
+                                   old.target)
+                _timed(lambda seg=seg, check=check, frame=frame: warp_segmentation(
+                    seg, check.motion, frame), costs["warp result"])
+        if k % 3 == 0:  # a result three frames old, as at ~10 inferences/s
+            previous = (frame, result)
+    return costs
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default=str(default_model_path("plexus")))
-    parser.add_argument("--mode", default="plexus", choices=("plexus", "jugular"))
-    parser.add_argument("--source", default=None, help="source spec (default: phantom)")
+    parser.add_argument("--mode", default="plexus", choices=MODES)
+    parser.add_argument("--model", default=None, help="default: the mode's shipped model")
+    parser.add_argument("--source", default=None, help="source spec (default: the mode's "
+                                                       "phantom scene)")
     parser.add_argument("--frames", type=int, default=600)
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--cv2-threads", type=int, nargs="+", default=[1])
-    parser.add_argument("--provider", default="auto")
-    parser.add_argument("--speed-runs", type=int, default=50)
+    parser.add_argument("--threads", type=int, nargs="+", default=[2])
+    parser.add_argument("--follow", nargs="+", default=[FOLLOW_MOTION],
+                        choices=(FOLLOW_MOTION, HOLD, HIDE))
+    parser.add_argument("--provider", default="cpu")
+    parser.add_argument("--no-stages", action="store_true", help="skip the per-stage costs")
     args = parser.parse_args(argv)
+    model = args.model or str(default_model_path(args.mode))
+    source_spec = args.source or f"phantom:{args.mode}"
+    configure_cv2_threads(1)
 
-    print(f"model {args.model}; load average {os.getloadavg()[0]:.2f}; cores {os.cpu_count()}")
-    for cv_threads in args.cv2_threads:
-        configure_cv2_threads(cv_threads)
-        for threads in args.threads:
-            segmenter = Segmenter(args.model, provider=args.provider, intra_op_threads=threads)
-            probe = np.random.default_rng(1).integers(0, 256, (400, 500), np.uint8)
-            speed = model_speed(segmenter, probe, args.speed_runs)
-            worker = InferenceWorker(segmenter, analyzer_for(segmenter, args.mode),
-                                     roi_provider=detected_roi_provider())
-            report = run_headless(make_source(args.source), worker, args.frames)
-            lat = report["latency_ms"]
-            print(f"{segmenter.provider} intra-op {threads} cv2 {cv_threads}: "
-                  f"model {speed['p50']:.1f}/{speed['p95']:.1f} ms (p50/p95); pipeline "
+    print(f"model {model}; cores {os.cpu_count()} (usable {len(os.sched_getaffinity(0))}); "
+          f"load average {os.getloadavg()[0]:.2f}")
+    if not args.no_stages:
+        costs = stage_costs(args.mode, model, args.threads[0], provider=args.provider)
+        print(f"per-stage cost, ms median / p95 (intra-op threads {args.threads[0]}):")
+        for name, values in costs.items():
+            print(f"  {name:26s} {_stats(values)}")
+    from app.sources.factory import open_source, source_key
+
+    for threads in args.threads:
+        for follow in args.follow:
+            segmenter = Segmenter(model, provider=args.provider, intra_op_threads=threads)
+            session = LiveSession(policy=OverlayPolicy(follow=follow))
+            session.set_source(open_source(source_spec), source_key(source_spec))
+            session.set_model(LoadedModel(segmenter, analyzer_for(segmenter, args.mode)))
+            report = run_headless(session, args.frames)
+            lat, shown = report["latency_ms"], report["shown"]
+            print(f"{segmenter.provider} intra-op {threads}, follow {follow}: "
                   f"{report['frames_in']} in at {report['input_fps']:.1f} fps, inferred "
-                  f"{100 * report['inferred_fraction']:.1f}%, in-pipeline model "
-                  f"{report['inference_ms']['p50']}/{report['inference_ms']['p95']} ms, "
-                  f"latency p50 {lat['p50']} "
-                  f"p95 {lat['p95']} max {lat['max']} ms; load {os.getloadavg()[0]:.2f}"
+                  f"{100 * report['inferred_fraction']:.1f}% at {report['inference_fps']:.1f}/s,"
+                  f" model {report['inference_ms']['p50']}/{report['inference_ms']['p95']} ms, "
+                  f"latency p50 {lat['p50']} p95 {lat['p95']} ms; overlay on "
+                  f"{100 * shown['overlay_fraction']:.1f}% of frames shown ({shown['fresh']} "
+                  f"fresh, {shown['followed']} followed, {shown['hidden']} hidden), overlay "
+                  f"age p50 {report['overlay_age_ms']['p50']} p95 "
+                  f"{report['overlay_age_ms']['p95']} ms, flow {report['flow_ms']['p50']}/"
+                  f"{report['flow_ms']['p95']} ms; load {os.getloadavg()[0]:.2f}"
                   + (f"; errors {report['errors']}" if report["errors"] else ""))
     return 0
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import app
 from app.pipeline.analysis import MODES, TARGET_CLASS, Analyzer
@@ -43,3 +45,25 @@ def analyzer_for(segmenter: Segmenter, mode: str, **options) -> Analyzer:
     (`options`: Analyzer's other keyword arguments)."""
     return Analyzer(segmenter.classes, mode,
                     unsure_below=dict(segmenter.contract.unsure_below), **options)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A mode's segmenter and analyzer, loaded together (what the live session runs)."""
+
+    segmenter: Any  # Segmenter (or a test fake with the same attributes)
+    analyzer: Any
+    speed_note: str = ""  # which variant and thread count was chosen on this machine, and why
+
+    @property
+    def version(self) -> str:
+        contract = getattr(self.segmenter, "contract", None)
+        return str(getattr(contract, "version", "?"))
+
+    @property
+    def provider(self) -> str:
+        return str(getattr(self.segmenter, "provider", "?"))
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self.segmenter, "name", "model"))

@@ -1,44 +1,48 @@
-"""The pipeline without a window: source -> worker, counted, timed and reported.
+"""The live session without a window: driven, counted, timed and reported.
 
-Used by `sonoguide --headless` and the benchmark. Every frame id the source published counts
-as input, including ids this loop never saw (the source's mailbox replaced them): those count
-as dropped, the same as frames the worker's mailbox replaced.
+Used by `sonoguide --headless` and the benchmarks; it drives the same LiveSession as the
+window, so both see the same ROI, scale, areas and overlay decisions. Every frame id the
+source published counts as input, including ids this loop never saw (the source's mailbox
+replaced them): those count as dropped, the same as frames the worker's mailbox replaced.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
-
-from app.pipeline.frames import Frame, Roi, Segmentation
+from app.pipeline.frames import Frame, Segmentation
+from app.pipeline.session import LiveSession, percentiles
 from app.pipeline.timeline import AreaSample, area_sample, summarize
-from app.pipeline.worker import InferenceWorker
-from app.sources.base import FrameSource, SourceState
+from app.sources.base import SourceState
 
 SOURCE_START_TIMEOUT_S = 5.0  # no first frame within this: the source counts as failed
 STALL_TIMEOUT_S = 3.0  # no new frame for this long after the first: stop and report
 DRAIN_TIMEOUT_S = 2.0  # after the last frame, wait this long for its overlay
+SLICE_S = 0.005  # headless loop: how often results are looked at between frames
 
 
-def run_headless(source: FrameSource, worker: InferenceWorker | None,
-                 max_frames: int | None = None, *, duration_s: float | None = None,
-                 errors: list[str] | None = None, model_info: dict | None = None,
-                 stop_event: threading.Event | None = None,
-                 on_frame: Callable[[Frame], None] | None = None,
+def run_headless(session: LiveSession, max_frames: int | None = None, *,
+                 duration_s: float | None = None, errors: list[str] | None = None,
+                 model_info: dict | None = None, stop_event: threading.Event | None = None,
                  areas_out: list[AreaSample] | None = None) -> dict:
-    """Run until max_frames frames came in, duration_s passed, the source ended or failed, or
-    stop_event is set. Starts and stops the source; stops the worker at the end.
+    """Drive `session` (its source set, its model set or None) until max_frames frames came
+    in, duration_s passed, the source ended or failed, or stop_event is set. Starts and stops
+    the source; stops the worker at the end.
 
     errors: problems met before the run (e.g. a model that failed to load), kept in the report.
-    model_info: name/version to report when there is no worker (model missing).
+    model_info: name/version to report when there is no model.
     areas_out: filled with the per-frame class areas of this run, in frame order (for CSV);
     the report's "areas" summarises them.
     """
-    errors = errors if errors is not None else []  # shared: the ROI provider may add to it
+    source = session.source
+    if source is None:
+        raise ValueError("the session has no source")
+    worker = session.worker if session.model is not None else None
+    errors = errors if errors is not None else []
+    session.area._say = errors.append  # e.g. a remembered area that no longer fits
     # only what the report needs: a long run must not hold every frame's label map
     results: list[_Done] = []
     results_lock = threading.Lock()
@@ -56,10 +60,12 @@ def run_headless(source: FrameSource, worker: InferenceWorker | None,
     t_first = t_last = None
     t_start = time.monotonic()
     ended_by = "max_frames"
+    frame_age_ms: list[float] = []
     # Ids rise by one per published frame, so the first id of this run is the count so far:
     # frames published before this loop saw its first one still count as input (and dropped).
     first_expected_id = source.frames_published
     source.start()
+    session.reset_counts()
     try:
         while True:
             if stop_event.is_set():
@@ -69,7 +75,7 @@ def run_headless(source: FrameSource, worker: InferenceWorker | None,
                 ended_by = "duration"
                 break
             wait = SOURCE_START_TIMEOUT_S if first_id is None else STALL_TIMEOUT_S
-            frame = _next_frame(source, -1 if last_id is None else last_id, wait, stop_event)
+            frame = _next_frame(session, wait, stop_event)
             if frame is None:
                 state = source.status
                 if stop_event.is_set():
@@ -82,25 +88,24 @@ def run_headless(source: FrameSource, worker: InferenceWorker | None,
                                   f"(state: {state.state.value}"
                                   f"{': ' + state.message if state.message else ''})")
                 break
+            frame_age_ms.append(1000.0 * (time.monotonic() - frame.t_capture))
+            session.show()
             if first_id is None:
                 first_id = min(first_expected_id, frame.frame_id)
                 first_seen_id, t_first = frame.frame_id, frame.t_capture
             last_id, t_last = frame.frame_id, frame.t_capture
             seen += 1
-            if worker is not None:
-                worker.submit(frame)
-            if on_frame is not None:
-                on_frame(frame)
             if max_frames is not None and last_id - first_id + 1 >= max_frames:
                 break
     finally:
         if worker is not None:
             _drain(worker, last_id)
-            worker.stop()
-            worker.remove_listener(collect)
+            session.show()  # the last frame's own result counts for it
             errors.extend(f"inference: {e}" for e in worker.errors)
         status = source.status
-        source.stop()
+        session.stop()
+        if worker is not None:
+            worker.remove_listener(collect)
     if status.state in (SourceState.ERROR, SourceState.NO_SIGNAL):
         errors.append(f"source {source.name}: {status.state.value}: {status.message}")
 
@@ -111,10 +116,11 @@ def run_headless(source: FrameSource, worker: InferenceWorker | None,
     areas = [r.areas for r in done]
     if areas_out is not None:
         areas_out.extend(areas)
-    latencies = np.array([r.latency_s * 1000.0 for r in done]) if done else np.zeros(0)
+    latencies = [r.latency_s * 1000.0 for r in done]
     span_in = (t_last - t_first) if t_first is not None and t_last is not None else 0.0
     span_out = (done[-1].t_done - done[0].t_done) if len(done) >= 2 else 0.0
-    segmenter = worker.segmenter if worker is not None else None
+    segmenter = session.model.segmenter if session.model is not None else None
+    roi = session.area.roi
     return {
         "source": source.name,
         "source_state": status.state.value,
@@ -126,14 +132,25 @@ def run_headless(source: FrameSource, worker: InferenceWorker | None,
         "inferred_fraction": round(len(done) / frames_in, 4) if frames_in else 0.0,
         "input_fps": round((last_id - first_seen_id) / span_in, 2) if span_in > 0 else 0.0,
         "inference_fps": round((len(done) - 1) / span_out, 2) if span_out > 0 else 0.0,
-        "latency_ms": _percentiles(latencies),
-        "inference_ms": _percentiles(np.array(_inference_ms(worker))),
+        "latency_ms": percentiles(latencies),
+        "inference_ms": percentiles(_inference_ms(worker)),
+        # what a viewer would have seen: per frame shown, the best overlay it got
+        "shown": session.display_counts().as_dict(),
+        "overlay_age_ms": percentiles(session.overlay_age_ms),
+        "frame_age_ms": percentiles(frame_age_ms),
+        "flow_ms": percentiles(session.flow_ms),
+        "follow": session.policy.follow,
+        "budget_ms": round(1000.0 * session.policy.budget_s, 1),
+        "analyse_every_frame": bool(getattr(source, "analyse_every_frame", False)),
+        "roi": None if roi is None else [roi.x, roi.y, roi.w, roi.h],
+        "pixel_spacing_mm": (session.current.pixel_spacing_mm
+                             if session.current is not None else None),
         "provider": segmenter.provider if segmenter is not None else None,
         "provider_note": segmenter.provider_note if segmenter is not None else "",
         "model": ({"name": segmenter.name, "version": segmenter.contract.version,
                    "classes": list(segmenter.classes), "path": str(segmenter.path)}
                   if segmenter is not None else (model_info or None)),
-        "mode": worker.analyzer.mode if worker is not None else None,
+        "mode": session.model.analyzer.mode if session.model is not None else None,
         "wall_s": round(time.monotonic() - t_start, 3),
         "areas": summarize(areas),
         "errors": errors,
@@ -148,47 +165,24 @@ class _Done:
     areas: AreaSample
 
 
-def detected_roi_provider(errors: list[str] | None = None) -> Callable[[Frame], Roi] | None:
-    """ROI found once per source and frame size (app.pipeline.roi.detect_roi), then kept, as the
-    window does; None (full frame) when ROI detection is not installed. If detection fails the
-    full frame is used (the overlay still works) and the failure is noted in `errors`."""
-    try:
-        from app.pipeline.roi import detect_roi
-    except ImportError:
-        return None
-    cache: dict[tuple[str, int, int], Roi] = {}
-
-    def provide(frame: Frame) -> Roi:
-        key = (frame.source, frame.width, frame.height)
-        if key not in cache:
-            try:
-                cache[key] = detect_roi(frame.image)
-            except Exception as exc:  # a detector fault must not cost the overlay
-                cache[key] = Roi.full(frame.image)
-                if errors is not None:
-                    errors.append(f"ROI detection failed on frame {frame.frame_id} "
-                                  f"({type(exc).__name__}: {exc}); using the full frame")
-        return cache[key]
-
-    provide.found = cache  # type: ignore[attr-defined]  # the report says which area was used
-    return provide
-
-
-def _next_frame(source: FrameSource, after_id: int, wait: float,
+def _next_frame(session: LiveSession, wait: float,
                 stop_event: threading.Event) -> Frame | None:
-    """Newest frame after `after_id`, in short slices so a stop request is seen promptly."""
+    """The next new frame, waiting in short slices so a stop request is seen promptly and a
+    result that lands meanwhile still reaches the frame it belongs to (session.show())."""
+    source = session.source
     deadline = time.monotonic() + wait
     while not stop_event.is_set():
-        frame = source.wait_frame(after_id, min(0.1, max(0.0, deadline - time.monotonic())))
+        frame = session.wait_pull(min(SLICE_S, max(0.0, deadline - time.monotonic())))
         if frame is not None:
             return frame
+        session.show()
         state = source.status.state
         if state in (SourceState.ENDED, SourceState.ERROR) or time.monotonic() >= deadline:
             return None
     return None
 
 
-def _drain(worker: InferenceWorker, last_id: int | None) -> None:
+def _drain(worker: Any, last_id: int | None) -> None:
     """Give the frame submitted last the time to come out of the model."""
     if last_id is None:
         return
@@ -203,13 +197,5 @@ def _drain(worker: InferenceWorker, last_id: int | None) -> None:
         time.sleep(0.005)
 
 
-def _inference_ms(worker: InferenceWorker | None) -> list[float]:
+def _inference_ms(worker: Any) -> list[float]:
     return list(worker.inference_ms_history) if worker is not None else []
-
-
-def _percentiles(values: np.ndarray) -> dict[str, float | None]:
-    if values.size == 0:
-        return {"p50": None, "p95": None, "max": None}
-    return {"p50": round(float(np.percentile(values, 50)), 2),
-            "p95": round(float(np.percentile(values, 95)), 2),
-            "max": round(float(values.max()), 2)}

@@ -43,15 +43,14 @@ class WorkerStats:
 
 
 class InferenceWorker:
-    def __init__(self, segmenter: Segmenter, analyzer: Analyzer,
-                 roi_provider: Callable[[Frame], Roi] | None = None, *,
+    def __init__(self, segmenter: Segmenter, analyzer: Analyzer, *,
                  autostart: bool = True) -> None:
         self._segmenter = segmenter
         self._analyzer = analyzer
-        self.roi_provider = roi_provider
         self._slot: LatestSlot[Frame] = LatestSlot()
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
+        self._finished: list[Callable[[int], None]] = []  # frame id, after success or error
         self._latest: Segmentation | None = None
         self._generation = 0  # bumped by set_model: results of the old model are discarded
         self._stop_event = threading.Event()
@@ -104,6 +103,14 @@ class InferenceWorker:
         with self._lock:
             if callback in self._listeners:
                 self._listeners.remove(callback)
+            if callback in self._finished:
+                self._finished.remove(callback)
+
+    def add_finished_listener(self, callback: Callable[[int], None]) -> None:
+        """callback(frame_id) on the worker thread once a frame is done with, whether it gave
+        a result or an error (a replay that waits for every frame must never wait forever)."""
+        with self._lock:
+            self._finished.append(callback)
 
     def set_model(self, segmenter: Segmenter, analyzer: Analyzer) -> None:
         """Switch model (mode change); the next frame uses it and the old overlay is forgotten."""
@@ -164,24 +171,30 @@ class InferenceWorker:
             except Exception as exc:  # one bad frame must not stop the overlay for good
                 self._record_error(f"frame {frame.frame_id}: {type(exc).__name__}: {exc}",
                                    exc)
-                continue
+                result = None
             with self._lock:
-                if generation != self._generation:
-                    continue  # model switched while this frame was in flight
-                self._latest = result
-                self.frames_inferred += 1
-                self._recent.append((result.t_done, result.latency_s))
-                listeners = list(self._listeners)
+                current = generation == self._generation  # else the model switched meanwhile
+                if result is not None and current:
+                    self._latest = result
+                    self.frames_inferred += 1
+                    self._recent.append((result.t_done, result.latency_s))
+                listeners = list(self._listeners) if result is not None and current else []
+                finished = list(self._finished)
             for callback in listeners:
                 try:
                     callback(result)
                 except Exception as exc:
                     self._record_error(f"listener {callback!r}: {type(exc).__name__}: {exc}",
                                        exc)
+            for done in finished:
+                try:
+                    done(frame.frame_id)
+                except Exception as exc:
+                    self._record_error(f"listener {done!r}: {type(exc).__name__}: {exc}", exc)
 
     def _process(self, frame: Frame, segmenter: Segmenter, analyzer: Analyzer) -> Segmentation:
-        roi = self.roi_provider(frame) if self.roi_provider is not None else Roi.full(frame.image)
-        roi = roi.clamp(frame.width, frame.height)
+        # The live session stamped the ROI and scale on the frame (ImageArea.prepare).
+        roi = (frame.roi or Roi.full(frame.image)).clamp(frame.width, frame.height)
         pred = segmenter.predict(roi.crop(frame.image))
         self.last_inference_ms = pred.inference_ms
         self.inference_ms_history.append(pred.inference_ms)

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.pipeline.frames import Frame, Roi
+from app.pipeline.models import LoadedModel
 from app.sources.base import FrameSource
-from app.ui.controller import Deps, LoadedModel
+from app.ui.controller import Deps
 
 
 def make_model_loader(provider: str = "auto", threads: int | None = None,
@@ -36,10 +36,10 @@ def make_model_loader(provider: str = "auto", threads: int | None = None,
     return load
 
 
-def make_worker(segmenter: Any, analyzer: Any, roi_provider: Callable[[Frame], Roi]) -> Any:
+def make_worker(segmenter: Any, analyzer: Any) -> Any:
     from app.pipeline.worker import InferenceWorker
 
-    return InferenceWorker(segmenter, analyzer, roi_provider)
+    return InferenceWorker(segmenter, analyzer)
 
 
 def real_deps(provider: str = "auto", threads: int | None = None, *,
@@ -53,11 +53,10 @@ def real_deps(provider: str = "auto", threads: int | None = None, *,
                 load_model=make_model_loader(provider, threads, default_path),
                 make_worker=make_worker,
                 snapshot_dir=snapshot_dir or Path.cwd() / "snapshots")
-    from app.pipeline.calibration import RoiStore, spacing_from_two_points
+    from app.pipeline.calibration import RoiStore
     from app.pipeline.roi import detect_roi
 
     deps.detect_roi, deps.roi_store = detect_roi, RoiStore()
-    deps.spacing_from_two_points = spacing_from_two_points
     try:
         from app.sources.devices import list_capture_devices
 
@@ -91,7 +90,8 @@ def run_gui(args: argparse.Namespace) -> int:
     try:
         window = MainWindow(deps, source=getattr(args, "source", None) or "phantom",
                             mode=getattr(args, "mode", None) or "plexus",
-                            model_path=getattr(args, "model", None))
+                            model_path=getattr(args, "model", None),
+                            **_policy_options(args))
     except ValueError as exc:
         print(f"sonoguide: {exc}", file=sys.stderr)
         return 2
@@ -101,6 +101,16 @@ def run_gui(args: argparse.Namespace) -> int:
         return int(app.exec())
     finally:
         window.shutdown()
+
+
+def _policy_options(args: argparse.Namespace) -> dict:
+    """The overlay policy the command line asked for (the window's defaults otherwise)."""
+    options: dict = {}
+    if getattr(args, "budget_ms", None) is not None:
+        options["budget_s"] = args.budget_ms / 1000.0
+    if getattr(args, "follow", None):
+        options["follow"] = args.follow
+    return options
 
 
 def _close_on_ctrl_c(window: Any) -> None:

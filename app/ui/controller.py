@@ -1,7 +1,7 @@
-"""Qt-free pieces of the live view: what to load, how fast things run, whether to paint.
+"""Qt-free pieces of the window: its dependencies, background model loading, rates.
 
-The window owns Qt; everything that can be decided without Qt lives here so it can be tested
-and reasoned about on its own.
+What to draw on a frame is decided by the live session (app.pipeline.session), which the
+window and the headless runner share; the window owns Qt only.
 """
 
 from __future__ import annotations
@@ -11,44 +11,17 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from app.pipeline.frames import Frame, Roi, Segmentation, overlay_is_fresh
+from app.pipeline.frames import Roi
+from app.pipeline.models import LoadedModel
+from app.pipeline.session import Worker
 from app.sources.base import FrameSource
 
 MODES = {"plexus": "Nerve block", "jugular": "IJ cannulation"}
 PHANTOM_SCENE_FOR_MODE = {"plexus": "phantom:plexus", "jugular": "phantom:jugular"}
-
-
-class Worker(Protocol):
-    """What the window needs from app.pipeline.worker.InferenceWorker."""
-
-    def submit(self, frame: Frame) -> None: ...
-    def latest(self) -> Segmentation | None: ...
-    def add_listener(self, cb: Callable[[Segmentation], None]) -> None: ...
-    def set_model(self, segmenter: Any, analyzer: Any) -> None: ...
-    def stop(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    segmenter: Any  # app.pipeline.segmenter.Segmenter (or a test fake with the same attributes)
-    analyzer: Any
-
-    @property
-    def version(self) -> str:
-        contract = getattr(self.segmenter, "contract", None)
-        return str(getattr(contract, "version", "?"))
-
-    @property
-    def provider(self) -> str:
-        return str(getattr(self.segmenter, "provider", "?"))
-
-    @property
-    def name(self) -> str:
-        return str(getattr(self.segmenter, "name", "model"))
 
 
 @dataclass
@@ -57,11 +30,10 @@ class Deps:
 
     open_source: Callable[[str], FrameSource]
     load_model: Callable[[str, str | None], LoadedModel]  # (mode, path or None=default)
-    make_worker: Callable[[Any, Any, Callable[[Frame], Roi]], Worker]
+    make_worker: Callable[[Any, Any], Worker]  # (segmenter, analyzer) -> inference thread
     detect_roi: Callable[[np.ndarray], Roi] = Roi.full
     roi_store: Any = None  # app.pipeline.calibration.RoiStore: get(key), set(key, roi=, ...)
     list_devices: Callable[[], list] = field(default=lambda: [])
-    spacing_from_two_points: Callable[..., float] | None = None
     snapshot_dir: Path = Path("snapshots")
 
 
@@ -126,25 +98,3 @@ class RateMeter:
 
 def median(values: collections.deque[float] | list[float]) -> float | None:
     return float(np.median(np.asarray(values))) if len(values) else None
-
-
-@dataclass(frozen=True)
-class OverlayDecision:
-    paint: Segmentation | None  # the result to paint, or None = hide the overlay
-    lagging: bool  # the model is running but its newest answer is too old for this frame
-
-
-def decide_overlay(result: Segmentation | None, shown: Frame | None, *, model_ready_since: float
-                   | None, budget_s: float, warmup_s: float = 1.0) -> OverlayDecision:
-    """Paint only a fresh result; say "lagging" when a running model has nothing fresh.
-
-    Before the first result, allow `warmup_s` from when the model became ready (first runs are
-    slower), then call it lagging too.
-    """
-    if shown is None or model_ready_since is None:
-        return OverlayDecision(None, False)
-    if result is not None and overlay_is_fresh(result, shown, budget_s):
-        return OverlayDecision(result, False)
-    if result is None:
-        return OverlayDecision(None, shown.t_capture - model_ready_since > warmup_s)
-    return OverlayDecision(None, result.frame_id < shown.frame_id)

@@ -43,17 +43,10 @@ def contour_style(structure: Structure, classes: tuple[str, ...], opacity: float
     )
 
 
-def target_depth_mm(target: Target, roi: Roi, spacing_mm: float | None) -> float | None:
-    """The analyzer's depth, else depth below the ROI top from a calibrated spacing."""
-    if target.depth_mm is not None:
-        return target.depth_mm
-    if spacing_mm:
-        return max(0.0, (target.y - roi.y) * spacing_mm)
-    return None
-
-
-def target_text(target: Target, roi: Roi, spacing_mm: float | None) -> str:
-    depth = target_depth_mm(target, roi, spacing_mm)
+def target_text(target: Target) -> str:
+    """Label beside the marker. Depth is the analyzer's (mm from the frame's scale), never
+    worked out again here."""
+    depth = target.depth_mm
     text = f"{target.class_name}  {depth:.1f} mm" if depth is not None else (
         f"{target.class_name}  (depth: calibrate)")
     if target.unsure:
@@ -61,11 +54,11 @@ def target_text(target: Target, roi: Roi, spacing_mm: float | None) -> str:
     return text
 
 
-def target_summary(target: Target, roi: Roi, spacing_mm: float | None) -> str:
+def target_summary(target: Target) -> str:
     """One short line for the side panel: what, how deep (or that depth needs a calibration),
     and "unsure" when the model is (the panel colours it too). Kept to one line so the panel
     fits a 1366x768 screen."""
-    depth = target_depth_mm(target, roi, spacing_mm)
+    depth = target.depth_mm
     line = f"{depth:.1f} mm" if depth is not None else "depth: calibrate"
     if target.unsure:
         line += " (unsure)"
@@ -123,8 +116,7 @@ class OverlayItems:
         return self._label.textItem.toPlainText() if self._label.isVisible() else ""
 
     # --- drawing --------------------------------------------------------------------------
-    def show(self, seg: Segmentation, *, opacity: float, fill: bool,
-             spacing_mm: float | None) -> None:
+    def show(self, seg: Segmentation, *, opacity: float, fill: bool) -> None:
         structures = seg.structures
         while len(self._paths) < len(structures):
             item = QtWidgets.QGraphicsPathItem()
@@ -145,12 +137,11 @@ class OverlayItems:
             item.setVisible(True)
         for item in self._paths[len(structures):]:
             item.setVisible(False)
-        self._show_target(seg.target, seg.roi, opacity, spacing_mm)
+        self._show_target(seg.target, seg.roi, opacity)
         self._visible = True
         self.shown_frame_id = seg.frame_id
 
-    def _show_target(self, target: Target | None, roi: Roi, opacity: float,
-                     spacing_mm: float | None) -> None:
+    def _show_target(self, target: Target | None, roi: Roi, opacity: float) -> None:
         if target is None:
             self._marker.setVisible(False)
             self._label.setVisible(False)
@@ -168,7 +159,7 @@ class OverlayItems:
                               {"pos": pos, "size": 16, "symbol": "+", "pen": light,
                                "brush": None}])
         self._marker.setVisible(True)
-        self._label.setText(target_text(target, roi, spacing_mm))
+        self._label.setText(target_text(target))
         # Right of the marker in the left half of the image area, left of it in the right
         # half: the label must not run off the image edge (it did for a vein near the edge).
         right_half = target.x > roi.x + roi.w / 2

@@ -17,7 +17,7 @@ import numpy as np
 
 from app.pipeline.frames import Frame, Segmentation
 from app.ui import theme
-from app.ui.overlay import contour_style, target_depth_mm, target_text
+from app.ui.overlay import contour_style, target_text
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def _blend(base: np.ndarray, layer: np.ndarray, mask: np.ndarray, alpha: float) 
 
 
 def render_overlay_bgr(image: np.ndarray, seg: Segmentation | None, *, opacity: float = 1.0,
-                       fill: bool = True, spacing_mm: float | None = None) -> np.ndarray:
+                       fill: bool = True) -> np.ndarray:
     """Full-resolution BGR image with the overlay drawn as on screen (dashes become thin lines)."""
     out = _to_bgr(image).copy()
     if seg is None:
@@ -70,7 +70,7 @@ def render_overlay_bgr(image: np.ndarray, seg: Segmentation | None, *, opacity: 
         white = _bgr(theme.TARGET_COLOUR)
         cv2.circle(out, centre, 12, white, 2, cv2.LINE_AA)
         cv2.drawMarker(out, centre, white, cv2.MARKER_CROSS, 10, 2, cv2.LINE_AA)
-        cv2.putText(out, target_text(t, seg.roi, spacing_mm).replace("  ", " "),
+        cv2.putText(out, target_text(t).replace("  ", " "),
                     (centre[0] + 16, max(16, centre[1] - 16)), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
                     white, 2, cv2.LINE_AA)
     return out
@@ -93,6 +93,8 @@ def describe(frame: Frame, seg: Segmentation | None, spacing_mm: float | None,
         return record
     record["overlay"] = {
         "result_frame_id": seg.frame_id,
+        # the frame the model analysed when the overlay was moved here by measured motion
+        "analysed_frame_id": seg.frame_id if seg.warped_from is None else seg.warped_from,
         "latency_ms": round(seg.latency_s * 1000, 1),
         "classes": list(seg.classes),
         "roi": asdict(seg.roi),
@@ -108,8 +110,7 @@ def describe(frame: Frame, seg: Segmentation | None, spacing_mm: float | None,
         "target": None if seg.target is None else {
             "class": seg.target.class_name, "x": round(seg.target.x, 1),
             "y": round(seg.target.y, 1),
-            "depth_mm": (None if (d := target_depth_mm(seg.target, seg.roi, spacing_mm)) is None
-                         else round(d, 2)),
+            "depth_mm": (None if (d := seg.target.depth_mm) is None else round(d, 2)),
             "confidence": round(float(seg.target.confidence), 3),
             "unsure": seg.target.unsure,
         },
@@ -129,10 +130,9 @@ def save_snapshot(folder: Path, frame: Frame, seg: Segmentation | None, *, opaci
     raw = _to_bgr(frame.image)
     if not cv2.imwrite(str(paths.raw_png), raw):
         raise OSError(f"could not write {paths.raw_png}")
-    overlay = render_overlay_bgr(frame.image, seg, opacity=opacity, fill=fill,
-                                 spacing_mm=spacing_mm)
+    overlay = render_overlay_bgr(frame.image, seg, opacity=opacity, fill=fill)
     if not cv2.imwrite(str(paths.overlay_png), overlay):
         raise OSError(f"could not write {paths.overlay_png}")
     record = describe(frame, seg, spacing_mm, info or {})
-    paths.json.write_text(json.dumps(record, indent=2))
+    paths.json.write_text(json.dumps(record, indent=2, allow_nan=False))
     return paths

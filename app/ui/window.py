@@ -1,10 +1,11 @@
-"""The SonoGuide main window: live image, overlay, banners, side panel, status bar.
+"""The SonoGuide main window: a view of the live session (app.pipeline.session).
 
-Threading: Qt objects are touched from the GUI thread only. A ~60 Hz QTimer pulls the newest
-frame from the source (never blocking) and submits it to the inference worker; the worker's
-listener only emits a queued signal so the overlay can repaint as soon as a result lands.
-An overlay is painted only while it is fresh for the frame on screen (overlay_is_fresh), else
-it is hidden and "AI lagging" is shown: a late contour on a moving image is worse than none.
+Threading: Qt objects are touched from the GUI thread only. A ~60 Hz QTimer asks the session
+for the newest frame (never blocking; the session hands it to the inference worker) and for
+what to draw on it; the worker's listener only emits a queued signal so the overlay repaints
+as soon as a result lands. The session decides: the model's result for this frame, or the
+last result moved here by measured motion, or nothing ("AI lagging" when the model's newest
+answer is too old): a late contour on a moving image is worse than none. Both are drawn alike.
 """
 
 from __future__ import annotations
@@ -17,6 +18,15 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.pipeline.frames import Frame, Roi, Segmentation, most_confident
+from app.pipeline.image_area import ImageArea
+from app.pipeline.models import LoadedModel
+from app.pipeline.session import (
+    DEFAULT_BUDGET_S,
+    LiveSession,
+    OverlayPolicy,
+    Shown,
+    Worker,
+)
 from app.pipeline.timeline import AreaTimeline
 from app.sources.base import FrameSource, SourceState
 from app.ui import theme
@@ -26,11 +36,8 @@ from app.ui.controller import (
     MODES,
     PHANTOM_SCENE_FOR_MODE,
     Deps,
-    LoadedModel,
     ModelLoader,
     RateMeter,
-    Worker,
-    decide_overlay,
     median,
 )
 from app.ui.overlay import DepthAxis, OverlayItems, target_summary
@@ -64,8 +71,8 @@ class _ResultBridge(QtCore.QObject):
 
 class MainWindow(QtWidgets.QMainWindow):
     def __init__(self, deps: Deps, *, source: str = "phantom", mode: str = "plexus",
-                 model_path: str | None = None, budget_s: float = 0.100, tick_ms: int = 16,
-                 autostart: bool = True) -> None:
+                 model_path: str | None = None, budget_s: float = DEFAULT_BUDGET_S,
+                 follow: str = "motion", tick_ms: int = 16, autostart: bool = True) -> None:
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
@@ -76,28 +83,29 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setWindowTitle("SonoGuide")
         self.setStyleSheet(theme.STYLE_SHEET)
 
-        # --- live state (GUI thread) ---
-        self.source: FrameSource | None = None
+        # --- live state (GUI thread); the flow itself lives in the session ---
+        self.session = LiveSession(
+            ImageArea(self.deps.detect_roi, self.deps.roi_store,
+                      say=lambda text: self.statusBar().showMessage(text, 6000)),
+            self.deps.make_worker, policy=OverlayPolicy(budget_s, follow),
+            on_result=self._on_result)
         self.source_spec = ""
-        self.shown_frame: Frame | None = None
+        self.shown: Shown | None = None  # the session's decision for the frame on screen
         self.painted: Segmentation | None = None  # what the overlay shows now
-        self.fresh: Segmentation | None = None  # the result valid for the shown frame
+        self.fresh: Segmentation | None = None  # the overlay valid for the shown frame
         self._painted_key: tuple | None = None
-        self.frozen = False
-        self.model: LoadedModel | None = None
-        self.worker: Worker | None = None
         self.model_error = ""
+        self.speed_note = ""
         self.last_snapshot: SnapshotPaths | None = None
-        self._epoch_t: float | None = None  # results from frames before this are ignored
-        self._last_result_id: int | None = None
-        self._input_rate, self._ai_rate = RateMeter(), RateMeter()
+        self._input_rate = RateMeter()
         self._latencies: list[float] = []
-        self.area_timeline = AreaTimeline(window_s=10.0)  # per-class area, fed on the GUI thread
+        self._last_result_id: int | None = None
         self._loader = ModelLoader(self.deps.load_model)
         self._bridge = _ResultBridge()
         self._bridge.result_ready.connect(self._refresh_overlay,
                                           QtCore.Qt.ConnectionType.QueuedConnection)
         self._status_due = 0.0
+        self._image_shape: tuple | None = None
         self._errors_seen, self._error_until = 0, 0.0
         self._lagging_until = 0.0  # the banner is held briefly so it does not flicker
         self._open_error_until = 0.0
@@ -120,6 +128,31 @@ class MainWindow(QtWidgets.QMainWindow):
         if autostart:
             self._timer.start()
 
+    # ================================================================ the session's state
+    @property
+    def source(self) -> FrameSource | None:
+        return self.session.source
+
+    @property
+    def shown_frame(self) -> Frame | None:
+        return self.session.current
+
+    @property
+    def model(self) -> LoadedModel | None:
+        return self.session.model
+
+    @property
+    def worker(self) -> Worker | None:
+        return self.session.worker
+
+    @property
+    def frozen(self) -> bool:
+        return self.session.frozen
+
+    @property
+    def area_timeline(self) -> AreaTimeline:
+        return self.session.area_timeline
+
     # ================================================================ layout
     def _build_view(self) -> None:
         self.graphics = pg.GraphicsLayoutWidget()
@@ -138,10 +171,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.image_item = pg.ImageItem(axisOrder="row-major")
         self.view.addItem(self.image_item)
         self.overlay = OverlayItems(self.view)
-        self.roi_editor = RoiEditor(
-            self.view, detect_roi=self.deps.detect_roi, store=self.deps.roi_store,
-            spacing_from_two_points=self.deps.spacing_from_two_points,
-            say=lambda text: self.statusBar().showMessage(text, 6000))
+        self.roi_editor = RoiEditor(self.view, self.session.area,
+                                    say=lambda text: self.statusBar().showMessage(text, 6000))
         self.roi_item = self.roi_editor.item
         self.graphics.scene().sigMouseClicked.connect(self._scene_clicked)
         self.banner_box = Banners()
@@ -284,14 +315,12 @@ class MainWindow(QtWidgets.QMainWindow):
             self._set_banner("source", f"Cannot open {spec}", str(exc))
             self._open_error_until = time.monotonic() + 8.0
             return False
-        old, self.source, self.source_spec = self.source, new, spec
+        old = self.session.set_source(new, _source_key(spec))
+        self.source_spec = spec
         if old is not None:  # stopping may wait on a device: never on the GUI thread
             threading.Thread(target=old.stop, name="stop-source", daemon=True).start()
         self._set_banner("source", "")
         self._set_banner("nosignal", "")
-        self.roi_editor.reset(_source_key(spec))
-        self._epoch_t = None
-        self.area_timeline.reset()
         self._clear_overlay()
         self.phantom_controls.attach(getattr(new, "simulator", None))
         is_file = all(hasattr(new, a) for a in ("toggle_pause", "seek", "step"))
@@ -342,8 +371,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.mode_switch.set_mode(mode)
         if switching and self.source_spec.startswith("phantom"):
             self.open_source(PHANTOM_SCENE_FOR_MODE[mode])  # the phantom shows that anatomy
-        self.model = None  # no overlay from the other procedure's model meanwhile
-        self.area_timeline.reset()
+        self.session.set_model(None)  # no overlay from the other procedure's model meanwhile
         self._clear_overlay()
         self._set_banner("model", "")  # a refusal of the previous mode's model no longer applies
         self._set_banner("loading", f"Loading {MODES[mode]} model...")
@@ -363,13 +391,9 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.model_error = ""
         self._set_banner("model", "")
-        if self.worker is None:
-            self.worker = self.deps.make_worker(model.segmenter, model.analyzer, self.roi_for)
-            self.worker.add_listener(self._on_result)
-        else:
-            self.worker.set_model(model.segmenter, model.analyzer)
-        self.model = model
-        self._epoch_t = None
+        self.session.set_model(model)
+        self._errors_seen = int(getattr(self.worker, "error_count", 0) or 0)
+        self.speed_note = getattr(model, "speed_note", "")
         note = getattr(model.segmenter, "provider_note", "")
         if note:  # e.g. GPU requested but not usable: say so once, quietly
             self.statusBar().showMessage(note, 10000)
@@ -383,8 +407,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._bridge.result_ready.emit()
 
     def roi_for(self, frame: Frame) -> Roi:
-        """The ROI the model sees; called from the worker thread."""
-        return self.roi_editor.roi_for(frame)
+        """The ROI the model sees on the next frames like `frame` (the session stamps it)."""
+        roi = self.session.area.roi or frame.roi
+        return roi if roi is not None else Roi.full(frame.image)
 
     # ================================================================ the tick
     def _tick(self) -> None:
@@ -392,10 +417,9 @@ class MainWindow(QtWidgets.QMainWindow):
         if loaded is not None:
             self._apply_loaded_model(*loaded)
         self._follow_source_state()
-        if not self.frozen and self.source is not None:
-            frame = self.source.latest()
-            if frame is not None and frame is not self.shown_frame:
-                self._show_frame(frame)
+        frame = self.session.pull()  # newest frame, already handed to the model
+        if frame is not None:
+            self._show_frame(frame)
         self._refresh_overlay()
         self.area_chart.refresh()
         if self.file_controls.isVisible():
@@ -403,20 +427,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self._update_status()
 
     def _show_frame(self, frame: Frame) -> None:
-        first = self.shown_frame is None or self.shown_frame.image.shape != frame.image.shape
+        first = self._image_shape != frame.image.shape
+        self._image_shape = frame.image.shape
         self.image_item.setImage(frame.image, autoLevels=False, levels=(0, 255))
-        self.shown_frame = frame
         self._input_rate.tick(time.monotonic())
         if first:
             self.view.autoRange(padding=0.0)
-        if not self.roi_editor.ready:
-            self.roi_editor.setup(frame, full_frame=hasattr(self.source, "simulator"))
             self._update_status(force=True)
-        self.depth_axis.set_scale(self.roi_editor.top_px, self.spacing_mm)
-        if self.model is not None and self.worker is not None:
-            if self._epoch_t is None:
-                self._epoch_t = frame.t_capture
-            self.worker.submit(frame)
+        self.roi_editor.follow(frame)
+        self.depth_axis.set_scale(self.roi_editor.top_px, frame.pixel_spacing_mm)
 
     def _follow_source_state(self) -> None:
         if self.source is None:
@@ -453,35 +472,34 @@ class MainWindow(QtWidgets.QMainWindow):
             self._set_banner("model", "")
 
     def _refresh_overlay(self) -> None:
-        result = self.worker.latest() if (self.worker is not None and self.model) else None
-        if result is not None and (self._epoch_t is None or result.t_capture < self._epoch_t):
-            result = None  # from another source or the previous model
+        shown = self.session.show()
+        result = self.session.latest_result()
         if result is not None and result.frame_id != self._last_result_id:
             self._last_result_id = result.frame_id
-            self._ai_rate.tick(time.monotonic())
             self._latencies = (self._latencies + [result.latency_s])[-30:]
-            self.area_timeline.add(result, self.spacing_mm)
-        decision = decide_overlay(result, self.shown_frame, model_ready_since=self._epoch_t
-                                  if self.model else None, budget_s=self.budget_s)
         now = time.monotonic()
-        if decision.lagging:
+        if shown is not None and shown.lagging:
             self._lagging_until = now + LAGGING_HOLD_S
-        lagging = decision.lagging or (decision.paint is None and now < self._lagging_until)
+        paint = shown.overlay if shown is not None else None
+        lagging = (shown is not None and shown.lagging) or (
+            paint is None and now < self._lagging_until)
         self._set_banner("lagging", "AI lagging" if lagging else "", "overlay hidden")
         controls = self.overlay_controls
-        self.fresh = decision.paint  # valid for the frame on screen (snapshots use it)
-        self.painted = decision.paint if controls.enabled else None
+        self.shown = shown
+        self.fresh = paint  # valid for the frame on screen (snapshots use it)
+        self.painted = paint if controls.enabled else None
         if self.painted is None:
             if self.overlay.visible:
                 self.overlay.hide()
             self._painted_key = None
         else:
-            key = (id(self.painted), controls.opacity_value, controls.fill, self.spacing_mm)
+            key = (id(self.painted), controls.opacity_value, controls.fill)
             if key != self._painted_key:  # repaint only when something changed
+                # fresh and motion-followed results are drawn alike: one style to learn
                 self.overlay.show(self.painted, opacity=controls.opacity_value,
-                                  fill=controls.fill, spacing_mm=self.spacing_mm)
+                                  fill=controls.fill)
                 self._painted_key = key
-        self._show_found(decision.paint)
+        self._show_found(paint)
 
     def _clear_overlay(self) -> None:
         self.overlay.hide()
@@ -502,7 +520,7 @@ class MainWindow(QtWidgets.QMainWindow):
             text = ("Target: no model" if self.model is None else "Target: -") if seg is None \
                 else "Target: not found"
         else:
-            text = target_summary(seg.target, seg.roi, self.spacing_mm)
+            text = target_summary(seg.target)
         if self.target_label.text() != text:
             self.target_label.setText(text)
             unsure = seg is not None and seg.target is not None and seg.target.unsure
@@ -523,12 +541,12 @@ class MainWindow(QtWidgets.QMainWindow):
     # ================================================================ ROI + calibration
     def redetect_roi(self) -> None:
         if self.shown_frame is not None:
-            self.roi_editor.redetect(self.shown_frame,
-                                     full_frame=hasattr(self.source, "simulator"))
+            self.session.area.redetect(self.shown_frame)
 
     @property
     def spacing_mm(self) -> float | None:
-        return self.roi_editor.spacing_mm(self.shown_frame)
+        """mm per pixel of the picture: the source's own, else the user's calibration."""
+        return self.session.area.spacing_mm(self.shown_frame)
 
     def start_calibration(self) -> None:
         self.roi_editor.calibration_points = []
@@ -554,7 +572,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ================================================================ user actions
     def toggle_freeze(self) -> None:
-        self.frozen = not self.frozen
+        self.session.frozen = not self.session.frozen
         self._set_banner("frozen", "FROZEN" if self.frozen else "", "Space to resume")
 
     def toggle_overlay(self) -> None:
@@ -572,11 +590,12 @@ class MainWindow(QtWidgets.QMainWindow):
         controls = self.overlay_controls
         info = {"mode": self.mode, "model_version": self.model.version if self.model else None,
                 "provider": self.model.provider if self.model else None,
-                "source_spec": self.source_spec, "overlay_shown": self.overlay.visible}
+                "source_spec": self.source_spec, "overlay_shown": self.overlay.visible,
+                "overlay_kind": self.shown.kind if self.shown is not None else None}
         try:
             paths = save_snapshot(self.deps.snapshot_dir, frame, self.fresh,
                                   opacity=controls.opacity_value, fill=controls.fill,
-                                  spacing_mm=self.spacing_mm, info=info)
+                                  spacing_mm=frame.pixel_spacing_mm, info=info)
         except OSError as exc:
             self.statusBar().showMessage(f"Snapshot failed: {exc}", 8000)
             return None
@@ -611,7 +630,9 @@ class MainWindow(QtWidgets.QMainWindow):
         labels["model"].setText(f"model {self.model.version}" if self.model else (
             "model refused" if self.model_error else "model loading"))
         labels["input"].setText(f"in {self._input_rate.rate(now):.0f} fps")
-        labels["ai"].setText(f"AI {self._ai_rate.rate(now):.0f} fps")
+        # the model's own rate: between its results the overlay follows the image motion
+        labels["ai"].setText(f"AI {self.session.model_rate(now):.0f}/s")
+        labels["ai"].setToolTip(self.speed_note or "results of the model per second")
         latency = median(self._latencies)
         labels["latency"].setText("lat -" if latency is None else f"lat {latency * 1000:.0f} ms")
         spacing = self.spacing_mm
@@ -620,13 +641,8 @@ class MainWindow(QtWidgets.QMainWindow):
     # ================================================================ shutdown
     def shutdown(self) -> None:
         self._timer.stop()
-        if self.worker is not None:
-            remove = getattr(self.worker, "remove_listener", None)
-            if remove is not None:  # no Qt signal emitted into a window being torn down
-                remove(self._on_result)
-            self.worker.stop()
-        if self.source is not None:
-            self.source.stop()
+        self.session.on_result = None  # no Qt signal emitted into a window being torn down
+        self.session.stop()
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 (Qt API name)
         self.shutdown()

@@ -1,0 +1,386 @@
+"""The live session: source -> image area -> worker -> analysis -> "what to draw on this frame".
+
+One Qt-free object wires the whole flow; the window (a view of it) and the headless runner
+(`sonoguide --headless`, the benchmarks) drive the same object, so both see the same ROI,
+scale, areas and overlay decisions for the same input.
+
+The driver calls `pull()` whenever it wants the newest frame (the window's GUI tick, the
+headless loop) and `show()` for what to draw on it. The model never holds the picture back:
+`pull()` hands the frame to the inference worker's one-slot mailbox (newest wins) and returns at
+once. A result is drawn on its own frame as it is; on a newer frame only moved there by the
+image motion measured between the two frames, and never once it is older than the budget
+(OverlayPolicy). A recorded clip may instead wait for the model on every frame
+(`analyse_every_frame`), since nothing forces a replay to run in real time.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from app.pipeline.frames import Frame, Segmentation
+from app.pipeline.image_area import ImageArea
+from app.pipeline.timeline import AreaTimeline
+from app.sources.base import FrameSource
+
+FRESH, FOLLOWED, HIDDEN, NO_MODEL = "fresh", "followed", "hidden", "no model"
+FOLLOW_MOTION, HOLD, HIDE = "motion", "hold", "hide"  # what a result does on a newer frame
+DEFAULT_BUDGET_S = 0.25
+SUBMITTED_KEPT = 32  # analysed frames kept so a result can be moved from its own frame
+
+
+class Worker(Protocol):
+    """What the session needs from app.pipeline.worker.InferenceWorker."""
+
+    def submit(self, frame: Frame) -> None: ...
+    def latest(self) -> Segmentation | None: ...
+    def add_listener(self, cb: Callable[[Segmentation], None]) -> None: ...
+    def add_finished_listener(self, cb: Callable[[int], None]) -> None: ...
+    def remove_listener(self, cb: Callable) -> None: ...
+    def set_model(self, segmenter: Any, analyzer: Any) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What to draw on one displayed frame."""
+
+    frame: Frame
+    overlay: Segmentation | None  # None: draw no overlay
+    kind: str  # FRESH (the model's result for this very frame), FOLLOWED (moved here), HIDDEN,
+    # NO_MODEL
+    lagging: bool = False  # hidden because the model's newest answer is too old
+    reason: str = ""  # why hidden, in a few words for the banner
+    age_s: float | None = None  # this frame's capture time minus the analysed frame's
+    flow_ms: float | None = None  # cost of measuring the motion, when it was measured
+
+
+class OverlayPolicy:
+    """Decides what may be drawn on a frame from the newest result. Pure: no clock, no threads.
+
+    budget_s: a result older than this (capture time of the shown frame minus that of the
+      analysed frame) is never drawn: the anatomy may have changed in ways no motion model
+      captures (a vein compressing, the needle moving).
+    follow: FOLLOW_MOTION moves a result to the newer frame by measured image motion and hides
+      it when the motion cannot be measured; HOLD draws it unmoved within the budget (the
+      behaviour before motion following, kept for comparison); HIDE draws results on their own
+      frame only.
+    """
+
+    def __init__(self, budget_s: float = DEFAULT_BUDGET_S, follow: str = FOLLOW_MOTION, *,
+                 estimator: Any = None, warmup_s: float = 1.0) -> None:
+        if follow not in (FOLLOW_MOTION, HOLD, HIDE):
+            raise ValueError(f"follow must be {FOLLOW_MOTION}, {HOLD} or {HIDE}, got {follow!r}")
+        if not budget_s > 0:
+            raise ValueError(f"budget_s must be > 0, got {budget_s}")
+        self.budget_s = budget_s
+        self.follow = follow
+        self.warmup_s = warmup_s
+        if estimator is None and follow == FOLLOW_MOTION:
+            from app.pipeline.motion import MotionEstimator
+
+            estimator = MotionEstimator()
+        self.estimator = estimator
+
+    def decide(self, shown: Frame, result: Segmentation | None, analysed: Frame | None,
+               model_ready_since: float | None) -> Shown:
+        """shown: the frame on screen; result: the model's newest result (or None); analysed:
+        the frame that result was computed on; model_ready_since: capture time of the first
+        frame given to the current model (None: no model)."""
+        if model_ready_since is None:
+            return Shown(shown, None, NO_MODEL)
+        if result is None:  # first answers are slow (allocations): allow a warm-up
+            late = shown.t_capture - model_ready_since > self.warmup_s
+            return Shown(shown, None, HIDDEN, lagging=late, reason="waiting for the model")
+        if result.frame_id == shown.frame_id:
+            return Shown(shown, result, FRESH, age_s=0.0)
+        age = shown.t_capture - result.t_capture
+        if result.frame_id > shown.frame_id or age < 0:
+            return Shown(shown, None, HIDDEN, reason="result of a later frame")
+        if age > self.budget_s:
+            return Shown(shown, None, HIDDEN, lagging=True, age_s=age, reason="AI lagging")
+        if self.follow == HIDE:
+            return Shown(shown, None, HIDDEN, age_s=age, reason="waiting for this frame")
+        if self.follow == HOLD:
+            return Shown(shown, result, FOLLOWED, age_s=age)
+        if analysed is None or analysed.frame_id != result.frame_id:
+            return Shown(shown, None, HIDDEN, age_s=age, reason="analysed frame not kept")
+        from app.pipeline.motion import warp_segmentation
+
+        check = self.estimator.estimate(analysed, shown)
+        if check.motion is None:
+            return Shown(shown, None, HIDDEN, age_s=age, reason=check.reason)
+        return Shown(shown, warp_segmentation(result, check.motion, shown), FOLLOWED,
+                     age_s=age, flow_ms=check.motion.ms)
+
+
+@dataclass
+class DisplayCounts:
+    """Per displayed frame, the best overlay it got while on screen."""
+
+    frames: int = 0
+    fresh: int = 0
+    followed: int = 0
+    hidden: int = 0
+    no_model: int = 0
+
+    @property
+    def overlay_fraction(self) -> float:
+        """Frames with a fresh or motion-followed overlay, of frames shown with a model."""
+        with_model = self.frames - self.no_model
+        return (self.fresh + self.followed) / with_model if with_model else 0.0
+
+    def as_dict(self) -> dict:
+        return {"frames": self.frames, "fresh": self.fresh, "followed": self.followed,
+                "hidden": self.hidden, "no_model": self.no_model,
+                "overlay_fraction": round(self.overlay_fraction, 4)}
+
+
+_RANK = {NO_MODEL: 0, HIDDEN: 1, FOLLOWED: 2, FRESH: 3}
+_FIELD = {FRESH: "fresh", FOLLOWED: "followed", HIDDEN: "hidden", NO_MODEL: "no_model"}
+
+
+def _count(counts: DisplayCounts, kind: str) -> None:
+    counts.frames += 1
+    setattr(counts, _FIELD[kind], getattr(counts, _FIELD[kind]) + 1)
+
+
+class LiveSession:
+    """Source, image area, model and worker of one live view, and what to draw.
+
+    make_worker(segmenter, analyzer) -> Worker: the inference thread (tests inject fakes).
+    analyse_every_frame: a recorded clip waits for the model on every frame (sources that
+      support it: FileSource); live sources always keep the newest-frame-only rule.
+    on_result: called on the worker thread when a result lands (the window emits a queued
+      signal there; nothing else may happen on that thread).
+    """
+
+    def __init__(self, area: ImageArea | None = None,
+                 make_worker: Callable[[Any, Any], Worker] | None = None, *,
+                 policy: OverlayPolicy | None = None, analyse_every_frame: bool = True,
+                 on_result: Callable[[Segmentation], None] | None = None,
+                 timeline_window_s: float = 10.0) -> None:
+        self.area = area or ImageArea()
+        self._make_worker = make_worker or _default_worker
+        self.policy = policy or OverlayPolicy()
+        self._analyse_every_frame = analyse_every_frame
+        self.on_result = on_result
+        self.area_timeline = AreaTimeline(window_s=timeline_window_s)
+        self.source: FrameSource | None = None
+        self.model: Any = None  # app.ui.controller.LoadedModel-like: .segmenter, .analyzer
+        self.worker: Worker | None = None
+        self.frozen = False
+        self.current: Frame | None = None  # the frame on screen
+        self.counts = DisplayCounts()
+        self.results_seen = 0
+        self._epoch_t: float | None = None  # results of frames before this are not drawn
+        self._submitted: collections.OrderedDict[int, Frame] = collections.OrderedDict()
+        self._lock = threading.Lock()  # guards _submitted (the worker thread reads it)
+        self._decision: Shown | None = None
+        self._decision_key: tuple | None = None
+        self._best_kind: str | None = None  # best overlay the current frame got so far
+        self._last_result_id: int | None = None
+        self.result_times: collections.deque[float] = collections.deque(maxlen=120)
+        self.overlay_age_ms: list[float] = []  # per displayed frame with an overlay
+        self.flow_ms: list[float] = []
+
+    # --- source -------------------------------------------------------------------------
+    def set_source(self, source: FrameSource, key: str, *, full_frame: bool = False
+                   ) -> FrameSource | None:
+        """Switch to an opened (started) source; returns the old one for the caller to stop
+        (stopping may wait on a device, so a window does it off the GUI thread)."""
+        old, self.source = self.source, source
+        self._finish_frame()
+        self.area.reset(key, full_frame=full_frame)
+        self.current = None
+        self._epoch_t = None
+        self._decision = self._decision_key = None
+        with self._lock:
+            self._submitted.clear()
+        self.area_timeline.reset()
+        if self.model is not None:
+            self.model.analyzer.reset()
+        self._apply_replay_mode()
+        return old
+
+    @property
+    def analyse_every_frame(self) -> bool:
+        return self._analyse_every_frame
+
+    @analyse_every_frame.setter
+    def analyse_every_frame(self, on: bool) -> None:
+        self._analyse_every_frame = bool(on)
+        self._apply_replay_mode()
+
+    @property
+    def replay_waits(self) -> bool:
+        """True while the source is a clip that waits for the model on every frame."""
+        return bool(getattr(self.source, "analyse_every_frame", False))
+
+    def _apply_replay_mode(self) -> None:
+        if self.source is not None and hasattr(self.source, "analyse_every_frame"):
+            self.source.analyse_every_frame = (self._analyse_every_frame
+                                               and self.worker is not None
+                                               and self.model is not None)
+
+    # --- model --------------------------------------------------------------------------
+    def set_model(self, model: Any) -> None:
+        """Use `model` (.segmenter, .analyzer) from the next frame on; None = video only."""
+        self.model = model
+        self._epoch_t = None
+        self._decision = self._decision_key = None
+        self.area_timeline.reset()
+        if model is not None:
+            if self.worker is None:
+                self.worker = self._make_worker(model.segmenter, model.analyzer)
+                self.worker.add_listener(self._result_landed)
+                self.worker.add_finished_listener(self._frame_finished)
+            else:
+                self.worker.set_model(model.segmenter, model.analyzer)
+        self._apply_replay_mode()
+
+    def _result_landed(self, result: Segmentation) -> None:  # worker thread
+        if self.on_result is not None:
+            self.on_result(result)
+
+    def _frame_finished(self, frame_id: int) -> None:  # worker thread
+        """A clip that waits for the model may go on once this frame is done."""
+        source = self.source
+        with self._lock:
+            frame = self._submitted.get(frame_id)
+        done = getattr(source, "frame_done", None)
+        if done is not None and frame is not None and frame.source == source.name:
+            done(frame_id)
+
+    # --- per frame ----------------------------------------------------------------------
+    def pull(self) -> Frame | None:
+        """The source's newest frame if it is new (and the view is not frozen): stamped with
+        its ROI and scale, handed to the model, and now the current frame. Never blocks."""
+        if self.frozen or self.source is None:
+            return None
+        frame = self.source.latest()
+        if frame is None or (self.current is not None and frame.frame_id == self.current.frame_id
+                             and frame.source == self.current.source):
+            return None
+        return self._take(frame)
+
+    def wait_pull(self, timeout: float) -> Frame | None:
+        """Like pull(), waiting up to `timeout` s for a new frame (headless loop)."""
+        if self.source is None:
+            return None
+        after = self.current.frame_id if self.current is not None else -1
+        frame = self.source.wait_frame(after, timeout)
+        return None if frame is None else self._take(frame)
+
+    def _take(self, raw: Frame) -> Frame:
+        frame = self.area.prepare(raw)
+        self._finish_frame()
+        self.current = frame
+        self._best_kind = None
+        if self.model is not None and self.worker is not None:
+            if self._epoch_t is None:
+                self._epoch_t = frame.t_capture
+            with self._lock:
+                self._submitted[frame.frame_id] = frame
+                while len(self._submitted) > SUBMITTED_KEPT:
+                    self._submitted.popitem(last=False)
+            self.worker.submit(frame)
+        return frame
+
+    def latest_result(self) -> Segmentation | None:
+        """The current model's newest result for the current source, else None."""
+        if self.worker is None or self.model is None or self._epoch_t is None:
+            return None
+        result = self.worker.latest()
+        if result is None or result.t_capture < self._epoch_t:
+            return None  # from another source or the previous model
+        return result
+
+    def show(self) -> Shown | None:
+        """What to draw on the current frame now (cheap when nothing changed)."""
+        frame = self.current
+        if frame is None:
+            return None
+        result = self.latest_result()
+        if result is not None and result.frame_id != self._last_result_id:
+            self._last_result_id = result.frame_id
+            self.results_seen += 1
+            self.result_times.append(result.t_done)
+            self.area_timeline.add(result)  # the analyzer's own mm2 (the frame carried mm/px)
+        ready = self._epoch_t if self.model is not None else None
+        key = (frame.source, frame.frame_id, None if result is None else result.frame_id,
+               ready is None)
+        if key != self._decision_key:
+            with self._lock:
+                analysed = None if result is None else self._submitted.get(result.frame_id)
+            self._decision = self.policy.decide(frame, result, analysed, ready)
+            self._decision_key = key
+            self._note(self._decision)
+        return self._decision
+
+    def _note(self, shown: Shown) -> None:
+        if self._best_kind is None or _RANK[shown.kind] > _RANK[self._best_kind]:
+            if shown.overlay is not None and (self._best_kind is None
+                                              or _RANK[self._best_kind] < _RANK[FOLLOWED]):
+                self.overlay_age_ms.append(1000.0 * (shown.age_s or 0.0))
+            self._best_kind = shown.kind
+        if shown.flow_ms is not None:
+            self.flow_ms.append(shown.flow_ms)
+
+    def _finish_frame(self) -> None:
+        """Count the frame leaving the screen by the best overlay it got."""
+        if self.current is not None and self._best_kind is not None:
+            _count(self.counts, self._best_kind)
+        self._best_kind = None
+
+    def display_counts(self) -> DisplayCounts:
+        """Counts including the frame on screen now."""
+        counts = DisplayCounts(**vars(self.counts))
+        if self.current is not None and self._best_kind is not None:
+            _count(counts, self._best_kind)
+        return counts
+
+    def model_rate(self, now: float | None = None, window_s: float = 2.0) -> float:
+        """The model's own results per second over the last `window_s` (0 once they stop)."""
+        now = time.monotonic() if now is None else now
+        times = [t for t in self.result_times if now - t <= window_s]
+        if len(times) < 2 or times[-1] <= times[0]:
+            return 0.0
+        return (len(times) - 1) / (times[-1] - times[0])
+
+    def reset_counts(self) -> None:
+        self.counts = DisplayCounts()
+        self._best_kind = None
+        self.overlay_age_ms.clear()
+        self.flow_ms.clear()
+
+    # --- end ----------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop the worker and the source (blocking: the window calls it on close)."""
+        if self.worker is not None:
+            self.worker.remove_listener(self._result_landed)
+            self.worker.remove_listener(self._frame_finished)
+            self.worker.stop()
+        if self.source is not None:
+            self.source.stop()
+
+
+def _default_worker(segmenter: Any, analyzer: Any) -> Worker:
+    from app.pipeline.worker import InferenceWorker
+
+    return InferenceWorker(segmenter, analyzer)
+
+
+def percentiles(values: list[float] | np.ndarray) -> dict[str, float | None]:
+    """{"p50", "p95", "max"} rounded to 0.01, or Nones for no values."""
+    a = np.asarray(values, float)
+    if a.size == 0:
+        return {"p50": None, "p95": None, "max": None}
+    return {"p50": round(float(np.percentile(a, 50)), 2),
+            "p95": round(float(np.percentile(a, 95)), 2), "max": round(float(a.max()), 2)}
