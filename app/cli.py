@@ -20,7 +20,6 @@ from app.pipeline.analysis import MODES
 from app.pipeline.providers import (
     PROVIDER_CHOICES,
     configure_cv2_threads,
-    default_intra_op_threads,
 )
 from app.pipeline.session import (
     DEFAULT_BUDGET_S,
@@ -49,9 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ONNX model to use instead of the mode's shipped model")
     parser.add_argument("--provider", choices=PROVIDER_CHOICES, default="auto",
                         help="inference provider; auto = GPU when usable, else CPU")
-    parser.add_argument("--threads", type=_positive_int, default=default_intra_op_threads(),
-                        help="ONNX Runtime intra-op threads (default: 2, or half the cores "
-                             "up to 4; here %(default)s)")
+    parser.add_argument("--threads", type=_positive_int, default=None,
+                        help="ONNX Runtime intra-op threads (default: measured fastest on this "
+                             "machine with the model, see --calibrate-speed)")
+    parser.add_argument("--calibrate-speed", action="store_true",
+                        help="time every shipped model variant (int8, float32) and thread "
+                             "count on this machine again, keep the fastest the model card "
+                             "allows, print the table and exit")
     parser.add_argument("--budget-ms", type=float, default=1000.0 * DEFAULT_BUDGET_S,
                         help="a model result older than this is never drawn (default "
                              "%(default).0f ms)")
@@ -89,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.source = resolve_source(args.source, args.mode)
     configure_cv2_threads(1)  # see providers.configure_cv2_threads for why
+    if args.calibrate_speed:
+        return calibrate_speed_cli(args)
     if args.headless:
         return run_headless_cli(args)
     try:
@@ -112,7 +117,7 @@ def build_session(args: argparse.Namespace, errors: list[str]) -> LiveSession:
 
 
 def run_headless_cli(args: argparse.Namespace) -> int:
-    from app.pipeline.models import LoadedModel, load_mode
+    from app.pipeline.models import load_for_machine
     from app.pipeline.runner import run_headless
     from app.pipeline.segmenter import ModelLoadError
     from app.sources.factory import open_source, source_key
@@ -129,10 +134,10 @@ def run_headless_cli(args: argparse.Namespace) -> int:
     session.set_source(source, source_key(args.source))
     model_info = None
     try:
-        segmenter, analyzer = load_mode(args.mode, args.model, args.provider, args.threads)
-        if segmenter.provider_note:
-            errors.append(f"provider: {segmenter.provider_note}")
-        session.set_model(LoadedModel(segmenter, analyzer))
+        model = load_for_machine(args.mode, args.model, args.provider, args.threads)
+        if model.segmenter.provider_note:
+            errors.append(f"provider: {model.segmenter.provider_note}")
+        session.set_model(model)
     except (ModelLoadError, ValueError) as exc:
         errors.append(f"model: {exc}")
         model_info = {"name": Path(args.model).stem if args.model else args.mode,
@@ -143,6 +148,7 @@ def run_headless_cli(args: argparse.Namespace) -> int:
                           errors=errors, model_info=model_info, areas_out=areas)
     report["mode"] = args.mode
     report["source_spec"] = args.source
+    report["speed_choice"] = session.model.speed_note if session.model is not None else ""
     print(summary_line(report))
     if args.timeline is not None:
         from app.pipeline.timeline import write_csv
@@ -160,6 +166,23 @@ def run_headless_cli(args: argparse.Namespace) -> int:
             _say(f"cannot write report {args.report}: {exc}")
             return 1
     return 0 if report["frames_in"] > 0 else 1
+
+
+def calibrate_speed_cli(args: argparse.Namespace) -> int:
+    """Measure the shipped variants of every mode again and print what was chosen."""
+    from app.pipeline.segmenter import ModelLoadError
+    from app.pipeline.speed import choose_speed, format_table
+
+    options = None if args.threads is None else (args.threads,)
+    for mode in MODES:
+        try:
+            choice = choose_speed(mode, thread_options=options, recalibrate=True,
+                                  progress=lambda text: print(f"  {text}", flush=True))
+        except ModelLoadError as exc:
+            _say(f"{mode}: {exc}")
+            return 1
+        print(format_table(mode, choice))
+    return 0
 
 
 def summary_line(report: dict) -> str:

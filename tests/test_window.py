@@ -600,3 +600,80 @@ def test_legend_marks_the_class_the_model_is_unsure_of_not_the_least_confident(q
     assert legend.confidence_texts() == ["85%", "90% ?"]
     legend.set_confidence({"nerve": (0.85, False)})
     assert legend.confidence_texts() == ["85%", "not seen"]
+
+
+def test_clip_replay_waits_for_a_slow_model_on_every_frame(qtbot, harness, models, tmp_path):
+    """A recorded clip is analysed frame by frame: with a model far slower than the clip, every
+    frame still gets its own overlay, in order, and the panel says how fast it really plays."""
+    from app.sources.factory import open_source
+    from tests.clips import frame_index_of, write_clip
+
+    clip = write_clip(tmp_path / "clip.avi", n_frames=10)
+    harness.deps.open_source = open_source
+    window = harness.window(source=str(clip), mode="plexus", model_path=str(models["slow"]))
+    wait_model(qtbot, window, timeout=20000)
+    source = window.source
+    source.loop = False
+    qtbot.waitUntil(lambda: source.analyse_every_frame, timeout=3000)
+    shown: list[int] = []
+    show = window._show_frame
+    window._show_frame = lambda frame: (shown.append(frame_index_of(frame.image)), show(frame))
+    rates: list[str] = []
+    window.file_controls.refresh = lambda: rates.append(window.file_controls.rate.text())
+    source.seek(0.0)
+    qtbot.waitUntil(lambda: bool(shown) and shown[-1] == 0, timeout=5000)
+    window.session.reset_counts()
+    qtbot.waitUntil(lambda: source.status.state is SourceState.ENDED, timeout=30000)
+    qtbot.waitUntil(lambda: window.shown is not None and window.shown.kind == "fresh",
+                    timeout=5000)
+    start = shown.index(0)
+    assert shown[start:] == list(range(10))  # no frame skipped, none shown twice
+    counts = window.session.display_counts()
+    assert counts.frames >= 9 and counts.fresh == counts.frames  # each had its own result
+    assert any(text.endswith("% speed") for text in rates)  # slower than real time, and says so
+    # Off: real-time playback as live (the source no longer waits for the model).
+    window.file_controls.every_frame.setChecked(False)
+    assert not source.analyse_every_frame
+
+
+def test_headless_and_window_give_the_same_roi_scale_and_areas(qtbot, harness, models,
+                                                                tmp_path, capsys):
+    """The same clip with a remembered image area and depth calibration: `--headless` and the
+    window (one live session, two drivers) analyse the same area at the same mm per pixel and
+    measure the same areas."""
+    import cv2
+
+    from app import cli
+    from app.pipeline.calibration import RoiStore
+    from app.sources.factory import open_source, source_key
+
+    path = tmp_path / "disc.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (160, 120))
+    image = np.full((120, 160, 3), 128, np.uint8)
+    cv2.circle(image, (70, 60), 25, (250, 250, 250), -1)
+    for _ in range(20):
+        writer.write(image)
+    writer.release()
+    roi = Roi(60, 20, 100, 90)  # cuts the disc's left part off, 10 px left of its centre
+    RoiStore().set(f"{source_key(str(path))}@160x120", roi=roi, pixel_spacing_mm=0.2)
+
+    report_path = tmp_path / "r.json"
+    code = cli.main(["--headless", "--source", str(path), "--mode", "plexus", "--model",
+                     str(models["plexus"]), "--provider", "cpu", "--report", str(report_path)])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads(report_path.read_text())
+
+    harness.deps.open_source = open_source
+    harness.deps.roi_store = RoiStore()
+    window = harness.window(source=str(path), mode="plexus")
+    wait_model(qtbot, window)
+    qtbot.waitUntil(lambda: len(window.area_timeline) >= 3, timeout=10000)
+    assert report["roi"] == [60, 20, 100, 90] and window.roi_for(window.shown_frame) == roi
+    assert report["pixel_spacing_mm"] == window.spacing_mm == pytest.approx(0.2)
+    headless_nerve = report["areas"]["classes"]["nerve"]["median"]
+    window_nerve = float(np.median([s.areas["nerve"] for s in window.area_timeline.samples()]))
+    assert report["areas"]["unit"] == "mm2" and window.area_timeline.unit == "mm2"
+    assert window_nerve == pytest.approx(headless_nerve, rel=0.02)
+    # and it is the disc's part inside the area, in mm2 (the whole disc would be 78.5 mm2)
+    cap = 25 ** 2 * np.arccos(10 / 25) - 10 * np.sqrt(25 ** 2 - 10 ** 2)  # px left of x=60
+    assert headless_nerve == pytest.approx((np.pi * 25 ** 2 - cap) * 0.2 ** 2, rel=0.15)

@@ -40,6 +40,29 @@ def load_mode(mode: str, model_path: str | Path | None = None, provider: str = "
     return segmenter, analyzer_for(segmenter, mode)
 
 
+def load_for_machine(mode: str, model_path: str | Path | None = None, provider: str = "auto",
+                     threads: int | None = None, *, recalibrate: bool = False,
+                     progress=None) -> LoadedModel:
+    """The mode's model as this machine runs it best: on the CPU, the shipped variant (int8 or
+    float32) and thread count measured fastest here among those the model card allows
+    (app.pipeline.speed, cached per CPU and model hash); an explicit model path or thread
+    count, or a GPU, is used as given. ModelLoadError (naming the file) if unusable."""
+    from app.pipeline.providers import CPU, default_intra_op_threads, provider_plan
+
+    note = ""
+    on_cpu = provider_plan(provider)[0] == [CPU]
+    if model_path is None and on_cpu:
+        from app.pipeline.speed import choose_speed
+
+        options = None if threads is None else (threads,)
+        choice = choose_speed(mode, models_dir=MODELS_DIR, thread_options=options,
+                              recalibrate=recalibrate, progress=progress)
+        model_path, threads, note = choice.path, choice.threads, choice.summary()
+    segmenter, analyzer = load_mode(mode, model_path, provider,
+                                    threads or default_intra_op_threads())
+    return LoadedModel(segmenter, analyzer, note)
+
+
 def analyzer_for(segmenter: Segmenter, mode: str, **options) -> Analyzer:
     """The mode's analyzer for this model, with the model's calibrated unsure levels
     (`options`: Analyzer's other keyword arguments)."""

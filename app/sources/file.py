@@ -4,6 +4,13 @@ Frames are paced at the file's own frame rate from a monotonic anchor (frame k i
 anchor_t + (k - anchor_k) / fps), so timing never drifts however long it plays. Controls
 (pause, seek, step, loop) are requests the producer thread carries out, so the caller never
 blocks on decoding; a seek or step publishes the frame it lands on at once, paused or not.
+
+"Analyse every frame" (for replaying a clip to teach): a live source only ever offers its newest
+frame, so a model slower than the clip skips frames. With `analyse_every_frame` on, the producer
+holds each played frame until the consumer says its analysis is done (`frame_done(frame_id)`),
+so playback slows to the model's pace instead of losing overlays; it never runs faster than the
+file's fps, and after ANALYSIS_WAIT_S without an answer it moves on (`frames_not_analysed`).
+`playback_rate` says how fast it really plays (1.0 = real time).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import math
 import os
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +37,8 @@ FALLBACK_FPS = 30.0
 MAX_PLAUSIBLE_FPS = 240.0  # some containers report 1000 (a time base), not a frame rate
 MAX_LAG_S = 0.5  # further behind than this (slow decode, system hiccup): re-anchor, no burst
 IDLE_WAIT_S = 0.1  # how long a paused/ended thread sleeps between checks of its requests
+ANALYSIS_WAIT_S = 3.0  # analyse_every_frame: longest hold for one frame's analysis, then move on
+RATE_WINDOW_S = 2.0  # playback_rate: frames published over about this long
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,14 @@ class FileSource(FrameSource):
         self._frame_count: int | None = None
         self._index = -1  # index of the frame last published
         self._stamp: tuple[int, int] | None = None  # (size, mtime) when opened
+        # analyse every frame (all under self._lock but the flag, which is a plain bool)
+        self._analyse_every_frame = False
+        self._done_id = -1  # highest frame id the consumer said it has analysed
+        self._awaited_id: int | None = None  # frame id the producer is holding playback for
+        self._shown_id = -1  # frame id of the frame last published
+        self._play_times: deque[float] = deque(maxlen=int(RATE_WINDOW_S * MAX_PLAUSIBLE_FPS) + 2)
+        self.frames_not_analysed = 0  # frames played on after ANALYSIS_WAIT_S without an answer
+        self.analysis_wait_s = ANALYSIS_WAIT_S
         self._open_error = self._probe()
 
     # --- controls (any thread) -------------------------------------------------------------
@@ -80,6 +98,49 @@ class FileSource(FrameSource):
 
     def toggle_pause(self) -> None:
         self.resume() if self._paused else self.pause()
+
+    @property
+    def analyse_every_frame(self) -> bool:
+        """On: playback waits for each frame's analysis (frame_done) before the next one."""
+        return self._analyse_every_frame
+
+    @analyse_every_frame.setter
+    def analyse_every_frame(self, value: bool) -> None:
+        self._analyse_every_frame = bool(value)
+        self._wake.set()  # turning it off releases a wait at once
+
+    def frame_done(self, frame_id: int) -> None:
+        """The consumer has finished analysing every frame up to `frame_id` (any thread)."""
+        with self._lock:
+            if frame_id <= self._done_id:
+                return
+            self._done_id = int(frame_id)
+            release = self._awaited_id is not None and self._done_id >= self._awaited_id
+        if release:
+            self._wake.set()
+
+    @property
+    def waiting_for_analysis(self) -> bool:
+        """True while playback is held for the analysis of the frame on screen."""
+        with self._lock:
+            return self._awaited_id is not None
+
+    @property
+    def playback_rate(self) -> float:
+        """Frames per second achieved over the last ~RATE_WINDOW_S / the file's fps (1.0 = real
+        time, less when analyse_every_frame waits for a slower model); 0.0 unless playing."""
+        if self._paused or not self.running or self.status.state is not SourceState.LIVE:
+            return 0.0
+        with self._lock:
+            times = list(self._play_times)
+        if not times:
+            return 0.0
+        now = time.monotonic()
+        recent = [t for t in times if t >= now - RATE_WINDOW_S] or times[-1:]
+        # n frames from recent[0] on fill n periods (the last one its own); once the frame on
+        # screen stays longer than that (a model that does not answer) the rate falls as it lasts
+        span = max(recent[-1] - recent[0] + 1.0 / self._fps, now - recent[0])
+        return min(len(recent) / span / self._fps, 1.0)
 
     def seek(self, seconds: float) -> None:
         """Jump to `seconds` (clamped into the clip); shows that frame even while paused."""
@@ -182,9 +243,16 @@ class FileSource(FrameSource):
             cap.release()
 
     def _play(self, cap: cv2.VideoCapture) -> None:
+        try:
+            self._play_loop(cap)
+        finally:
+            self._hold_for(None)
+
+    def _play_loop(self, cap: cv2.VideoCapture) -> None:
         next_index = 0  # the frame cap.read() returns next
         anchor: tuple[float, int] | None = None  # (monotonic t, frame index) pacing origin
         ended = False
+        hold: tuple[int, float] | None = None  # analyse_every_frame: (frame id, t wait began)
         while not self._stop_event.is_set():
             request = self._take_request()
             if request is not None:
@@ -203,14 +271,28 @@ class FileSource(FrameSource):
                 continue
             if self._paused or ended:
                 self._report_state(ended)
-                anchor = None  # resume from the moment of resuming, no catch-up burst
+                anchor, hold = None, None  # resume from the moment of resuming, no catch-up
+                self._hold_for(None)
+                with self._lock:
+                    self._play_times.clear()  # the rate starts afresh on resuming
                 self._wake.wait(IDLE_WAIT_S)
                 self._wake.clear()
                 if ended and self._loop and not self._paused:
                     cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
                     next_index, ended, anchor = 0, False, None
                 continue
+            if self._analyse_every_frame or hold is not None:
+                hold, wait_s = self._analysis_hold(hold)
+                if wait_s > 0:
+                    self._report_state(False)  # playing (resumed), if held for the model
+                    self._wake.wait(wait_s)
+                    self._wake.clear()
+                    continue  # answered, timed out, toggled off, or a request / pause / stop
             now = time.monotonic()
+            if hold is not None:  # held for analysis: it is over, the next frame is now due
+                hold = None
+                if anchor is not None and self._due(anchor, next_index) < now:
+                    anchor = (now, next_index)  # late because of the wait: no catch-up burst
             if anchor is None or now - self._due(anchor, next_index) > MAX_LAG_S:
                 anchor = (now, next_index)
             due = self._due(anchor, next_index)
@@ -247,6 +329,36 @@ class FileSource(FrameSource):
                 ended = True
                 self._report_state(True)
 
+    def _analysis_hold(self, hold: tuple[int, float] | None
+                       ) -> tuple[tuple[int, float] | None, float]:
+        """Playback with analyse_every_frame: should the frame on screen stay until its
+        analysis is done? Returns (hold, seconds to wait, 0 to play on); hold stays set
+        after a wait ends so the caller re-anchors its pacing."""
+        shown = self._shown_id
+        if not self._analyse_every_frame or shown < 0:
+            self._hold_for(None)
+            return hold, 0.0
+        if not self._hold_for(shown):
+            return hold, 0.0  # already analysed
+        if hold is None or hold[0] != shown:
+            hold = (shown, time.monotonic())  # a new frame to wait for (played, or a seek)
+        left = hold[1] + self.analysis_wait_s - time.monotonic()
+        if left > 0:
+            return hold, left
+        self.frames_not_analysed += 1  # a stuck consumer must not freeze playback
+        with self._lock:
+            self._done_id = max(self._done_id, shown)  # given up on: no second wait for it
+            self._awaited_id = None
+        return hold, 0.0
+
+    def _hold_for(self, frame_id: int | None) -> bool:
+        """Say which frame's analysis playback waits for (None: none); False if it is done."""
+        with self._lock:
+            if frame_id is not None and self._done_id >= frame_id:
+                frame_id = None
+            self._awaited_id = frame_id
+            return frame_id is not None
+
     def _due(self, anchor: tuple[float, int], index: int) -> float:
         return anchor[0] + (index - anchor[1]) / self._fps
 
@@ -260,7 +372,11 @@ class FileSource(FrameSource):
         if not ok or image is None:
             return False
         self._index = index
-        self._publish(to_rgb(image), frame_index=index, position_s=index / self._fps)
+        frame = self._publish(to_rgb(image), frame_index=index, position_s=index / self._fps)
+        self._shown_id = frame.frame_id
+        if not self._paused:
+            with self._lock:
+                self._play_times.append(frame.t_capture)
         return True
 
     def _report_state(self, ended: bool) -> None:

@@ -22,16 +22,16 @@ def make_model_loader(provider: str = "auto", threads: int | None = None,
     """(mode, path or None) -> LoadedModel; raises with a readable message for a bad model.
 
     default_path: where a mode's model lives when no path is given (tests point it at their
-    own models); None = the shipped models (app.pipeline.models).
+    own models); None = the shipped models, in the variant and thread count measured fastest
+    on this machine (app.pipeline.models.load_for_machine).
     """
 
-    def load(mode: str, path: str | None) -> LoadedModel:
-        from app.pipeline.models import load_mode
+    def load(mode: str, path: str | None, recalibrate: bool = False) -> LoadedModel:
+        from app.pipeline.models import load_for_machine
 
         if path is None and default_path is not None:
             path = str(default_path(mode))
-        segmenter, analyzer = load_mode(mode, path, provider, threads or 2)
-        return LoadedModel(segmenter, analyzer)
+        return load_for_machine(mode, path, provider, threads, recalibrate=recalibrate)
 
     return load
 

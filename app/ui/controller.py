@@ -47,7 +47,8 @@ class ModelLoader:
         self._request = 0
         self.loading_mode: str | None = None
 
-    def request(self, mode: str, path: str | None) -> None:
+    def request(self, mode: str, path: str | None, recalibrate: bool = False) -> None:
+        """Load in the background; recalibrate: measure the variants' speed here again."""
         with self._lock:
             self._request += 1
             ticket = self._request
@@ -55,7 +56,9 @@ class ModelLoader:
 
         def run() -> None:
             try:
-                model, error = self._load(mode, path), ""
+                model = (self._load(mode, path, recalibrate=True) if recalibrate
+                         else self._load(mode, path))
+                error = ""
             except Exception as exc:  # a bad model must never take the app down
                 model, error = None, f"{exc}" or type(exc).__name__
             with self._lock:

@@ -140,7 +140,10 @@ class Legend(QtWidgets.QGroupBox):
 
 
 class FileControls(QtWidgets.QGroupBox):
-    """Pause, seek, step and loop for a file source (FileSource API, duck-typed)."""
+    """Pause, seek, step and loop for a file source (FileSource API, duck-typed), and whether
+    playback waits for the model on every frame (the live session applies that choice)."""
+
+    every_frame_changed = QtCore.Signal(bool)
 
     def __init__(self) -> None:
         super().__init__("Clip")
@@ -152,12 +155,22 @@ class FileControls(QtWidgets.QGroupBox):
         self.loop = QtWidgets.QCheckBox("Loop")
         self.seek = _slider(0, 1000, 0)
         self.position = QtWidgets.QLabel("0.0 / 0.0 s")
+        self.every_frame = QtWidgets.QCheckBox("Analyse every frame")
+        self.every_frame.setChecked(True)
+        self.every_frame.setToolTip("On: playback waits for the model, so every frame of the "
+                                    "clip gets its own overlay (slower than real time on a "
+                                    "slow computer). Off: real-time playback, as live.")
+        self.rate = QtWidgets.QLabel("")
+        self.rate.setObjectName("muted")
         layout.addWidget(self.play, 0, 0)
         layout.addWidget(self.back, 0, 1)
         layout.addWidget(self.forward, 0, 2)
         layout.addWidget(self.seek, 1, 0, 1, 3)
         layout.addWidget(self.position, 2, 0, 1, 2)
         layout.addWidget(self.loop, 2, 2)
+        layout.addWidget(self.every_frame, 3, 0, 1, 2)
+        layout.addWidget(self.rate, 3, 2)
+        self.every_frame.toggled.connect(self.every_frame_changed.emit)
         self.play.clicked.connect(self._toggle)
         self.back.clicked.connect(lambda: self._call("step", -1))
         self.forward.clicked.connect(lambda: self._call("step", 1))
@@ -197,6 +210,11 @@ class FileControls(QtWidgets.QGroupBox):
         position = float(getattr(self._source, "position_s", 0.0) or 0.0)
         duration = float(getattr(self._source, "duration_s", 0.0) or 0.0)
         self.position.setText(f"{position:.1f} / {duration:.1f} s")
+        waits = bool(getattr(self._source, "analyse_every_frame", False))
+        rate = float(getattr(self._source, "playback_rate", 0.0) or 0.0)
+        # the achieved speed, so nobody mistakes a held-back replay for a frozen one
+        self.rate.setText(f"{100 * rate:.0f} % speed" if waits and not paused and rate > 0
+                          else "")
         if duration > 0 and not self.seek.isSliderDown():
             self.seek.blockSignals(True)
             self.seek.setValue(int(1000 * position / duration))

@@ -197,6 +197,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.legend = Legend()
         self.area_chart = AreaChart(self.area_timeline)
         self.file_controls = FileControls()
+        self.file_controls.every_frame_changed.connect(self._set_analyse_every_frame)
         self.phantom_controls = PhantomControls()
         self.calibrate_button = QtWidgets.QPushButton("Calibrate depth (2 clicks)")
         self.calibrate_button.clicked.connect(self.start_calibration)
@@ -271,7 +272,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
         self.status_labels: dict[str, QtWidgets.QLabel] = {}
-        for key in ("source", "provider", "model", "input", "ai", "latency", "scale"):
+        for key in ("source", "provider", "model", "speed", "input", "ai", "latency", "scale"):
             label = QtWidgets.QLabel("-")
             bar.addPermanentWidget(label)
             self.status_labels[key] = label
@@ -295,6 +296,9 @@ class MainWindow(QtWidgets.QMainWindow):
         for index, (key, label) in enumerate(MODES.items(), start=1):
             mode_menu.addAction(label, QtGui.QKeySequence(str(index)),
                                 lambda k=key: self.set_mode(k))
+        mode_menu.addSeparator()
+        mode_menu.addAction("Measure model speed on this computer again",
+                            self.recalibrate_speed)
         view_menu = menu.addMenu("&View")
         for label, key, slot in (("Freeze / unfreeze", "Space", self.toggle_freeze),
                                  ("Overlay on / off", "O", self.toggle_overlay),
@@ -328,6 +332,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._show_source_tab(self.phantom_controls.simulator_attached, is_file)
         self._update_status(force=True)
         return True
+
+    def _set_analyse_every_frame(self, on: bool) -> None:
+        self.session.analyse_every_frame = on
 
     def _choose_file(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
@@ -376,6 +383,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self._set_banner("model", "")  # a refusal of the previous mode's model no longer applies
         self._set_banner("loading", f"Loading {MODES[mode]} model...")
         self._loader.request(mode, self._model_path_for.get(mode))
+
+    def recalibrate_speed(self) -> None:
+        """Time the shipped model variants here again (menu); the video keeps running."""
+        self._set_banner("loading", f"Measuring {MODES[self.mode]} model speed...")
+        self._loader.request(self.mode, self._model_path_for.get(self.mode), recalibrate=True)
 
     def _apply_loaded_model(self, mode: str, model: LoadedModel | None, error: str) -> None:
         self._set_banner("loading", "")
@@ -629,6 +641,9 @@ class MainWindow(QtWidgets.QMainWindow):
         labels["provider"].setText(f"ORT {self.model.provider}" if self.model else "ORT -")
         labels["model"].setText(f"model {self.model.version}" if self.model else (
             "model refused" if self.model_error else "model loading"))
+        labels["speed"].setText(self.speed_note.split(" (")[0] if self.model else "")
+        labels["speed"].setToolTip(f"Model variant and threads chosen on this computer: "
+                                   f"{self.speed_note}" if self.speed_note else "")
         labels["input"].setText(f"in {self._input_rate.rate(now):.0f} fps")
         # the model's own rate: between its results the overlay follows the image motion
         labels["ai"].setText(f"AI {self.session.model_rate(now):.0f}/s")
