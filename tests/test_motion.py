@@ -337,3 +337,43 @@ def test_unwarped_identity_keeps_everything():
     np.testing.assert_allclose(out.structures[0].contour, seg.structures[0].contour)
     assert out.target.depth_mm == pytest.approx(seg.target.depth_mm)
     assert out.warped_from == 7 and out.frame_id == 8
+
+
+def test_chain_measures_once_per_frame_and_composes_to_the_direct_motion():
+    """Frame to frame along a sweep: composing the links from frame 0 to frame 4 lands where
+    one direct measurement does, and asking again costs no new measurement."""
+    from app.pipeline.motion import MotionChain
+    from app.pipeline.shown_accuracy import Sweep, phantom_frames
+
+    frames = phantom_frames("jugular", seconds=5 / 30, sweep=Sweep(speed_mm_s=20.0))
+    chain = MotionChain()
+    calls = []
+    estimate = chain.estimator.estimate
+    chain.estimator.estimate = lambda a, b: (calls.append(b.frame_id), estimate(a, b))[1]
+    for f in frames:
+        chain.add(f)
+    assert calls == [1, 2, 3, 4] and chain.add(frames[4]) is None  # already known: free
+    composed = chain.motion((frames[0].source, 0), frames[4])
+    direct = MotionEstimator().estimate(frames[0], frames[4])
+    assert composed.motion is not None and direct.motion is not None
+    corners = np.array([[0, 0, 1], [511, 0, 1], [0, 511, 1], [511, 511, 1]], float)
+    gap = np.abs(corners @ composed.motion.matrix.T - corners @ direct.motion.matrix.T).max()
+    assert gap < 2.0  # full-frame px
+    assert len(calls) == 4  # composing measured nothing
+
+
+def test_chain_refuses_a_move_across_a_refused_link():
+    from app.pipeline.motion import MotionChain
+
+    rng = np.random.default_rng(3)
+    textured = cv2.GaussianBlur(rng.gamma(2.0, 40.0, (256, 256)).clip(0, 255).astype(np.uint8),
+                                (3, 3), 0)
+    blank = np.zeros((256, 256), np.uint8)
+    frames = [Frame(img, i, i / 30, "s", roi=Roi(0, 0, 256, 256))
+              for i, img in enumerate((textured, textured.copy(), blank, textured.copy()))]
+    chain = MotionChain()
+    for f in frames:
+        chain.add(f)
+    assert chain.motion(("s", 0), frames[1]).motion is not None
+    assert chain.motion(("s", 0), frames[3]).reason == BLANK  # the blank frame breaks it
+    assert chain.motion(("s", 7), frames[3]).motion is None  # never seen: not drawn

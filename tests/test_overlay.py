@@ -64,19 +64,19 @@ def test_policy_draws_own_frame_hides_stale_and_unmeasured():
     from app.pipeline.session import FRESH, HIDDEN, HOLD, NO_MODEL, OverlayPolicy
 
     hold = OverlayPolicy(budget_s=0.1, follow=HOLD)
-    own = hold.decide(frame(5, 1.00), seg(5, 1.00), None, model_ready_since=0.0)
+    own = hold.decide(frame(5, 1.00), seg(5, 1.00), model_ready_since=0.0)
     assert own.kind == FRESH and own.overlay is not None and not own.lagging
-    stale = hold.decide(frame(12, 1.20), seg(5, 1.00), None, model_ready_since=0.0)
+    stale = hold.decide(frame(12, 1.20), seg(5, 1.00), model_ready_since=0.0)
     assert stale.overlay is None and stale.lagging
-    warming = hold.decide(frame(3, 0.5), None, None, model_ready_since=0.0)
+    warming = hold.decide(frame(3, 0.5), None, model_ready_since=0.0)
     assert warming.overlay is None and not warming.lagging
-    stuck = hold.decide(frame(60, 2.0), None, None, model_ready_since=0.0)
+    stuck = hold.decide(frame(60, 2.0), None, model_ready_since=0.0)
     assert stuck.lagging
-    no_model = hold.decide(frame(12, 1.2), seg(5, 1.0), None, model_ready_since=None)
+    no_model = hold.decide(frame(12, 1.2), seg(5, 1.0), model_ready_since=None)
     assert no_model.kind == NO_MODEL and no_model.overlay is None and not no_model.lagging
-    # Following motion, a result whose analysed frame is not at hand is never drawn unmoved.
+    # Following motion, a result whose frame the policy never saw is never drawn unmoved.
     follow = OverlayPolicy(budget_s=0.1)
-    unmeasured = follow.decide(frame(6, 1.03), seg(5, 1.00), None, model_ready_since=0.0)
+    unmeasured = follow.decide(frame(6, 1.03), seg(5, 1.00), model_ready_since=0.0)
     assert unmeasured.kind == HIDDEN and unmeasured.overlay is None
 
 

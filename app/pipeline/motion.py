@@ -124,6 +124,7 @@ class MotionEstimator:
         self._dis.setFinestScale(int(finest_scale))
         # the analysed frame is compared with every newer frame until the next result: keep it
         self._cache: tuple[np.ndarray, Roi, _Prepared] | None = None
+        self._last_dst: tuple[np.ndarray, Roi, _Prepared] | None = None
         self._window: np.ndarray | None = None  # phase correlation's Hann window
 
     # --------------------------------------------------------------------------------------
@@ -137,7 +138,7 @@ class MotionEstimator:
         roi = (src.roi or Roi.full(src.image)).clamp(src.width, src.height)
         if src.image is dst.image:
             return MotionCheck(Motion(_frozen(_IDENTITY), 0.0, 1.0, _ms(t0)))
-        pa, pb = self._prepare_src(src.image, roi), self._prepare(roi.crop(dst.image))
+        pa, pb = self._prepare_src(src.image, roi), self._prepare_dst(dst.image, roi)
         # the same picture (a frozen scanner, a repeated frame): zero motion is exact; compared
         # shrunk, as the flow would be (full size costs ~0.2 ms more at 1080p)
         if np.array_equal(pa.small, pb.small):
@@ -210,13 +211,19 @@ class MotionEstimator:
         return round(dx), round(dy)
 
     def _prepare_src(self, image: np.ndarray, roi: Roi) -> _Prepared:
-        cached = self._cache
         # identity of the array, not frame_id: ids restart when the source changes; holding
-        # the array keeps its id from being reused
-        if cached is not None and cached[0] is image and cached[1] == roi:
-            return cached[2]
+        # the array keeps its id from being reused. Measured frame to frame (MotionChain),
+        # the last dst is the next src: both are kept.
+        for cached in (self._cache, self._last_dst):
+            if cached is not None and cached[0] is image and cached[1] == roi:
+                return cached[2]
         prepared = self._prepare(roi.crop(image))
         self._cache = (image, roi, prepared)
+        return prepared
+
+    def _prepare_dst(self, image: np.ndarray, roi: Roi) -> _Prepared:
+        prepared = self._prepare(roi.crop(image))
+        self._last_dst = (image, roi, prepared)
         return prepared
 
     def _prepare(self, crop: np.ndarray) -> _Prepared:
@@ -249,7 +256,9 @@ class MotionEstimator:
             return False
         moved = _ncc(warped, pb.small, valid)
         still = _ncc(pa.small, pb.small, pa.textured & pb.textured)
-        return moved >= self.min_ncc and moved >= still - 0.02
+        # (a small true motion of fine speckle can correlate a little less than none at all,
+        # the static near field and receiver noise weigh in: a small margin)
+        return moved >= self.min_ncc and moved >= still - 0.05
 
     def _too_large(self, full: np.ndarray, roi: Roi) -> bool:
         centre = np.array([roi.x + (roi.w - 1) / 2, roi.y + (roi.h - 1) / 2, 1.0])
@@ -443,3 +452,63 @@ def _benchmark(n: int = 240) -> None:
 
 if __name__ == "__main__":
     _benchmark()
+
+
+class MotionChain:
+    """Frame-to-frame motion of the frames shown, composed on demand.
+
+    One measurement per new frame, between neighbouring frames (the smallest motion, so the
+    most reliable), however many model results land while it is on screen: a result of frame
+    j drawn on frame k is moved by the links j->j+1->...->k. Any refused link refuses the
+    whole move, with its reason.
+    """
+
+    def __init__(self, estimator: MotionEstimator | None = None, keep: int = 64) -> None:
+        self.estimator = estimator or MotionEstimator()
+        self.keep = keep
+        # (source, frame_id) -> (frame, motion from the previous frame or None, reason)
+        self._links: dict[tuple[str, int], tuple[Frame, Motion | None, str]] = {}
+        self._last: Frame | None = None
+
+    def add(self, frame: Frame) -> float | None:
+        """Measure the motion from the last frame added to `frame`; ms spent, or None when
+        `frame` was already in the chain."""
+        key = (frame.source, frame.frame_id)
+        if key in self._links:
+            return None
+        last = self._last
+        if last is None or last.source != frame.source or frame.frame_id <= last.frame_id:
+            self._links.clear()  # another source, a rewind: start over
+            link: tuple[Frame, Motion | None, str] = (frame, None, "no earlier frame")
+            spent = None
+        else:
+            check = self.estimator.estimate(last, frame)
+            link = (frame, check.motion, check.reason)
+            spent = check.motion.ms if check.motion is not None else None
+        self._links[key] = link
+        self._last = frame
+        while len(self._links) > self.keep:
+            del self._links[next(iter(self._links))]
+        return spent
+
+    def motion(self, src: tuple[str, int], dst: Frame) -> MotionCheck:
+        """The composed motion from frame `src` (source, frame_id) to `dst` (added before)."""
+        keys = list(self._links)
+        end = (dst.source, dst.frame_id)
+        if src not in self._links or end not in self._links:
+            return MotionCheck(None, "analysed frame not kept")
+        i, j = keys.index(src), keys.index(end)
+        if i > j:
+            return MotionCheck(None, "result of a later frame")
+        total, residual, inliers = _IDENTITY.copy(), 0.0, 1.0
+        for key in keys[i + 1:j + 1]:
+            _, step, reason = self._links[key]
+            if step is None:
+                return MotionCheck(None, reason or UNRELIABLE)
+            total = (_h(step.matrix) @ _h(total))[:2]
+            residual += step.residual_px
+            inliers = min(inliers, step.inlier_fraction)
+        roi = (dst.roi or Roi.full(dst.image)).clamp(dst.width, dst.height)
+        if self.estimator._too_large(total, roi):
+            return MotionCheck(None, TOO_LARGE)
+        return MotionCheck(Motion(_frozen(total), residual, inliers, 0.0))

@@ -32,7 +32,7 @@ from app.sources.base import FrameSource
 FRESH, FOLLOWED, HIDDEN, NO_MODEL = "fresh", "followed", "hidden", "no model"
 FOLLOW_MOTION, HOLD, HIDE = "motion", "hold", "hide"  # what a result does on a newer frame
 DEFAULT_BUDGET_S = 0.25
-SUBMITTED_KEPT = 32  # analysed frames kept so a result can be moved from its own frame
+SUBMITTED_KEPT = 32  # frames given to the model, kept to tell a clip which one is done
 
 
 class Worker(Protocol):
@@ -74,7 +74,7 @@ class OverlayPolicy:
     """
 
     def __init__(self, budget_s: float = DEFAULT_BUDGET_S, follow: str = FOLLOW_MOTION, *,
-                 estimator: Any = None, warmup_s: float = 1.0) -> None:
+                 chain: Any = None, warmup_s: float = 1.0) -> None:
         if follow not in (FOLLOW_MOTION, HOLD, HIDE):
             raise ValueError(f"follow must be {FOLLOW_MOTION}, {HOLD} or {HIDE}, got {follow!r}")
         if not budget_s > 0:
@@ -82,42 +82,44 @@ class OverlayPolicy:
         self.budget_s = budget_s
         self.follow = follow
         self.warmup_s = warmup_s
-        if estimator is None and follow == FOLLOW_MOTION:
-            from app.pipeline.motion import MotionEstimator
+        if chain is None and follow == FOLLOW_MOTION:
+            from app.pipeline.motion import MotionChain
 
-            estimator = MotionEstimator()
-        self.estimator = estimator
+            chain = MotionChain()
+        self.chain = chain  # frame-to-frame motion of the frames decided on
 
-    def decide(self, shown: Frame, result: Segmentation | None, analysed: Frame | None,
+    def decide(self, shown: Frame, result: Segmentation | None,
                model_ready_since: float | None) -> Shown:
-        """shown: the frame on screen; result: the model's newest result (or None); analysed:
-        the frame that result was computed on; model_ready_since: capture time of the first
-        frame given to the current model (None: no model)."""
+        """shown: the frame on screen; result: the model's newest result (or None);
+        model_ready_since: capture time of the first frame given to the current model (None:
+        no model). Call it for every frame shown, in order: motion is measured from one frame
+        to the next (once per frame) and composed from a result's frame to the one shown."""
         if model_ready_since is None:
             return Shown(shown, None, NO_MODEL)
+        spent = self.chain.add(shown) if self.chain is not None else None
         if result is None:  # first answers are slow (allocations): allow a warm-up
             late = shown.t_capture - model_ready_since > self.warmup_s
-            return Shown(shown, None, HIDDEN, lagging=late, reason="waiting for the model")
+            return Shown(shown, None, HIDDEN, lagging=late, reason="waiting for the model",
+                         flow_ms=spent)
         if result.frame_id == shown.frame_id:
-            return Shown(shown, result, FRESH, age_s=0.0)
+            return Shown(shown, result, FRESH, age_s=0.0, flow_ms=spent)
         age = shown.t_capture - result.t_capture
         if result.frame_id > shown.frame_id or age < 0:
-            return Shown(shown, None, HIDDEN, reason="result of a later frame")
+            return Shown(shown, None, HIDDEN, reason="result of a later frame", flow_ms=spent)
         if age > self.budget_s:
-            return Shown(shown, None, HIDDEN, lagging=True, age_s=age, reason="AI lagging")
+            return Shown(shown, None, HIDDEN, lagging=True, age_s=age, reason="AI lagging",
+                         flow_ms=spent)
         if self.follow == HIDE:
             return Shown(shown, None, HIDDEN, age_s=age, reason="waiting for this frame")
         if self.follow == HOLD:
             return Shown(shown, result, FOLLOWED, age_s=age)
-        if analysed is None or analysed.frame_id != result.frame_id:
-            return Shown(shown, None, HIDDEN, age_s=age, reason="analysed frame not kept")
         from app.pipeline.motion import warp_segmentation
 
-        check = self.estimator.estimate(analysed, shown)
+        check = self.chain.motion((shown.source, result.frame_id), shown)
         if check.motion is None:
-            return Shown(shown, None, HIDDEN, age_s=age, reason=check.reason)
+            return Shown(shown, None, HIDDEN, age_s=age, reason=check.reason, flow_ms=spent)
         return Shown(shown, warp_segmentation(result, check.motion, shown), FOLLOWED,
-                     age_s=age, flow_ms=check.motion.ms)
+                     age_s=age, flow_ms=spent)
 
 
 @dataclass
@@ -317,9 +319,7 @@ class LiveSession:
         key = (frame.source, frame.frame_id, None if result is None else result.frame_id,
                ready is None)
         if key != self._decision_key:
-            with self._lock:
-                analysed = None if result is None else self._submitted.get(result.frame_id)
-            self._decision = self.policy.decide(frame, result, analysed, ready)
+            self._decision = self.policy.decide(frame, result, ready)
             self._decision_key = key
             self._note(self._decision)
         return self._decision

@@ -131,7 +131,6 @@ def shown_dice(frames: Sequence[Frame], analyse: Analyse, classes: Sequence[str]
     for k, done in schedule(len(frames), fps, infer_s):
         seg = analyse(frames[k])
         results.append((done, dataclasses.replace(seg, t_done=done)))
-    by_id = {f.frame_id: f for f in frames}
     scores: dict[str, list[float]] = {c: [] for c in classes[1:]}
     covered = 0.0
     r = 0  # results[:r] have landed
@@ -146,8 +145,7 @@ def shown_dice(frames: Sequence[Frame], analyse: Analyse, classes: Sequence[str]
         for a, b in zip(cuts[:-1], cuts[1:], strict=True):
             landed = [s for d, s in results if d <= a]
             newest = landed[-1] if landed else None
-            analysed = by_id.get(newest.frame_id) if newest is not None else None
-            shown = policy.decide(frame, newest, analysed, model_ready_since=0.0)
+            shown = policy.decide(frame, newest, model_ready_since=0.0)
             weight = (b - a) / (t1 - t0)
             covered += weight if shown.overlay is not None else 0.0
             drawn = overlay_masks(shown.overlay, frame.image.shape[:2], classes)

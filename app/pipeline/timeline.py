@@ -32,22 +32,18 @@ class AreaSample:
     unit: str | None  # MM2 or PX; None while nothing was found (0 is 0 in either unit)
 
 
-def area_sample(seg: Segmentation, spacing_mm: float | None = None) -> AreaSample:
-    """Sum the structures of each class. `spacing_mm` (e.g. the user's ruler calibration)
-    converts pixel areas to mm^2; without it the analyzer's own mm^2 is used when it had one."""
+def area_sample(seg: Segmentation) -> AreaSample:
+    """Sum the structures of each class: in mm^2 as the analyzer measured them when the frame
+    carried its scale (source or calibration), else in full-frame pixels."""
     classes = seg.classes[1:]  # background is not a structure
     areas = dict.fromkeys(classes, 0.0)
     unit: str | None = None
     for s in seg.structures:
-        if spacing_mm:
-            value, unit = s.area_px * spacing_mm * spacing_mm, MM2
-        elif s.area_mm2 is not None:
+        if s.area_mm2 is not None:
             value, unit = s.area_mm2, MM2
         else:
             value, unit = s.area_px, PX
         areas[s.class_name] = areas.get(s.class_name, 0.0) + float(value)
-    if unit is None and spacing_mm:
-        unit = MM2
     return AreaSample(seg.frame_id, seg.t_capture, areas, unit)
 
 
@@ -69,8 +65,8 @@ class AreaTimeline:
         self._unit: str | None = None
         self.version = 0  # rises on every change: a reader redraws only when it moved
 
-    def add(self, seg: Segmentation, spacing_mm: float | None = None) -> AreaSample:
-        sample = area_sample(seg, spacing_mm)
+    def add(self, seg: Segmentation) -> AreaSample:
+        sample = area_sample(seg)
         classes = tuple(seg.classes[1:])
         with self._lock:
             if classes != self._classes or (

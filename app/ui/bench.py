@@ -1,11 +1,20 @@
-"""GUI benchmark: run the real window for a while and print medians / p95.
+"""GUI benchmark: run the real window for a while and measure what the user sees.
 
-    QT_QPA_PLATFORM=offscreen python -m app.ui.bench --seconds 10 --source phantom:plexus
+    QT_QPA_PLATFORM=offscreen python -m app.ui.bench --mode plexus --seconds 10
+    QT_QPA_PLATFORM=offscreen python -m app.ui.bench --source clip.mp4 --follow hold
 
-Figures: GUI tick cost (pull frame + set image + overlay decision + paint), the age of each frame
-when it reaches the screen, how often a fresh overlay is painted, and the model latency
-(capture -> result) of the results painted. Rendering to a real display adds the paint cost
-of the compositor, which offscreen does not include.
+Per frame shown (the session's display counts): the share with a fresh overlay (the model's
+result for that very frame), with a motion-followed one (an older result moved onto it) and
+with none; frames shown per second; the frame's age when it is put on screen (capture -> end of
+the GUI tick that set it); the GUI tick's cost; the model's own rate and latency; the age of the
+overlays drawn; the cost of measuring the motion. A warm-up (at least 2 s, until the model
+answers) comes first, then the session's counters are reset. A clip waits for the model on every
+frame (the file source's default with a model), so its achieved playback rate is reported too.
+Offscreen rendering leaves out the compositor's paint cost of a real display.
+
+The last line is a README table row: | source | mode | follow | CPUs | shown/s | fresh % |
+followed % | hidden % | frame age p50 / p95 | tick p50 / p95 | model/s | overlay age p50 / p95 |
+flow p50 / p95 | playback x |
 """
 
 from __future__ import annotations
@@ -16,22 +25,40 @@ import time
 
 import numpy as np
 
+WARMUP_S = 2.0
+WARMUP_MAX_S = 30.0  # a slow machine's model load: wait for the first answer up to this long
 
-def _stats(values: list[float]) -> str:
+
+def _p(values: list[float]) -> str:
+    """'median / p95' in ms, or '-' for no values."""
     if not values:
-        return "n=0"
-    a = np.asarray(values)
-    return f"median {np.median(a):.2f}  p95 {np.percentile(a, 95):.2f}  n={len(a)}"
+        return "-"
+    a = np.asarray(values, float)
+    return f"{np.median(a):.1f} / {np.percentile(a, 95):.1f}"
+
+
+def _pump(app, seconds: float, until=None) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end or (until is not None and not until()
+                                     and time.monotonic() < end + WARMUP_MAX_S):
+        app.processEvents()
+        time.sleep(0.002)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="SonoGuide GUI benchmark")
-    parser.add_argument("--source", default="phantom:plexus")
+    from app.pipeline.session import DEFAULT_BUDGET_S, FOLLOW_MOTION, HIDE, HOLD
+
+    parser = argparse.ArgumentParser(description="SonoGuide GUI benchmark (what the user sees)")
+    parser.add_argument("--source", default="phantom",
+                        help="phantom (the mode's scene), phantom:SCENE, PATH or camera:N")
     parser.add_argument("--mode", default="plexus", choices=("plexus", "jugular"))
     parser.add_argument("--model", default=None)
     parser.add_argument("--provider", default="auto")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--follow", default=FOLLOW_MOTION, choices=(FOLLOW_MOTION, HOLD, HIDE))
+    parser.add_argument("--budget-ms", type=float, default=DEFAULT_BUDGET_S * 1000,
+                        help="an overlay older than this is not drawn")
     args = parser.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -40,56 +67,84 @@ def main(argv: list[str] | None = None) -> int:
 
     app = ensure_app()
     window = MainWindow(real_deps(args.provider, args.threads), source=args.source,
-                        mode=args.mode, model_path=args.model)
+                        mode=args.mode, model_path=args.model, budget_s=args.budget_ms / 1000,
+                        follow=args.follow)
     window.resize(1600, 1000)
     window.show()
+    session = window.session
 
     tick_ms: list[float] = []
-    frame_age_ms: list[float] = []
-    painted_latency_ms: list[float] = []
-    ticks_with_new_frame = ticks_painted = 0
-    last_frame = last_painted = None
+    age_ms: list[float] = []  # per frame shown: capture -> on screen
+    latency_ms: list[float] = []  # per model result: capture -> result ready
+    playback: list[float] = []
+    state = {"frame": None, "result": None, "shown": 0}
     original_tick = window._tick
 
     def timed_tick() -> None:
-        nonlocal ticks_with_new_frame, ticks_painted, last_frame, last_painted
         t0 = time.perf_counter()
         original_tick()
+        now = time.monotonic()
         tick_ms.append((time.perf_counter() - t0) * 1000)
-        frame = window.shown_frame
-        if frame is not None and frame is not last_frame:
-            last_frame = frame
-            ticks_with_new_frame += 1
-            frame_age_ms.append((time.monotonic() - frame.t_capture) * 1000)
-            if window.overlay.visible:
-                ticks_painted += 1
-        if window.painted is not None and window.painted is not last_painted:
-            last_painted = window.painted
-            painted_latency_ms.append(window.painted.latency_s * 1000)
+        frame = session.current
+        if frame is not None and frame is not state["frame"]:
+            state["frame"] = frame
+            state["shown"] += 1
+            age_ms.append((now - frame.t_capture) * 1000)
+        result = session.latest_result()
+        if result is not None and result.frame_id != state["result"]:
+            state["result"] = result.frame_id
+            latency_ms.append(result.latency_s * 1000)
 
     window._timer.timeout.disconnect()
     window._timer.timeout.connect(timed_tick)
-    warmup_end = time.monotonic() + 2.0  # model load + first frames
-    while time.monotonic() < warmup_end:
-        app.processEvents()
-        time.sleep(0.002)
-    tick_ms.clear(), frame_age_ms.clear(), painted_latency_ms.clear()
-    ticks_with_new_frame = ticks_painted = 0
-    end = time.monotonic() + args.seconds
+    _pump(app, WARMUP_S, until=lambda: session.results_seen > 0)  # model load, first answers
+    session.reset_counts()
+    for values in (tick_ms, age_ms, latency_ms):
+        values.clear()
+    state["shown"] = 0
+    results0, t0 = session.results_seen, time.monotonic()
+    end = t0 + args.seconds
     while time.monotonic() < end:
-        app.processEvents()
-        time.sleep(0.002)
+        _pump(app, 0.5)
+        rate = getattr(window.source, "playback_rate", None)
+        if rate is not None:
+            playback.append(float(rate))
+    elapsed = time.monotonic() - t0
+    counts = session.display_counts()
+    model_rate_end = session.model_rate()
+    results = session.results_seen - results0
 
-    print(f"source {args.source}  mode {args.mode}  "
-          f"model {window.model.version if window.model else 'none'}  "
-          f"provider {window.model.provider if window.model else '-'}")
-    print(f"frames shown       {ticks_with_new_frame / args.seconds:.1f} /s")
-    print(f"GUI tick (ms)      {_stats(tick_ms)}")
-    print(f"frame age at show  {_stats(frame_age_ms)}  (ms since capture)")
-    print(f"overlay on frames  {100 * ticks_painted / max(ticks_with_new_frame, 1):.0f} %")
-    print(f"painted latency    {_stats(painted_latency_ms)}  (ms capture -> result)")
+    model = window.model
+    with_model = max(counts.frames - counts.no_model, 1)
+    pct = {k: 100 * getattr(counts, k) / with_model for k in ("fresh", "followed", "hidden")}
+    source = window.source
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print(f"== {args.source}  mode {args.mode}  follow {args.follow}  budget {args.budget_ms:g} ms"
+          f"  threads {args.threads or 'default'}  CPUs {cpus}  {elapsed:.1f} s  model "
+          f"{model.version if model else 'none'} ({model.provider if model else '-'})")
+    print(f"shown        {state['shown'] / elapsed:.1f} frames/s ({counts.frames} frames): "
+          f"fresh {pct['fresh']:.1f} %  followed {pct['followed']:.1f} %  hidden "
+          f"{pct['hidden']:.1f} %  (overlay {100 * counts.overlay_fraction:.1f} %"
+          f"{f', no model {counts.no_model}' if counts.no_model else ''})")
+    print(f"frame age    {_p(age_ms)} ms median / p95, capture -> on screen")
+    print(f"GUI tick     {_p(tick_ms)} ms median / p95 ({len(tick_ms)} ticks)")
+    print(f"model        {results / elapsed:.1f} results/s over the run, {model_rate_end:.1f}/s "
+          f"at the end (model_rate); latency {_p(latency_ms)} ms median / p95")
+    print(f"overlay age  {_p(session.overlay_age_ms)} ms median / p95 (frames with an overlay)")
+    print(f"flow         {_p(session.flow_ms)} ms median / p95 ({len(session.flow_ms)} measured)")
+    if playback:
+        fps = getattr(source, "fps", None)
+        print(f"playback     {np.median(playback):.2f} x real time (median of "
+              f"{len(playback)} samples; clip {fps or '?'} fps), waits for the model: "
+              f"{session.replay_waits}, frames not analysed "
+              f"{getattr(source, 'frames_not_analysed', '-')}")
     banners = {k: v for k in window.banners if (v := window.banner_text(k))}
-    print(f"banners at end     {banners or 'none'}")
+    print(f"banners      {banners or 'none'}")
+    cells = [args.source, args.mode, args.follow, cpus, f"{state['shown'] / elapsed:.1f}",
+             *(f"{pct[k]:.1f}" for k in ("fresh", "followed", "hidden")), _p(age_ms),
+             _p(tick_ms), f"{results / elapsed:.1f}", _p(session.overlay_age_ms),
+             _p(session.flow_ms), f"{np.median(playback):.2f}" if playback else "-"]
+    print("| " + " | ".join(str(c) for c in cells) + " |")
     window.shutdown()
     return 0
 

@@ -97,6 +97,7 @@ class OverlayItems:
         font.setBold(True)
         self._label.setFont(font)
         self._label.setZValue(self.Z + 3)
+        self._marker_style: tuple | None = None
         view.addItem(self._marker)
         view.addItem(self._label)
         self._visible = False
@@ -148,16 +149,18 @@ class OverlayItems:
             return
         unsure = target.unsure
         alpha = max(opacity, 0.5) * (UNSURE_FADE if unsure else 1.0)
-        dash = QtCore.Qt.PenStyle.DashLine if unsure else QtCore.Qt.PenStyle.SolidLine
-        light = pg.mkPen(_qcolor(theme.TARGET_COLOUR, alpha), width=3, style=dash)
-        dark = pg.mkPen(_qcolor("#000000", alpha * 0.8), width=6)  # visible on a bright fill too
-        pos = (target.x, target.y)
-        self._marker.setData([{"pos": pos, "size": 38, "symbol": "o", "pen": dark, "brush": None},
-                              {"pos": pos, "size": 38, "symbol": "o", "pen": light,
-                               "brush": None},
-                              {"pos": pos, "size": 16, "symbol": "+", "pen": dark, "brush": None},
-                              {"pos": pos, "size": 16, "symbol": "+", "pen": light,
-                               "brush": None}])
+        style = (unsure, round(alpha, 3))
+        if style != self._marker_style:  # rebuilding the symbols costs ms: only on a change
+            self._marker_style = style
+            dash = QtCore.Qt.PenStyle.DashLine if unsure else QtCore.Qt.PenStyle.SolidLine
+            light = pg.mkPen(_qcolor(theme.TARGET_COLOUR, alpha), width=3, style=dash)
+            dark = pg.mkPen(_qcolor("#000000", alpha * 0.8), width=6)  # seen on a bright fill
+            self._marker.setData([
+                {"pos": (0, 0), "size": 38, "symbol": "o", "pen": dark, "brush": None},
+                {"pos": (0, 0), "size": 38, "symbol": "o", "pen": light, "brush": None},
+                {"pos": (0, 0), "size": 16, "symbol": "+", "pen": dark, "brush": None},
+                {"pos": (0, 0), "size": 16, "symbol": "+", "pen": light, "brush": None}])
+        self._marker.setPos(target.x, target.y)  # a moved target only moves the item
         self._marker.setVisible(True)
         self._label.setText(target_text(target))
         # Right of the marker in the left half of the image area, left of it in the right

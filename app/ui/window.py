@@ -169,6 +169,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.view.setMouseEnabled(False, False)  # no accidental pan/zoom with a gloved hand
         self.view.setMenuEnabled(False)
         self.image_item = pg.ImageItem(axisOrder="row-major")
+        # Scaled once per new frame, then blitted: an overlay change (a result landing, a
+        # motion-followed outline) repaints without scaling the whole picture again.
+        self.image_item.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.view.addItem(self.image_item)
         self.overlay = OverlayItems(self.view)
         self.roi_editor = RoiEditor(self.view, self.session.area,
