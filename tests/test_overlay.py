@@ -111,6 +111,8 @@ def test_overlay_items_are_reused_between_frames(view):
     overlay.show(two, opacity=1.0, fill=True)
     items_before = set(map(id, view.addedItems))
     assert len(overlay.visible_contours()) == 2 and overlay.label_text == "nerve  9.5 mm"
+    marker = overlay._marker.mapToView(overlay._marker.boundingRect().center())
+    assert (round(marker.x()), round(marker.y())) == (20, 20)  # the ring sits on the target
     one = seg(2, structures=[structure("vessel", 60, 40, confidence=0.2)])
     for _ in range(5):
         overlay.show(one, opacity=1.0, fill=True)

@@ -1,17 +1,22 @@
 """From a trained run to the shipped model: export, calibrate the unsure levels, evaluate, int8
 or not, copy into models/.
 
-The int8 copy ships only if every foreground class's validation Dice stays within 0.01 of the
-float model's and it runs faster; otherwise the float model ships. Evaluation JSON/Markdown,
-speed and the training curves are written beside the model for its card.
+The int8 copy becomes `<mode>.onnx` only if every foreground class's validation Dice stays
+within 0.01 of the float model's and it runs faster here; otherwise the float model does. Both
+precisions ship (the other as `<mode>.<precision>.onnx`) and are listed under "variants" with
+their Dice and hash, so the app can time them on the machine that runs it and take the faster
+one the card allows (app/pipeline/speed.py). Evaluation JSON/Markdown, speed and the training
+curves are written beside the model for its card.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
 
+from app.pipeline.speed import DEFAULT_MAX_DICE_DROP
 from training.bench import bench_interleaved, calibration_inputs, quantize_int8
 from training.calibrate import calibrate_config
 from training.evaluate import evaluate_config
@@ -42,11 +47,21 @@ def ship(cfg: Config, root: str | Path | None = None) -> dict:
     pick = "int8" if int8_ok and speed["int8"]["per_s"] > speed["fp32"]["per_s"] else "fp32"
     dest = repo_path(cfg["export"])
     shutil.copyfile(fp32 if pick == "fp32" else int8, dest)
+    other = "int8" if pick == "fp32" else "fp32"
+    other_dest = dest.with_name(f"{dest.stem}.{other}.onnx")
+    shutil.copyfile(int8 if other == "int8" else fp32, other_dest)
     stem = dest.with_suffix("")
     shutil.copyfile(run / f"{name}.{pick}.eval.json", f"{stem}.eval.json")
     shutil.copyfile(run / f"{name}.{pick}.eval.md", f"{stem}.eval.md")
     shutil.copyfile(members[0] / "curves.png", f"{stem}_curves.png")  # an ensemble: member 0
+    dice = {"fp32": d32, "int8": d8}
+    variants = [{"file": path.name, "precision": "float32" if v == "fp32" else "int8",
+                 "dice": dice[v], "dice_set": f"validation ({cfg.get('name', run.name)} config)",
+                 "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                 "bytes": path.stat().st_size}
+                for v, path in ((pick, dest), (other, other_dest))]
     summary = {"shipped": pick, "path": dest.name, "unsure_levels": unsure[pick],
+               "variants": variants, "max_dice_drop": DEFAULT_MAX_DICE_DROP,
                "dice_fp32": d32, "dice_int8": d8, "speed": speed,
                "members": len(members), "epochs": len(histories[0]),
                "train_seconds": round(sum(h["seconds"] for hist in histories for h in hist), 1)}
