@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
 from dataclasses import dataclass
 
@@ -466,6 +467,10 @@ class MotionChain:
     def __init__(self, estimator: MotionEstimator | None = None, keep: int = 64) -> None:
         self.estimator = estimator or MotionEstimator()
         self.keep = keep
+        # add() may run on a helper thread ahead of the view (LiveSession measures every new
+        # frame as it arrives) while the view composes: one lock, held while measuring, so a
+        # view asking for a frame being measured waits for it instead of measuring it twice
+        self._lock = threading.Lock()
         # (source, frame_id) -> (frame, motion from the previous frame or None, reason)
         self._links: dict[tuple[str, int], tuple[Frame, Motion | None, str]] = {}
         self._last: Frame | None = None
@@ -474,35 +479,47 @@ class MotionChain:
         """Measure the motion from the last frame added to `frame`; ms spent, or None when
         `frame` was already in the chain."""
         key = (frame.source, frame.frame_id)
-        if key in self._links:
-            return None
-        last = self._last
-        if last is None or last.source != frame.source or frame.frame_id <= last.frame_id:
-            self._links.clear()  # another source, a rewind: start over
-            link: tuple[Frame, Motion | None, str] = (frame, None, "no earlier frame")
-            spent = None
-        else:
-            check = self.estimator.estimate(last, frame)
-            link = (frame, check.motion, check.reason)
-            spent = check.motion.ms if check.motion is not None else None
-        self._links[key] = link
-        self._last = frame
-        while len(self._links) > self.keep:
-            del self._links[next(iter(self._links))]
-        return spent
+        with self._lock:
+            if key in self._links:
+                return None
+            last = self._last
+            if last is not None and last.source == frame.source \
+                    and frame.frame_id < last.frame_id:
+                return None  # older than the newest measured (ids only rise per source)
+            if last is None or last.source != frame.source:
+                self._links.clear()  # another source: start over
+                link: tuple[Frame, Motion | None, str] = (frame, None, "no earlier frame")
+                spent = None
+            else:
+                check = self.estimator.estimate(last, frame)
+                link = (frame, check.motion, check.reason)
+                spent = check.motion.ms if check.motion is not None else None
+            self._links[key] = link
+            self._last = frame
+            while len(self._links) > self.keep:
+                del self._links[next(iter(self._links))]
+            return spent
+
+    def reset(self) -> None:
+        """Forget every link (a new source: its frame ids start again)."""
+        with self._lock:
+            self._links.clear()
+            self._last = None
 
     def motion(self, src: tuple[str, int], dst: Frame) -> MotionCheck:
         """The composed motion from frame `src` (source, frame_id) to `dst` (added before)."""
-        keys = list(self._links)
+        with self._lock:
+            keys = list(self._links)
+            links = dict(self._links)
         end = (dst.source, dst.frame_id)
-        if src not in self._links or end not in self._links:
+        if src not in links or end not in links:
             return MotionCheck(None, "analysed frame not kept")
         i, j = keys.index(src), keys.index(end)
         if i > j:
             return MotionCheck(None, "result of a later frame")
         total, residual, inliers = _IDENTITY.copy(), 0.0, 1.0
         for key in keys[i + 1:j + 1]:
-            _, step, reason = self._links[key]
+            _, step, reason = links[key]
             if step is None:
                 return MotionCheck(None, reason or UNRELIABLE)
             total = (_h(step.matrix) @ _h(total))[:2]

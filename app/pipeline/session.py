@@ -16,6 +16,8 @@ image motion measured between the two frames, and never once it is older than th
 from __future__ import annotations
 
 import collections
+import collections.abc
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +34,7 @@ from app.sources.base import FrameSource
 FRESH, FOLLOWED, HIDDEN, NO_MODEL = "fresh", "followed", "hidden", "no model"
 FOLLOW_MOTION, HOLD, HIDE = "motion", "hold", "hide"  # what a result does on a newer frame
 DEFAULT_BUDGET_S = 0.25
+STATS_KEPT = 20_000  # per-frame figures kept for reports (about 11 minutes at 30 fps)
 SUBMITTED_KEPT = 32  # frames given to the model, kept to tell a clip which one is done
 
 
@@ -188,9 +191,12 @@ class LiveSession:
         self._decision_key: tuple | None = None
         self._best_kind: str | None = None  # best overlay the current frame got so far
         self._last_result_id: int | None = None
+        self._stop = threading.Event()
+        self._measurer: threading.Thread | None = None
         self.result_times: collections.deque[float] = collections.deque(maxlen=120)
-        self.overlay_age_ms: list[float] = []  # per displayed frame with an overlay
-        self.flow_ms: list[float] = []
+        # bounded: a window runs for hours (reports and benchmarks read the recent ones)
+        self.overlay_age_ms: collections.deque[float] = collections.deque(maxlen=STATS_KEPT)
+        self.flow_ms: collections.deque[float] = collections.deque(maxlen=STATS_KEPT)
 
     # --- source -------------------------------------------------------------------------
     def set_source(self, source: FrameSource, key: str, *, full_frame: bool = False
@@ -206,6 +212,8 @@ class LiveSession:
         with self._lock:
             self._submitted.clear()
         self.area_timeline.reset()
+        if self.policy.chain is not None:
+            self.policy.chain.reset()
         if self.model is not None:
             self.model.analyzer.reset()
         self._apply_replay_mode()
@@ -245,7 +253,36 @@ class LiveSession:
                 self.worker.add_finished_listener(self._frame_finished)
             else:
                 self.worker.set_model(model.segmenter, model.analyzer)
+            self._start_measuring()
         self._apply_replay_mode()
+
+    def _start_measuring(self) -> None:
+        """Measure the motion of every new frame on a helper thread as it arrives, ahead of
+        the view: the GUI thread then only composes (OpenCV releases the GIL meanwhile)."""
+        if self.policy.chain is None or self._measurer is not None:
+            return
+        self._measurer = threading.Thread(target=self._measure_motion, name="motion",
+                                          daemon=True)
+        self._measurer.start()
+
+    def _measure_motion(self) -> None:  # motion thread
+        source, after = None, -1
+        while not self._stop.is_set():
+            current = self.source
+            if current is None or self.model is None or self.frozen:
+                self._stop.wait(0.05)
+                continue
+            if current is not source:
+                source, after = current, -1
+            frame = source.wait_frame(after, 0.1)
+            roi = self.area.roi
+            if frame is None or roi is None:
+                continue
+            after = frame.frame_id
+            if frame.width >= roi.x + roi.w and frame.height >= roi.y + roi.h:
+                spent = self.policy.chain.add(dataclasses.replace(frame, roi=roi))
+                if spent is not None:
+                    self.flow_ms.append(spent)
 
     def _result_landed(self, result: Segmentation) -> None:  # worker thread
         if self.on_result is not None:
@@ -363,6 +400,9 @@ class LiveSession:
     # --- end ----------------------------------------------------------------------------
     def stop(self) -> None:
         """Stop the worker and the source (blocking: the window calls it on close)."""
+        self._stop.set()
+        if self._measurer is not None:
+            self._measurer.join(1.0)
         if self.worker is not None:
             self.worker.remove_listener(self._result_landed)
             self.worker.remove_listener(self._frame_finished)
@@ -377,9 +417,9 @@ def _default_worker(segmenter: Any, analyzer: Any) -> Worker:
     return InferenceWorker(segmenter, analyzer)
 
 
-def percentiles(values: list[float] | np.ndarray) -> dict[str, float | None]:
+def percentiles(values: collections.abc.Iterable[float]) -> dict[str, float | None]:
     """{"p50", "p95", "max"} rounded to 0.01, or Nones for no values."""
-    a = np.asarray(values, float)
+    a = np.asarray(list(values), float)
     if a.size == 0:
         return {"p50": None, "p95": None, "max": None}
     return {"p50": round(float(np.percentile(a, 50)), 2),

@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--follow", default=FOLLOW_MOTION, choices=(FOLLOW_MOTION, HOLD, HIDE))
     parser.add_argument("--budget-ms", type=float, default=DEFAULT_BUDGET_S * 1000,
                         help="an overlay older than this is not drawn")
+    parser.add_argument("--analyse-every-frame", action=argparse.BooleanOptionalAction,
+                        default=True, help="clips: playback waits for the model (default on; "
+                                           "off: real time, as a live source)")
     args = parser.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -72,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     window.resize(1600, 1000)
     window.show()
     session = window.session
+    session.analyse_every_frame = args.analyse_every_frame
 
     tick_ms: list[float] = []
     age_ms: list[float] = []  # per frame shown: capture -> on screen
