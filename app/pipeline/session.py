@@ -199,12 +199,16 @@ class LiveSession:
         self.flow_ms: collections.deque[float] = collections.deque(maxlen=STATS_KEPT)
 
     # --- source -------------------------------------------------------------------------
-    def set_source(self, source: FrameSource, key: str, *, full_frame: bool = False
+    def set_source(self, source: FrameSource, key: str, *, full_frame: bool | None = None
                    ) -> FrameSource | None:
         """Switch to an opened (started) source; returns the old one for the caller to stop
-        (stopping may wait on a device, so a window does it off the GUI thread)."""
+        (stopping may wait on a device, so a window does it off the GUI thread).
+        full_frame: the picture is all image, no scanner screen around it (default: for the
+        phantom, which has a simulator); otherwise the image area is detected or remembered."""
         old, self.source = self.source, source
         self._finish_frame()
+        if full_frame is None:
+            full_frame = hasattr(source, "simulator")
         self.area.reset(key, full_frame=full_frame)
         self.current = None
         self._epoch_t = None
