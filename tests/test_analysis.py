@@ -157,7 +157,8 @@ def test_smoothing_reduces_flicker_on_a_noisy_still_scene():
     assert smooth < 0.7 * raw
 
 
-@pytest.mark.parametrize("change", ["roi", "source", "frame_gap", "time_gap", "reset"])
+@pytest.mark.parametrize("change", ["roi", "source", "frame_gap", "time_gap", "slow_model",
+                                    "reset"])
 def test_smoothing_starts_afresh_after_a_discontinuity(change):
     analyzer = Analyzer(PLEXUS, "plexus", smoothing=0.5)
     old = _prediction([(1, 20, 30, 10)])
@@ -172,6 +173,8 @@ def test_smoothing_starts_afresh_after_a_discontinuity(change):
         frame_id = 500
     elif change == "time_gap":
         t = 3.0
+    elif change == "slow_model":  # a result 100 ms after the last: the anatomy has moved
+        frame_id, t = 4, 1.1
     else:
         analyzer.reset()
 
