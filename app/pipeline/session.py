@@ -191,6 +191,7 @@ class LiveSession:
         self._decision_key: tuple | None = None
         self._best_kind: str | None = None  # best overlay the current frame got so far
         self._last_result_id: int | None = None
+        self._landed_id: int | None = None  # the worker's newest result (worker thread)
         self._stop = threading.Event()
         self._measurer: threading.Thread | None = None
         self.result_times: collections.deque[float] = collections.deque(maxlen=120)
@@ -289,11 +290,18 @@ class LiveSession:
                     self.flow_ms.append(spent)
 
     def _result_landed(self, result: Segmentation) -> None:  # worker thread
+        self._landed_id = result.frame_id
         if self.on_result is not None:
             self.on_result(result)
 
     def _frame_finished(self, frame_id: int) -> None:  # worker thread
-        """A clip that waits for the model may go on once this frame is done."""
+        """A frame that gave no result (an error) lets a waiting clip go on at once; one that
+        did is let go by show(), once its own overlay is what is drawn on it."""
+        if frame_id != self._landed_id:
+            self._release(frame_id)
+
+    def _release(self, frame_id: int) -> None:
+        """A clip that waits for the model may go on past this frame."""
         source = self.source
         with self._lock:
             frame = self._submitted.get(frame_id)
@@ -363,6 +371,8 @@ class LiveSession:
             self._decision = self.policy.decide(frame, result, ready)
             self._decision_key = key
             self._note(self._decision)
+            if result is not None:
+                self._release(result.frame_id)  # drawn: a waiting clip may show the next one
         return self._decision
 
     def _note(self, shown: Shown) -> None:
