@@ -119,16 +119,3 @@ class Segmentation:
     @property
     def latency_s(self) -> float:
         return self.t_done - self.t_capture
-
-
-def overlay_is_fresh(result: Segmentation, shown: Frame, budget_s: float = 0.100) -> bool:
-    """May `result` be painted over `shown`?
-
-    Yes for its own frame; for a newer frame only while the result's frame is no older than the
-    budget, so a lagging model never paints an outdated contour on a moving image.
-    """
-    if result.frame_id == shown.frame_id:
-        return True
-    if result.frame_id > shown.frame_id:
-        return False
-    return (shown.t_capture - result.t_capture) <= budget_s

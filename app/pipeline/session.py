@@ -164,18 +164,22 @@ class LiveSession:
       support it: FileSource); live sources always keep the newest-frame-only rule.
     on_result: called on the worker thread when a result lands (the window emits a queued
       signal there; nothing else may happen on that thread).
+    on_frame: called on the source's thread when it has a new frame (the window emits a queued
+      signal and pulls it at once rather than at its next timer tick).
     """
 
     def __init__(self, area: ImageArea | None = None,
                  make_worker: Callable[[Any, Any], Worker] | None = None, *,
                  policy: OverlayPolicy | None = None, analyse_every_frame: bool = True,
                  on_result: Callable[[Segmentation], None] | None = None,
+                 on_frame: Callable[[], None] | None = None,
                  timeline_window_s: float = 10.0) -> None:
         self.area = area or ImageArea()
         self._make_worker = make_worker or _default_worker
         self.policy = policy or OverlayPolicy()
         self._analyse_every_frame = analyse_every_frame
         self.on_result = on_result
+        self.on_frame = on_frame
         self.area_timeline = AreaTimeline(window_s=timeline_window_s)
         self.source: FrameSource | None = None
         self.model: Any = None  # app.ui.controller.LoadedModel-like: .segmenter, .analyzer
@@ -207,6 +211,7 @@ class LiveSession:
         full_frame: the picture is all image, no scanner screen around it (default: for the
         phantom, which has a simulator); otherwise the image area is detected or remembered."""
         old, self.source = self.source, source
+        source.add_publish_listener(self._frame_published)
         self._finish_frame()
         if full_frame is None:
             full_frame = hasattr(source, "simulator")
@@ -288,6 +293,11 @@ class LiveSession:
                 spent = self.policy.chain.add(dataclasses.replace(frame, roi=roi))
                 if spent is not None:
                     self.flow_ms.append(spent)
+
+    def _frame_published(self) -> None:  # source thread
+        on_frame = self.on_frame
+        if on_frame is not None:
+            on_frame()
 
     def _result_landed(self, result: Segmentation) -> None:  # worker thread
         self._landed_id = result.frame_id

@@ -11,6 +11,7 @@ import enum
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,6 +50,7 @@ class FrameSource(ABC):
         self._status_lock = threading.Lock()
         self._next_id = 0
         self.frames_published = 0
+        self._on_publish: list[Callable[[], None]] = []
 
     # --- consumer side -------------------------------------------------------------------
     def start(self) -> None:
@@ -65,6 +67,11 @@ class FrameSource(ABC):
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+
+    def add_publish_listener(self, callback: Callable[[], None]) -> None:
+        """callback() on the producer thread right after each new frame: a viewer can pull it
+        at once instead of finding it at its next poll (keep it short: emit a signal)."""
+        self._on_publish.append(callback)
 
     def latest(self) -> Frame | None:
         """Newest frame, never blocks."""
@@ -123,6 +130,11 @@ class FrameSource(ABC):
         self._next_id += 1
         self.frames_published += 1
         self._slot.put(frame)
+        for callback in list(self._on_publish):
+            try:
+                callback()
+            except Exception:  # a viewer's fault must not stop the source
+                pass
         return frame
 
     def _sleep_until(self, t: float) -> bool:

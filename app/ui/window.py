@@ -10,6 +10,7 @@ answer is too old): a late contour on a moving image is worse than none. Both ar
 
 from __future__ import annotations
 
+import collections
 import re
 import threading
 import time
@@ -67,6 +68,7 @@ class _ResultBridge(QtCore.QObject):
     """Carries "a result is ready" from the worker thread to the GUI thread (queued)."""
 
     result_ready = QtCore.Signal()
+    frame_ready = QtCore.Signal()
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -88,7 +90,7 @@ class MainWindow(QtWidgets.QMainWindow):
             ImageArea(self.deps.detect_roi, self.deps.roi_store,
                       say=lambda text: self.statusBar().showMessage(text, 6000)),
             self.deps.make_worker, policy=OverlayPolicy(budget_s, follow),
-            on_result=self._on_result)
+            on_result=self._on_result, on_frame=self._bridge_frame)
         self.source_spec = ""
         self.shown: Shown | None = None  # the session's decision for the frame on screen
         self.painted: Segmentation | None = None  # what the overlay shows now
@@ -104,6 +106,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self._bridge = _ResultBridge()
         self._bridge.result_ready.connect(self._refresh_overlay,
                                           QtCore.Qt.ConnectionType.QueuedConnection)
+        # a new frame is pulled as soon as the source has it, not at the next timer tick
+        self._bridge.frame_ready.connect(self._pull_now,
+                                         QtCore.Qt.ConnectionType.QueuedConnection)
+        self.frame_age_ms: collections.deque[float] = collections.deque(maxlen=2000)
         self._status_due = 0.0
         self._image_shape: tuple | None = None
         self._errors_seen, self._error_until = 0, 0.0
@@ -416,6 +422,23 @@ class MainWindow(QtWidgets.QMainWindow):
         self.legend.set_classes(tuple(classes))
         self._update_status(force=True)
 
+    def _bridge_frame(self) -> None:
+        """Source thread: only a queued signal crosses over."""
+        self._bridge.frame_ready.emit()
+
+    def _pull_now(self) -> None:
+        if not self._timer.isActive():
+            return  # not started (tests drive the tick themselves) or shutting down
+        frame = self.session.pull()
+        if frame is not None:
+            self._present(frame)
+
+    def _present(self, frame: Frame) -> None:
+        """Put a new frame on screen with its overlay decided; note how old it is by then."""
+        self._show_frame(frame)
+        self._refresh_overlay()
+        self.frame_age_ms.append(1000.0 * (time.monotonic() - frame.t_capture))
+
     def _on_result(self, _result: Segmentation) -> None:
         """Worker thread: only a queued signal crosses over; painting stays on the GUI thread."""
         self._bridge.result_ready.emit()
@@ -433,8 +456,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._follow_source_state()
         frame = self.session.pull()  # newest frame, already handed to the model
         if frame is not None:
-            self._show_frame(frame)
-        self._refresh_overlay()
+            self._present(frame)
+        else:
+            self._refresh_overlay()
         self.area_chart.refresh()
         if self.file_controls.isVisible():
             self.file_controls.refresh()
