@@ -7,11 +7,13 @@ the bottom-right corner tells whether a source delivered RGB (red in channel 0) 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+WAIT_S = 3.0  # generous upper bound for anything that should happen "soon"
 BITS = 8  # frame indices 0..255
 BLOCK = 16  # px per bit block; big enough to survive mp4v/MJPG compression
 
@@ -130,3 +132,13 @@ def scanner_screen(size: tuple[int, int] = (1920, 1080), roi: tuple[int, int, in
             cv2.putText(scr, str(d // 20), (ruler_x + 20, y + d + 8), font, 0.7, white, 2)
     cv2.putText(scr, "L14-6", (width - 200, 120), font, 1.2, (200, 200, 200), 2)
     return scr
+
+
+def wait_for(predicate, timeout: float = WAIT_S, interval: float = 0.005) -> bool:
+    """Poll `predicate` until it holds or `timeout` s pass; its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()

@@ -13,3 +13,18 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 @pytest.fixture(autouse=True)
 def _own_settings_folder(tmp_path_factory, monkeypatch) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+
+
+@pytest.fixture
+def started():
+    """Start sources (and their consumers); stop them all after the test, newest first."""
+    things = []
+
+    def start(thing):
+        things.append(thing)
+        thing.start()
+        return thing
+
+    yield start
+    for thing in reversed(things):
+        thing.stop()

@@ -11,20 +11,12 @@ import pytest
 
 from app.sources.base import SourceState
 from app.sources.file import FileSource
-from tests.clips import frame_index_of, write_clip
+from tests.clips import WAIT_S, frame_index_of, wait_for, write_clip
 
-WAIT_S = 3.0  # generous upper bound for anything that should happen "soon"
 FPS = 30.0
 PERIOD = 1.0 / FPS
 
 
-def wait_for(predicate, timeout: float = WAIT_S, interval: float = 0.005) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 class Model:
@@ -62,19 +54,6 @@ class Model:
                 self.source.frame_done(frame.frame_id)
 
 
-@pytest.fixture
-def started():
-    """Start sources and consumers; stop them all (consumers first) after the test."""
-    things = []
-
-    def start(thing):
-        things.append(thing)
-        thing.start()
-        return thing
-
-    yield start
-    for thing in reversed(things):
-        thing.stop()
 
 
 @pytest.fixture(scope="module")

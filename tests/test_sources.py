@@ -16,34 +16,14 @@ from app.sources.capture import CaptureSource
 from app.sources.devices import list_capture_devices
 from app.sources.factory import open_source, source_key
 from app.sources.file import FileSource
-from tests.clips import frame_index_of, red_corner_rgb, truncate_copy, write_clip
-
-WAIT_S = 3.0  # generous upper bound for anything that should happen "soon"
-
-
-def wait_for(predicate, timeout: float = WAIT_S, interval: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
-
-
-@pytest.fixture
-def started():
-    """Start sources and make sure each one is stopped after the test."""
-    sources = []
-
-    def start(source):
-        sources.append(source)
-        source.start()
-        return source
-
-    yield start
-    for source in sources:
-        source.stop()
-
+from tests.clips import (
+    WAIT_S,
+    frame_index_of,
+    red_corner_rgb,
+    truncate_copy,
+    wait_for,
+    write_clip,
+)
 
 # --- a fake capture card ----------------------------------------------------------------------
 
