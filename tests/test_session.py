@@ -159,3 +159,40 @@ def test_freezing_stops_new_frames_and_a_new_source_starts_afresh():
         assert session.wait_pull(2.0).frame_id == 0
     finally:
         session.stop()
+
+
+def _drive(session: LiveSession, seconds: float) -> None:
+    """What the window's timer does: pull the newest frame, decide what to draw."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        session.pull()
+        session.show()
+        time.sleep(0.005)
+
+
+def test_a_clip_that_waits_for_the_model_never_sticks_on_a_frame(tmp_path):
+    """A model that arrives while a frame is already on screen analyses that frame at once (the
+    clip would otherwise wait for an answer that never comes); a frozen view lets the clip
+    play on underneath instead of crawling from one give-up to the next."""
+    from app.sources.file import FileSource
+    from tests.clips import write_clip
+
+    clip = write_clip(tmp_path / "clip.avi", n_frames=120)
+    segmenter = Segmenter(make_model(tmp_path / "m.onnx"), provider="cpu")
+    session = LiveSession()
+    source = FileSource(clip)
+    session.set_source(source, "clip")
+    source.start()
+    try:
+        assert session.wait_pull(2.0) is not None  # on screen before any model
+        session.set_model(LoadedModel(segmenter, analyzer_for(segmenter, "plexus")))
+        assert source.analyse_every_frame
+        _drive(session, 1.0)
+        assert session.results_seen >= 10 and source.frames_not_analysed == 0
+        session.frozen = True
+        published = source.frames_published
+        _drive(session, 0.5)
+        assert source.frames_published >= published + 8  # ~real time, not one per 3 s
+        assert source.frames_not_analysed == 0
+    finally:
+        session.stop()

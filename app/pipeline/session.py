@@ -264,6 +264,10 @@ class LiveSession:
             else:
                 self.worker.set_model(model.segmenter, model.analyzer)
             self._start_measuring()
+            if self.current is not None:
+                # the frame on screen now gets its own result (a paused clip, a clip that
+                # is about to wait for it) instead of waiting for the next frame
+                self._submit(self.current)
         self._apply_replay_mode()
 
     def _start_measuring(self) -> None:
@@ -312,18 +316,24 @@ class LiveSession:
 
     def _release(self, frame_id: int) -> None:
         """A clip that waits for the model may go on past this frame."""
-        source = self.source
         with self._lock:
             frame = self._submitted.get(frame_id)
+        self._let_go(frame)
+
+    def _let_go(self, frame: Frame | None) -> None:
+        source = self.source
         done = getattr(source, "frame_done", None)
         if done is not None and frame is not None and frame.source == source.name:
-            done(frame_id)
+            done(frame.frame_id)
 
     # --- per frame ----------------------------------------------------------------------
     def pull(self) -> Frame | None:
         """The source's newest frame if it is new (and the view is not frozen): stamped with
         its ROI and scale, handed to the model, and now the current frame. Never blocks."""
-        if self.frozen or self.source is None:
+        if self.source is None:
+            return None
+        if self.frozen:  # the picture holds still; a clip that waits for the model must not
+            self._let_go(self.source.latest())  # crawl underneath, one give-up at a time
             return None
         frame = self.source.latest()
         if frame is None or (self.current is not None and frame.frame_id == self.current.frame_id
@@ -344,15 +354,20 @@ class LiveSession:
         self._finish_frame()
         self.current = frame
         self._best_kind = None
-        if self.model is not None and self.worker is not None:
-            if self._epoch_t is None:
-                self._epoch_t = frame.t_capture
-            with self._lock:
-                self._submitted[frame.frame_id] = frame
-                while len(self._submitted) > SUBMITTED_KEPT:
-                    self._submitted.popitem(last=False)
-            self.worker.submit(frame)
+        self._submit(frame)
         return frame
+
+    def _submit(self, frame: Frame) -> None:
+        """Hand `frame` to the model (if there is one)."""
+        if self.model is None or self.worker is None:
+            return
+        if self._epoch_t is None:
+            self._epoch_t = frame.t_capture
+        with self._lock:
+            self._submitted[frame.frame_id] = frame
+            while len(self._submitted) > SUBMITTED_KEPT:
+                self._submitted.popitem(last=False)
+        self.worker.submit(frame)
 
     def latest_result(self) -> Segmentation | None:
         """The current model's newest result for the current source, else None."""
