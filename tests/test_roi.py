@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import cv2
@@ -23,7 +24,10 @@ from app.pipeline.roi import (
 )
 from tests.clips import frame_image, scanner_screen, speckle_image, write_clip
 
-REAL_IMAGES = Path("/work/shared/data/usgra-seg/images")
+# the real usgra-seg images: $SONOGUIDE_DATA_ROOT, else ../shared/data beside the repository
+DATA_ROOT = Path(os.environ.get("SONOGUIDE_DATA_ROOT")
+                 or Path(__file__).resolve().parents[2] / "shared" / "data")
+REAL_IMAGES = DATA_ROOT / "usgra-seg" / "images"
 REAL_MASKS = REAL_IMAGES.parent / "masks"  # colour masks: any non-black pixel is labelled
 TOLERANCE_PX = 3
 

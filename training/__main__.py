@@ -22,8 +22,8 @@ def main(argv: list[str] | None = None) -> int:
 
     t = sub.add_parser("train", help="train (or resume) from a config")
     t.add_argument("--config", required=True)
-    t.add_argument("--data-root", help="folder holding the datasets (default /work/shared/data "
-                   "or $SONOGUIDE_DATA_ROOT)")
+    t.add_argument("--data-root", help="folder holding the datasets (default $SONOGUIDE_DATA_ROOT, "
+                   "else ../shared/data beside the repository)")
     t.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     t.add_argument("--epochs", type=int, help="override the config's epochs")
     t.add_argument("--out", help="override the config's run folder")

@@ -32,8 +32,8 @@ from training.losses import get_loss, presence_loss
 from training.nets import SegNet, build_net
 
 DATA_ROOT_ENV = "SONOGUIDE_DATA_ROOT"
-DEFAULT_DATA_ROOT = Path("/work/shared/data")
 REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_ROOT = REPO.parent / "shared" / "data"  # ../shared/data beside the checkout
 
 
 @dataclass

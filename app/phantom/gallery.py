@@ -2,15 +2,17 @@
 
 Writes a gallery: rows of rendered phantom frames per scene (different patients and settings:
 a compressed IJV, a needle, a deeper view; one row of the limb views) beside a row of real
-B-mode images, for judging realism by eye. Real images are read from
-/work/shared/data/usgra-seg/images when present, and only those in the "train" list of
-training/splits/usgra-seg.json (the "val" images are the held-out test and are never shown).
+B-mode images, for judging realism by eye. Real images are read from usgra-seg/images under
+$SONOGUIDE_DATA_ROOT (else ../shared/data beside the repository) when present, and only those
+in the "train" list of training/splits/usgra-seg.json (the "val" images are the held-out test
+and are never shown).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -20,7 +22,8 @@ from app.phantom.simulator import PhantomSimulator
 
 TILE = 320
 COLS = 4
-REAL_DIR = Path("/work/shared/data/usgra-seg/images")
+REAL_DIR = Path(os.environ.get("SONOGUIDE_DATA_ROOT")
+                or Path(__file__).resolve().parents[3] / "shared" / "data") / "usgra-seg" / "images"
 SPLIT = Path(__file__).resolve().parents[2] / "training" / "splits" / "usgra-seg.json"
 REAL_SHOWN = ("0001", "0037", "0062", "0145")  # train-split images with large hypoechoic vessels
 
