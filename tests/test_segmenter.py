@@ -9,6 +9,7 @@ import pytest
 from app.pipeline.contract import KEY_CLASSES, ContractError
 from app.pipeline.providers import nvidia_gpu_count
 from app.pipeline.segmenter import ModelLoadError, Segmenter
+from tests.clips import wait_for
 from tests.model_factory import JUGULAR, contract_for, make_model
 
 
@@ -153,3 +154,34 @@ def test_provider_plan_when_a_gpu_answers(monkeypatch, request_name, trt_libs, w
 
     names = [providers.short_name(p if isinstance(p, str) else p[0]) for p in plan]
     assert names == want and got_note.startswith(note)
+
+
+@pytest.mark.parametrize("field,value", [("std", float("inf")), ("std", -0.5),
+                                         ("mean", float("nan")), ("scale", 0.0)])
+def test_non_finite_or_impossible_normalisation_is_refused(tmp_path, field, value):
+    """'std': Infinity once made the whole picture one confident vessel with no error."""
+    model = make_model(tmp_path / "odd.onnx", **{field: value})
+    with pytest.raises(ModelLoadError, match="finite scale, mean and std"):
+        Segmenter(model, provider="cpu")
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")  # the overflow is the point
+def test_non_finite_output_is_dropped_never_drawn(tmp_path):
+    """A model whose output overflows on real pictures (finite on the blank warm-up input):
+    the frame's result is refused with a message, and the worker counts it as an error."""
+    from app.pipeline.analysis import Analyzer
+    from app.pipeline.frames import Frame
+    from app.pipeline.worker import InferenceWorker
+
+    segmenter = Segmenter(make_model(tmp_path / "overflow.onnx", scale=1e38), provider="cpu")
+    image = np.full((64, 64), 200, np.uint8)
+    with pytest.raises(ValueError, match="non-finite output"):
+        segmenter.predict(image)
+    worker = InferenceWorker(segmenter, Analyzer(segmenter.classes, "plexus"))
+    try:
+        worker.submit(Frame(image, 0, 0.0, "test"))
+        assert wait_for(lambda: worker.error_count > 0)
+    finally:
+        worker.stop()
+    assert worker.error_count == 1 and worker.latest() is None
+    assert "non-finite" in worker.errors[0]

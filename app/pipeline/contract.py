@@ -14,6 +14,7 @@ its class's value is drawn as unsure. Calibrated per model on held-out data
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -99,8 +100,12 @@ class ModelContract:
             scale, mean, std = float(spec["scale"]), float(spec["mean"]), float(spec["std"])
         except (TypeError, ValueError) as exc:
             raise ContractError(f"{KEY_INPUT} has a non-numeric value: {exc}") from exc
-        if height <= 0 or width <= 0 or std == 0:
-            raise ContractError(f"{KEY_INPUT} needs positive height/width and non-zero std")
+        if height <= 0 or width <= 0:
+            raise ContractError(f"{KEY_INPUT} needs positive height/width")
+        if not all(math.isfinite(v) for v in (scale, mean, std)) or std <= 0 or scale <= 0:
+            # "std": Infinity made every pixel one confident vessel, with no error
+            raise ContractError(f"{KEY_INPUT} needs finite scale, mean and std, with scale "
+                                f"and std positive; got scale {scale}, mean {mean}, std {std}")
         return cls(tuple(classes), height, width, scale, mean, std,
                    str(meta[KEY_VERSION]), str(meta[KEY_TRAINED_ON]),
                    _unsure_below(meta.get(KEY_UNSURE), classes))

@@ -67,6 +67,11 @@ class Segmenter:
         presence = None
         if self._presence_name is not None:
             presence = _sigmoid(outputs[1][0].astype(np.float32))
+        if not np.isfinite(probs).all() or (presence is not None
+                                             and not np.isfinite(presence).all()):
+            # never drawn: the worker counts it as an error and the window says so
+            raise ValueError(f"{self.name}: the model gave non-finite output (NaN/Inf) on this "
+                             "frame; result dropped")
         return Prediction(probs, presence, (time.perf_counter() - t0) * 1000.0)
 
     def describe(self) -> str:
@@ -147,6 +152,8 @@ class Segmenter:
         except Exception as exc:
             raise self._error(f"fails on a test input: {str(exc).strip()[:200]}") from exc
         want = (1, len(c.classes), c.height, c.width)
+        if not all(np.isfinite(o).all() for o in outputs):
+            raise self._error("gives non-finite output (NaN/Inf) on a test input")
         if tuple(outputs[0].shape) != want:
             raise self._error(
                 f"breaks the SonoGuide model contract: output 0 has shape "
