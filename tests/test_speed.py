@@ -156,7 +156,9 @@ def test_broken_and_nan_variants_are_skipped_with_their_names(models, tmp_path):
     assert {r["file"] for r in choice.table} == {"plexus.onnx", "plexus.fp32.onnx"}
     text = "\n".join(choice.skipped)
     assert "plexus.bad.onnx: failed to load" in text
-    assert "plexus.nan.onnx: gives non-finite probabilities" in text
+    # refused by the Segmenter's warm-up check, or by the timing check if it got past it
+    assert any(line.startswith("plexus.nan.onnx") and "non-finite" in line
+               for line in choice.skipped)
     assert "plexus.gone.onnx: failed to load" in text and "not found" in text
     assert len(choice.skipped) == 3  # one message per variant, not per thread count
 
