@@ -185,3 +185,45 @@ def test_non_finite_output_is_dropped_never_drawn(tmp_path):
         worker.stop()
     assert worker.error_count == 1 and worker.latest() is None
     assert "non-finite" in worker.errors[0]
+
+
+@pytest.mark.parametrize("image,want", [
+    (np.full((40, 50), 200, np.uint16) << 8, "converted"),  # 16-bit capture
+    (np.full((40, 50), 200 / 255, np.float32), "converted"),  # float 0..1
+    (np.full((40, 50, 4), 200, np.uint8), "converted"),  # RGBA
+    (np.full((40, 50), True), "bool"),
+    (np.full((40, 50), 100, np.int32), "int32"),
+    (np.full((40, 50), 100, np.complex64), "complex64"),
+    (np.full((40, 50), np.nan, np.float32), "NaN"),
+    (np.full((40, 50), 300.0), "0..1 or 0..255"),
+    (np.zeros((40, 50, 2), np.uint8), "shape"),
+])
+def test_every_kind_of_frame_is_read_right_or_refused_clearly(threshold_model, image, want):
+    """One definition of a frame: what can be converted is converted (and reads like the same
+    picture in uint8), the rest is refused with a message saying what it is, never an OpenCV
+    assertion and never a silent misreading."""
+    from app.pipeline.frames import FrameError
+
+    segmenter = Segmenter(threshold_model, provider="cpu")
+    if want == "converted":
+        got = segmenter.predict(image).probs
+        reference = segmenter.predict(np.full((40, 50), 200, np.uint8)).probs
+        np.testing.assert_allclose(got, reference, atol=1e-3)
+    else:
+        with pytest.raises(FrameError, match=want):
+            segmenter.predict(image)
+
+
+def test_a_source_hands_over_only_uint8_frames():
+    """A 16-bit capture is published as uint8: nothing downstream sees another kind."""
+    from app.sources.base import FrameSource
+
+    class Deep(FrameSource):
+        def _run(self) -> None:
+            self._publish(np.full((32, 32), 0x8000, np.uint16))
+
+    source = Deep("deep")
+    source.start()
+    frame = source.wait_frame(-1, 2.0)
+    source.stop()
+    assert frame.image.dtype == np.uint8 and int(frame.image[0, 0]) == 0x80

@@ -11,6 +11,47 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+class FrameError(ValueError):
+    """A picture the pipeline cannot read; the message says what it is and what is wanted."""
+
+
+def as_frame_image(image: object) -> np.ndarray:
+    """The one definition of a frame's picture: uint8, (H, W) grey or (H, W, 3) RGB.
+
+    Converted here: (H, W, 1) -> grey; (H, W, 4) RGBA -> RGB (alpha dropped); uint16 (16-bit
+    capture) -> uint8 by its top 8 bits; float with every value in 0..1 -> x 255, in 0..255 ->
+    as is (rounded). Refused with a FrameError: empty, not 2-D grey or 3/4-channel colour,
+    bool, signed integer, complex, non-finite or out-of-range float pictures.
+    """
+    if not isinstance(image, np.ndarray):
+        raise FrameError(f"a frame must be a numpy array, got {type(image).__name__}")
+    if image.size == 0:
+        raise FrameError("empty frame: nothing to show or segment")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = image[:, :, :3]
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
+        raise FrameError(f"a frame must be (H, W) grey or (H, W, 3) RGB, got shape {image.shape}")
+    kind = image.dtype
+    if kind == np.uint8:
+        return image
+    if kind == np.uint16:
+        return (image >> 8).astype(np.uint8)
+    if kind.kind == "f":
+        values = image.astype(np.float32, copy=False)
+        if not np.isfinite(values).all():
+            raise FrameError("frame has NaN or infinite pixel values")
+        low, high = float(values.min()), float(values.max())
+        if low < 0.0 or high > 255.0:
+            raise FrameError(f"float frame values must lie in 0..1 or 0..255, got "
+                             f"{low:.3g}..{high:.3g}")
+        if high <= 1.0:
+            values = values * np.float32(255.0)
+        return np.rint(values).astype(np.uint8)
+    raise FrameError(f"a frame must be uint8 (or uint16 / float, converted), got {kind}")
+
+
 @dataclass(frozen=True)
 class Roi:
     """Image area of the scanner screen, in full-frame pixel coordinates."""

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from app.pipeline.contract import PRESENCE_OUTPUT, ContractError, ModelContract
+from app.pipeline.frames import FrameError, as_frame_image
 from app.pipeline.providers import ORT_LOG_SEVERITY, provider_plan, short_name
 
 
@@ -165,15 +166,12 @@ class Segmenter:
 
 
 def _as_gray(image: np.ndarray) -> np.ndarray:
-    if not isinstance(image, np.ndarray) or image.size == 0:
-        raise ValueError("empty ROI: nothing to segment")
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    elif image.ndim == 3 and image.shape[2] in (3, 4):
-        code = cv2.COLOR_RGB2GRAY if image.shape[2] == 3 else cv2.COLOR_RGBA2GRAY
-        image = cv2.cvtColor(image, code)
-    elif image.ndim != 2:
-        raise ValueError(f"ROI must be (H, W) grayscale or (H, W, 3) RGB, got {image.shape}")
+    """A frame's picture (converted or refused by as_frame_image, one definition) as grey."""
+    if isinstance(image, np.ndarray) and image.size == 0:
+        raise FrameError("empty ROI: nothing to segment")
+    image = as_frame_image(image)
+    if image.ndim == 3:
+        image = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
     return image
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.pipeline.frames import Frame
+from app.pipeline.frames import Frame, as_frame_image
 from app.pipeline.slot import LatestSlot
 
 
@@ -119,7 +119,7 @@ class FrameSource(ABC):
                  pixel_spacing_mm: float | None = None, truth: np.ndarray | None = None,
                  **meta: object) -> Frame:
         frame = Frame(
-            image=image,
+            image=as_frame_image(image),  # every source hands over only uint8 grey or RGB
             frame_id=self._next_id,
             t_capture=time.monotonic() if t_capture is None else t_capture,
             source=self.name,
