@@ -1,9 +1,10 @@
 """Video file source (mp4/avi/mkv/mov): plays a recorded scan as if it were live.
 
 Frames are paced at the file's own frame rate from a monotonic anchor (frame k is due at
-anchor_t + (k - anchor_k) / fps), so timing never drifts however long it plays. Controls
-(pause, seek, step, loop) are requests the producer thread carries out, so the caller never
-blocks on decoding; a seek or step publishes the frame it lands on at once, paused or not.
+anchor_t + (k - anchor_k) / fps), so timing never drifts while it keeps up; after a hiccup it
+re-anchors rather than bursting to catch up. Controls (pause, seek, step, loop) are requests
+the producer thread carries out, so the caller never blocks on decoding; a seek or step
+publishes the frame it lands on at once, paused or not.
 
 "Analyse every frame" (for replaying a clip to teach): a live source only ever offers its newest
 frame, so a model slower than the clip skips frames. With `analyse_every_frame` on, the producer
@@ -35,7 +36,11 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 FALLBACK_FPS = 30.0
 MAX_PLAUSIBLE_FPS = 240.0  # some containers report 1000 (a time base), not a frame rate
-MAX_LAG_S = 0.5  # further behind than this (slow decode, system hiccup): re-anchor, no burst
+# Further behind than this many frame periods (a slow decode, a hiccup, a cold start):
+# re-anchor instead of catching up. A catch-up burst puts frames out within a few ms of each
+# other, which no viewer sees (each replaces the last before it is drawn) and which a model
+# analysing every frame would have to chew through; half a period keeps every gap >= half one.
+MAX_LAG_PERIODS = 0.5
 IDLE_WAIT_S = 0.1  # how long a paused/ended thread sleeps between checks of its requests
 ANALYSIS_WAIT_S = 3.0  # analyse_every_frame: longest hold for one frame's analysis, then move on
 RATE_WINDOW_S = 2.0  # playback_rate: frames published over about this long
@@ -293,7 +298,7 @@ class FileSource(FrameSource):
                 hold = None
                 if anchor is not None and self._due(anchor, next_index) < now:
                     anchor = (now, next_index)  # late because of the wait: no catch-up burst
-            if anchor is None or now - self._due(anchor, next_index) > MAX_LAG_S:
+            if anchor is None or now - self._due(anchor, next_index) > MAX_LAG_PERIODS / self._fps:
                 anchor = (now, next_index)
             due = self._due(anchor, next_index)
             if due > now:
