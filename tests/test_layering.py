@@ -77,3 +77,38 @@ def test_the_layering_check_finds_a_qt_import(tmp_path) -> None:
     module = tmp_path / "leaky.py"
     module.write_text("def draw():\n    from PySide6 import QtGui\n    return QtGui\n")
     assert "PySide6" in _imported_names(module)
+
+
+def _ort_queue_after(tmp_path, code: str) -> list[str]:
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")}
+    env.update(HOME=str(home), QT_QPA_PLATFORM="offscreen")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
+
+
+def test_onnx_runtime_collects_nothing_when_the_app_runs_a_model(tmp_path):
+    """No telemetry queue is written in the user's home while the app loads and runs models."""
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    written = _ort_queue_after(tmp_path, textwrap.dedent(f"""
+        import numpy as np
+        from app.pipeline.segmenter import Segmenter
+        segmenter = Segmenter({str(root / "models" / "jugular.onnx")!r}, provider="cpu")
+        segmenter.predict(np.zeros((120, 160), np.uint8))
+        """))
+    assert not [p for p in written if "onnxruntime" in p.lower()], written
+
+
+def test_the_telemetry_check_would_see_a_queue(tmp_path):
+    """Without the app's switch this ONNX Runtime build writes its queue: the test above can
+    fail. (If a later build stops writing it, this says so and the check above still holds.)"""
+    written = _ort_queue_after(tmp_path, "import onnxruntime")
+    if not written:
+        import pytest
+
+        pytest.skip("this ONNX Runtime build writes no telemetry queue at all")
+    assert any(".onnxruntime" in p for p in written)
