@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -160,3 +162,42 @@ def test_target_label_stays_on_the_image_side_of_the_marker(view, qtbot):
     # no depth and no calibration: the panel says what to do rather than printing "?"
     no_depth = Target("nerve", 50, 40, None, 0.3, unsure=True)
     assert target_summary(no_depth) == "Target: nerve depth: calibrate (unsure)"
+
+
+def test_snapshot_keeps_patient_details_out_and_never_leaves_half_files(tmp_path, monkeypatch):
+    """The PNGs hold the image area only (the scanner screen's name and ID stay off them), and
+    a snapshot interrupted mid-way leaves no file under a final name and no JSON without its
+    pictures."""
+    import json
+    import os
+
+    import cv2
+
+    from app.ui import snapshot
+
+    image = np.full((120, 160), 90, np.uint8)
+    image[:10, :] = 255  # the scanner's header: patient name and ID
+    frame = Frame(image, 7, 1.0, "card", 0.1, roi=Roi(20, 20, 100, 80))
+    paths = snapshot.save_snapshot(tmp_path, frame, seg(7, structures=[structure("nerve", 60,
+                                                                                  60)]))
+    raw = cv2.imread(str(paths.raw_png))
+    assert raw.shape == (80, 100, 3) and raw.max() == 90  # no header pixel in the file
+    assert cv2.imread(str(paths.overlay_png)).shape == (80, 100, 3)
+    assert json.loads(paths.json.read_text())["pictures_cropped_to"] == [20, 20, 100, 80]
+
+    real_replace, calls = os.replace, []
+
+    def dies_on_the_second_file(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError("killed")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(snapshot.os, "replace", dies_on_the_second_file)
+    folder = tmp_path / "interrupted"
+    with pytest.raises(OSError, match="killed"):
+        snapshot.save_snapshot(folder, frame, None)
+    names = sorted(p.name for p in folder.iterdir())
+    assert len(names) == 1 and names[0].endswith("_raw.png")  # complete, and nothing else
+    assert cv2.imread(str(folder / names[0])).shape == (80, 100, 3)
+    assert snapshot.default_snapshot_dir() != Path.cwd() / "snapshots"

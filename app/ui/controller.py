@@ -19,6 +19,7 @@ from app.pipeline.frames import Roi
 from app.pipeline.models import LoadedModel
 from app.pipeline.session import Worker
 from app.sources.base import FrameSource
+from app.ui.snapshot import default_snapshot_dir
 
 MODES = {"plexus": "Nerve block", "jugular": "IJ cannulation"}
 PHANTOM_SCENE_FOR_MODE = {"plexus": "phantom:plexus", "jugular": "phantom:jugular"}
@@ -34,7 +35,7 @@ class Deps:
     detect_roi: Callable[[np.ndarray], Roi] = Roi.full
     roi_store: Any = None  # app.pipeline.calibration.RoiStore: get(key), set(key, roi=, ...)
     list_devices: Callable[[], list] = field(default=lambda: [])
-    snapshot_dir: Path = Path("snapshots")
+    snapshot_dir: Path = field(default_factory=default_snapshot_dir)
 
 
 class ModelLoader:

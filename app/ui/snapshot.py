@@ -2,11 +2,17 @@
 
 Qt-free: the overlay PNG is rendered with OpenCV at the frame's full resolution using the same
 style rules as the screen (app.ui.overlay.contour_style / target_text).
+
+By default the PNGs hold the image area only: the scanner's burned-in patient name, ID and
+menus stay off the files. Each file is written under a temporary name and renamed when
+complete, the JSON last, so a crash or kill leaves no truncated file under a final name (and
+a JSON always has both pictures).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -118,21 +124,54 @@ def describe(frame: Frame, seg: Segmentation | None, spacing_mm: float | None,
     return record
 
 
+def default_snapshot_dir() -> Path:
+    """Where snapshots go unless told otherwise: the user's Pictures folder (or home)."""
+    pictures = Path.home() / "Pictures"
+    return (pictures if pictures.is_dir() else Path.home()) / "SonoGuide"
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _png(image: np.ndarray, path: Path) -> bytes:
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise OSError(f"could not encode {path.name}")
+    return encoded.tobytes()
+
+
 def save_snapshot(folder: Path, frame: Frame, seg: Segmentation | None, *, opacity: float = 1.0,
                   fill: bool = True, spacing_mm: float | None = None,
-                  info: dict | None = None) -> SnapshotPaths:
-    """Write <stem>_raw.png, <stem>_overlay.png and <stem>.json into `folder` (created)."""
+                  info: dict | None = None, image_area_only: bool = True) -> SnapshotPaths:
+    """Write <stem>_raw.png, <stem>_overlay.png and <stem>.json into `folder` (created).
+
+    image_area_only: crop both pictures to the frame's image area (ROI), leaving the scanner
+    screen's patient details out; the JSON's coordinates stay full-frame and say the crop.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"sonoguide_{time.strftime('%Y%m%d_%H%M%S')}_f{frame.frame_id}"
     paths = SnapshotPaths(folder / f"{stem}_raw.png", folder / f"{stem}_overlay.png",
                           folder / f"{stem}.json")
     raw = _to_bgr(frame.image)
-    if not cv2.imwrite(str(paths.raw_png), raw):
-        raise OSError(f"could not write {paths.raw_png}")
     overlay = render_overlay_bgr(frame.image, seg, opacity=opacity, fill=fill)
-    if not cv2.imwrite(str(paths.overlay_png), overlay):
-        raise OSError(f"could not write {paths.overlay_png}")
+    crop = frame.roi if image_area_only and frame.roi is not None else None
+    if crop is not None:
+        raw, overlay = crop.crop(raw), crop.crop(overlay)
     record = describe(frame, seg, spacing_mm, info or {})
-    paths.json.write_text(json.dumps(record, indent=2, allow_nan=False))
+    record["pictures_cropped_to"] = None if crop is None else [crop.x, crop.y, crop.w, crop.h]
+    text = json.dumps(record, indent=2, allow_nan=False).encode()
+    _write_atomically(paths.raw_png, _png(raw, paths.raw_png))
+    _write_atomically(paths.overlay_png, _png(overlay, paths.overlay_png))
+    _write_atomically(paths.json, text)  # last: a JSON always has its two pictures
     return paths
