@@ -179,3 +179,13 @@ def test_stop_is_prompt_and_final(fast_segmenter):
     assert not worker.running
     worker.submit(_frame(0))  # after stop: ignored, no crash
     assert worker.latest() is None
+
+
+def test_the_newest_error_is_kept_for_the_banner(fast_segmenter):
+    """After a hundred failures the message shown is still the latest one, not the 100th."""
+    worker = InferenceWorker(fast_segmenter, Analyzer(fast_segmenter.classes, "plexus"),
+                             autostart=False)
+    for i in range(150):
+        worker._record_error(f"frame {i}: broken", ValueError("broken"))
+    assert worker.error_count == 150 and len(worker.errors) == 100
+    assert worker.errors[-1] == "frame 149: broken"

@@ -57,7 +57,9 @@ class InferenceWorker:
         self._thread: threading.Thread | None = None
         self.frames_submitted = 0
         self.frames_inferred = 0
-        self.errors: list[str] = []
+        # the newest errors (the banner shows the last one; a long run must not freeze on its
+        # hundredth); error_count counts them all
+        self.errors: collections.deque[str] = collections.deque(maxlen=MAX_ERRORS_KEPT)
         self.error_count = 0
         self.last_inference_ms: float | None = None
         self._recent: collections.deque[tuple[float, float]] = collections.deque(
@@ -216,7 +218,6 @@ class InferenceWorker:
     def _record_error(self, message: str, exc: BaseException) -> None:
         with self._lock:
             self.error_count += 1
-            if len(self.errors) < MAX_ERRORS_KEPT:
-                self.errors.append(message)
+            self.errors.append(message)
         if self.error_count == 1:  # the first one in full, for whoever reads the log
             log.warning("inference error: %s", message, exc_info=exc)
