@@ -81,7 +81,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.deps = deps
         self.mode = mode
         self._model_path_for = {mode: model_path}  # a --model applies to the starting mode only
-        self.budget_s = budget_s
         self.setWindowTitle("SonoGuide")
         self.setStyleSheet(theme.STYLE_SHEET)
 
