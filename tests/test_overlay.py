@@ -173,6 +173,7 @@ def test_snapshot_keeps_patient_details_out_and_never_leaves_half_files(tmp_path
 
     import cv2
 
+    from app.pipeline.calibration import default_snapshot_dir
     from app.ui import snapshot
 
     image = np.full((120, 160), 90, np.uint8)
@@ -200,4 +201,4 @@ def test_snapshot_keeps_patient_details_out_and_never_leaves_half_files(tmp_path
     names = sorted(p.name for p in folder.iterdir())
     assert len(names) == 1 and names[0].endswith("_raw.png")  # complete, and nothing else
     assert cv2.imread(str(folder / names[0])).shape == (80, 100, 3)
-    assert snapshot.default_snapshot_dir() != Path.cwd() / "snapshots"
+    assert default_snapshot_dir() != Path.cwd() / "snapshots"

@@ -56,6 +56,12 @@ def default_config_dir() -> Path:
     return base / "sonoguide"
 
 
+def default_snapshot_dir() -> Path:
+    """Where snapshots go unless told otherwise: the user's Pictures folder (or home)."""
+    pictures = Path.home() / "Pictures"
+    return (pictures if pictures.is_dir() else Path.home()) / "SonoGuide"
+
+
 @dataclass(frozen=True)
 class RoiSetting:
     roi: Roi | None = None

@@ -42,7 +42,6 @@ def run_headless(session: LiveSession, max_frames: int | None = None, *,
         raise ValueError("the session has no source")
     worker = session.worker if session.model is not None else None
     errors = errors if errors is not None else []
-    session.area._say = errors.append  # e.g. a remembered area that no longer fits
     # only what the report needs: a long run must not hold every frame's label map
     results: list[_Done] = []
     results_lock = threading.Lock()

@@ -19,7 +19,6 @@ import collections
 import collections.abc
 import dataclasses
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -202,7 +201,6 @@ class LiveSession:
         self._landed_id: int | None = None  # the worker's newest result (worker thread)
         self._stop = threading.Event()
         self._measurer: threading.Thread | None = None
-        self.result_times: collections.deque[float] = collections.deque(maxlen=120)
         # bounded: a window runs for hours (reports and benchmarks read the recent ones)
         self.overlay_age_ms: collections.deque[float] = collections.deque(maxlen=STATS_KEPT)
         self.flow_ms: collections.deque[float] = collections.deque(maxlen=STATS_KEPT)
@@ -391,7 +389,6 @@ class LiveSession:
         if result is not None and result.frame_id != self._last_result_id:
             self._last_result_id = result.frame_id
             self.results_seen += 1
-            self.result_times.append(result.t_done)
             self.area_timeline.add(result)  # the analyzer's own mm2 (the frame carried mm/px)
         ready = self._epoch_t if self.model is not None else None
         key = (frame.source, frame.frame_id, None if result is None else result.frame_id,
@@ -426,13 +423,9 @@ class LiveSession:
             _count(counts, self._best_kind)
         return counts
 
-    def model_rate(self, now: float | None = None, window_s: float = 2.0) -> float:
-        """The model's own results per second over the last `window_s` (0 once they stop)."""
-        now = time.monotonic() if now is None else now
-        times = [t for t in self.result_times if now - t <= window_s]
-        if len(times) < 2 or times[-1] <= times[0]:
-            return 0.0
-        return (len(times) - 1) / (times[-1] - times[0])
+    def model_rate(self) -> float:
+        """The model's own results per second lately (the worker's figure; 0 once they stop)."""
+        return self.worker.stats().inference_fps if self.worker is not None else 0.0
 
     def reset_counts(self) -> None:
         self.counts = DisplayCounts()

@@ -294,10 +294,7 @@ class FileSource(FrameSource):
                     self._wake.clear()
                     continue  # answered, timed out, toggled off, or a request / pause / stop
             now = time.monotonic()
-            if hold is not None:  # held for analysis: it is over, the next frame is now due
-                hold = None
-                if anchor is not None and self._due(anchor, next_index) < now:
-                    anchor = (now, next_index)  # late because of the wait: no catch-up burst
+            hold = None  # a hold is over: the next frame is due (late ones re-anchor just below)
             if anchor is None or now - self._due(anchor, next_index) > MAX_LAG_PERIODS / self._fps:
                 anchor = (now, next_index)
             due = self._due(anchor, next_index)
@@ -337,8 +334,8 @@ class FileSource(FrameSource):
     def _analysis_hold(self, hold: tuple[int, float] | None
                        ) -> tuple[tuple[int, float] | None, float]:
         """Playback with analyse_every_frame: should the frame on screen stay until its
-        analysis is done? Returns (hold, seconds to wait, 0 to play on); hold stays set
-        after a wait ends so the caller re-anchors its pacing."""
+        analysis is done? Returns (hold, seconds to wait, 0 to play on); the hold is kept
+        across the caller's loop so a frame's wait is timed from when it began."""
         shown = self._shown_id
         if not self._analyse_every_frame or shown < 0:
             self._hold_for(None)

@@ -14,7 +14,6 @@ from typing import Any
 from app.pipeline.models import LoadedModel
 from app.sources.base import FrameSource
 from app.ui.controller import Deps
-from app.ui.snapshot import default_snapshot_dir
 
 
 def make_model_loader(provider: str = "auto", threads: int | None = None,
@@ -52,8 +51,9 @@ def real_deps(provider: str = "auto", threads: int | None = None, *,
         from app.sources.factory import open_source
     deps = Deps(open_source=open_source,
                 load_model=make_model_loader(provider, threads, default_path),
-                make_worker=make_worker,
-                snapshot_dir=snapshot_dir or default_snapshot_dir())
+                make_worker=make_worker)
+    if snapshot_dir is not None:
+        deps.snapshot_dir = snapshot_dir
     from app.pipeline.calibration import RoiStore
     from app.pipeline.roi import detect_roi
 

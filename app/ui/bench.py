@@ -80,15 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     tick_ms: list[float] = []
     latency_ms: list[float] = []  # per model result: capture -> result ready
     playback: list[float] = []
-    state = {"frame": None, "result": None, "shown": 0}
+    state = {"result": None}
     original_tick = window._tick
 
     def timed_tick() -> None:
         t0 = time.perf_counter()
         original_tick()
-        now = time.monotonic()
         tick_ms.append((time.perf_counter() - t0) * 1000)
-        del now
         result = session.latest_result()
         if result is not None and result.frame_id != state["result"]:
             state["result"] = result.frame_id

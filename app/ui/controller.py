@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from app.pipeline.calibration import default_snapshot_dir
 from app.pipeline.frames import Roi
 from app.pipeline.models import LoadedModel
 from app.pipeline.session import Worker
 from app.sources.base import FrameSource
-from app.ui.snapshot import default_snapshot_dir
 
 MODES = {"plexus": "Nerve block", "jugular": "IJ cannulation"}
 PHANTOM_SCENE_FOR_MODE = {"plexus": "phantom:plexus", "jugular": "phantom:jugular"}

@@ -124,12 +124,6 @@ def describe(frame: Frame, seg: Segmentation | None, spacing_mm: float | None,
     return record
 
 
-def default_snapshot_dir() -> Path:
-    """Where snapshots go unless told otherwise: the user's Pictures folder (or home)."""
-    pictures = Path.home() / "Pictures"
-    return (pictures if pictures.is_dir() else Path.home()) / "SonoGuide"
-
-
 def _write_atomically(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.part")
     try:

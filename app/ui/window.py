@@ -671,7 +671,7 @@ class MainWindow(QtWidgets.QMainWindow):
                                    f"{self.speed_note}" if self.speed_note else "")
         labels["input"].setText(f"in {self._input_rate.rate(now):.0f} fps")
         # the model's own rate: between its results the overlay follows the image motion
-        labels["ai"].setText(f"AI {self.session.model_rate(now):.0f}/s")
+        labels["ai"].setText(f"AI {self.session.model_rate():.0f}/s")
         labels["ai"].setToolTip(self.speed_note or "results of the model per second")
         latency = median(self._latencies)
         labels["latency"].setText("lat -" if latency is None else f"lat {latency * 1000:.0f} ms")
