@@ -21,7 +21,7 @@ from training.bench import bench_interleaved, calibration_inputs, quantize_int8
 from training.calibrate import calibrate_config
 from training.evaluate import evaluate_config
 from training.export import export_run
-from training.train import Config, member_runs, repo_path, run_dir
+from training.train import REPO, Config, member_runs, repo_path, run_dir
 
 MAX_DICE_LOSS = 0.01
 
@@ -29,6 +29,19 @@ MAX_DICE_LOSS = 0.01
 def _dice(report: dict) -> dict[str, float]:
     return {k: v["dice_mean"] for k, v in report["sets"]["validation"]["classes"].items()
             if v["dice_mean"] is not None}
+
+
+def _repo_relative(record: dict) -> dict:
+    """The record with its "model" paths relative to the repository (no machine's path in a
+    committed card)."""
+    out = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            value = _repo_relative(value)
+        elif key == "model" and isinstance(value, str) and Path(value).is_relative_to(REPO):
+            value = str(Path(value).relative_to(REPO))
+        out[key] = value
+    return out
 
 
 def ship(cfg: Config, root: str | Path | None = None) -> dict:
@@ -65,5 +78,5 @@ def ship(cfg: Config, root: str | Path | None = None) -> dict:
                "dice_fp32": d32, "dice_int8": d8, "speed": speed,
                "members": len(members), "epochs": len(histories[0]),
                "train_seconds": round(sum(h["seconds"] for hist in histories for h in hist), 1)}
-    Path(f"{stem}.ship.json").write_text(json.dumps(summary, indent=1))
+    Path(f"{stem}.ship.json").write_text(json.dumps(_repo_relative(summary), indent=1))
     return summary
