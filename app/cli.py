@@ -12,8 +12,12 @@ overlay), 1 when nothing could run (source unusable, no frame), 2 for bad argume
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from app.pipeline.analysis import MODES
@@ -143,18 +147,32 @@ def run_headless_cli(args: argparse.Namespace) -> int:
         model_info = {"name": Path(args.model).stem if args.model else args.mode,
                       "version": None}
         _say(f"model: {exc} -- running video without overlay")
-    areas: list = []
-    report = run_headless(session, args.max_frames, duration_s=args.duration,
-                          errors=errors, model_info=model_info, areas_out=areas)
+    timeline = None
+    if args.timeline is not None:
+        from app.pipeline.timeline import TimelineCsv
+
+        try:
+            timeline = TimelineCsv(args.timeline)
+        except OSError as exc:
+            _say(f"cannot write timeline {args.timeline}: {exc}")
+            return 1
+    with _stop_on_signals() as (stop_event, signals):
+        if args.max_frames is None and args.duration is None and not hasattr(source, "loop"):
+            _say(f"running on {args.source} until stopped: Ctrl-C (or SIGTERM) ends the run "
+                 "and writes the report")
+        report = run_headless(session, args.max_frames, duration_s=args.duration,
+                              errors=errors, model_info=model_info, stop_event=stop_event,
+                              stop_reason=lambda: "signal" if signals else "stopped",
+                              on_area=timeline.add if timeline is not None else None)
+    if signals:
+        report["signal"] = signals[0]
     report["mode"] = args.mode
     report["source_spec"] = args.source
     report["speed_choice"] = session.model.speed_note if session.model is not None else ""
     print(summary_line(report))
-    if args.timeline is not None:
-        from app.pipeline.timeline import write_csv
-
+    if timeline is not None:
         try:
-            write_csv(args.timeline, areas)
+            timeline.close()
         except OSError as exc:
             _say(f"cannot write timeline {args.timeline}: {exc}")
             return 1
@@ -166,6 +184,29 @@ def run_headless_cli(args: argparse.Namespace) -> int:
             _say(f"cannot write report {args.report}: {exc}")
             return 1
     return 0 if report["frames_in"] > 0 else 1
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[tuple[threading.Event, list[str]]]:
+    """SIGTERM (a service manager, `kill`) and SIGINT (Ctrl-C) end a headless run the way its
+    end of input would: the run stops, the report and timeline are written, and the report
+    says `ended_by: "signal"`. Yields the event the run watches and the names received."""
+    stop_event = threading.Event()
+    received: list[str] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signal.Signals(signum).name)
+        stop_event.set()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield stop_event, received  # Python only delivers signals to the main thread
+        return
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop_event, received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def calibrate_speed_cli(args: argparse.Namespace) -> int:

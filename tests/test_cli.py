@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 
+import cv2
 import numpy as np
 import pytest
 
 from app import cli
+from app.pipeline import runner
 from app.pipeline.analysis import Analyzer
 from app.pipeline.models import LoadedModel
 from app.pipeline.runner import run_headless
 from app.pipeline.segmenter import Segmenter
 from app.pipeline.session import LiveSession
 from app.sources.base import FrameSource, SourceState
-from tests.clips import write_clip
+from tests.clips import truncate_copy, write_clip
 from tests.model_factory import JUGULAR, make_model
 
 REPORT_KEYS = {"source", "source_state", "ended_by", "frames_in", "frames_seen",
@@ -247,10 +253,92 @@ def test_runner_area_summary_matches_the_disc_in_mm2(tmp_path):
     segmenter = Segmenter(model, provider="cpu")
     samples: list = []
     report = run_headless(session_on(DiscSource(), segmenter, "jugular"), max_frames=None,
-                          areas_out=samples)
+                          on_area=samples.append)
     vein = report["areas"]["classes"]["vein"]
     truth = np.pi * 24 ** 2 * 0.1 ** 2  # 18.1 mm2
     assert report["areas"]["unit"] == "mm2"
     assert vein["median"] == pytest.approx(truth, rel=0.1)
     assert report["areas"]["classes"]["artery"]["max"] == 0.0  # no dark disc: no artery
     assert len(samples) == report["frames_inferred"] > 0
+
+
+class DropoutSource(FrameSource):
+    """A capture card that loses its signal for `gap_s` mid-run, then comes back."""
+
+    def __init__(self, gap_s: float) -> None:
+        super().__init__("dropout", nominal_fps=30)
+        self.gap_s = gap_s
+
+    def _run(self) -> None:
+        image = np.full((64, 64), 250, np.uint8)
+        for phase in ("before", "gap", "after"):
+            if phase == "gap":
+                self._set_status(SourceState.NO_SIGNAL, "no signal")
+                if not self._sleep_until(time.monotonic() + self.gap_s):
+                    return
+                continue
+            self._set_status(SourceState.LIVE)
+            for _ in range(5):
+                self._publish(image)
+                if not self._sleep_until(time.monotonic() + 0.03):
+                    return
+        self._set_status(SourceState.ENDED, "end of stream")
+
+
+def test_a_capture_dropout_longer_than_the_stall_limit_is_waited_for(monkeypatch, plexus_model):
+    monkeypatch.setattr(runner, "STALL_TIMEOUT_S", 0.3)
+    segmenter = Segmenter(plexus_model, provider="cpu")
+    report = run_headless(session_on(DropoutSource(gap_s=1.0), segmenter), max_frames=None)
+    assert report["ended_by"] == "source ended"  # not "source stalled" during the gap
+    assert report["frames_in"] == 10  # the frames after the reconnect were analysed too
+    assert report["signal_lost"]["count"] == 1
+    assert 0.8 <= report["signal_lost"]["longest_s"] <= 2.0
+
+
+def test_a_clip_cut_short_says_so_in_the_report(tmp_path, plexus_model, capsys):
+    full = write_clip(tmp_path / "full.avi", n_frames=30, fps=60.0, size=(160, 128))
+    cut = truncate_copy(full, tmp_path / "cut.avi", 0.5)
+    report_path = tmp_path / "r.json"
+    code, _, err = _run(["--headless", "--source", str(cut), "--model", str(plexus_model),
+                         "--mode", "plexus", "--provider", "cpu", "--report", str(report_path)],
+                        capsys)
+    assert code == 0, err
+    report = json.loads(report_path.read_text())
+    assert "cut off" in (report["source_warning"] or "")
+    assert any("cut off" in e for e in report["errors"])
+
+
+def test_a_single_png_runs_headless_as_one_still_frame(tmp_path, plexus_model, capsys):
+    path = tmp_path / "still.png"
+    cv2.imwrite(str(path), np.full((128, 160, 3), 250, np.uint8))
+    code, out, err = _run(["--headless", "--source", str(path), "--model", str(plexus_model),
+                           "--mode", "plexus", "--provider", "cpu",
+                           "--report", str(tmp_path / "r.json")], capsys)
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert code == 0, err
+    assert report["frames_in"] == 1 and report["frames_inferred"] == 1
+    assert report["ended_by"] == "source ended" and report["errors"] == []
+
+
+def test_sigterm_ends_a_headless_run_with_its_report_and_timeline(tmp_path, plexus_model):
+    report_path, timeline_path = tmp_path / "r.json", tmp_path / "t.csv"
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"), "HOME": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "--headless", "--source", "phantom:plexus",
+         "--mode", "plexus", "--model", str(plexus_model), "--provider", "cpu",
+         "--threads", "1", "--report", str(report_path), "--timeline", str(timeline_path)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "until stopped" in proc.stderr.readline()  # the run is under way
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    report = json.loads(report_path.read_text())
+    assert report["ended_by"] == "signal" and report["signal"] == "SIGTERM"
+    assert report["frames_in"] > 0
+    rows = timeline_path.read_text().splitlines()
+    assert rows[0].startswith("frame_id,t_s,nerve_") and len(rows) - 1 == report["frames_inferred"]
+    assert not list(tmp_path.glob(".t.csv*"))  # no temporary file left behind

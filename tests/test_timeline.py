@@ -8,7 +8,17 @@ import numpy as np
 import pytest
 
 from app.pipeline.frames import Roi, Segmentation, Structure
-from app.pipeline.timeline import MM2, PX, AreaTimeline, area_sample, summarize, write_csv
+from app.pipeline.timeline import (
+    MM2,
+    PX,
+    AreaSample,
+    AreaSummary,
+    AreaTimeline,
+    TimelineCsv,
+    area_sample,
+    summarize,
+    write_csv,
+)
 
 CLASSES = ("background", "vein", "artery")
 
@@ -69,3 +79,38 @@ def test_summary_and_csv_of_a_compressed_vein(tmp_path):
     assert rows[0] == ["frame_id", "t_s", "vein_mm2", "artery_mm2"]
     assert len(rows) == 11 and rows[1][:3] == ["0", "0.0000", "100.00"]
     assert summarize([]) == {"unit": PX, "classes": {}}
+
+
+def test_a_long_run_summary_stays_bounded_and_right():
+    """Hours of frames: min/max/counts exact, the median from a bounded uniform sample."""
+    summary = AreaSummary(sample_size=500, seed=1)
+    rng = np.random.default_rng(0)
+    values = rng.uniform(0.0, 100.0, 20_000)
+    for i, v in enumerate(values):
+        summary.add(AreaSample(i, i / 30, {"vein": float(v), "artery": 0.0}, MM2))
+    out = summary.as_dict()
+    vein = out["classes"]["vein"]
+    assert len(summary._reservoir) == 500 and out["median_of"] == 500
+    assert vein["frames"] == 20_000 and vein["frames_seen"] == 20_000
+    assert vein["min"] == round(values.min(), 2) and vein["max"] == round(values.max(), 2)
+    assert abs(vein["median"] - np.median(values)) < 6.0  # 500 uniform picks: within ~3 %
+
+
+def test_a_class_first_seen_late_counts_its_earlier_frames_as_zero():
+    summary = AreaSummary()
+    summary.add(AreaSample(0, 0.0, {"vein": 5.0}, MM2))
+    summary.add(AreaSample(1, 0.1, {"vein": 5.0, "artery": 9.0}, MM2))
+    artery = summary.as_dict()["classes"]["artery"]
+    assert artery == {"median": 4.5, "min": 0.0, "max": 9.0, "frames_seen": 1, "frames": 2}
+
+
+def test_timeline_csv_is_written_whole_at_close_and_leaves_nothing_else(tmp_path):
+    out = TimelineCsv(tmp_path / "t.csv")
+    out.add(area_sample(seg(5, 1.0, {})))  # nothing found yet: the unit comes later
+    assert not (tmp_path / "t.csv").exists()  # no half file under the final name mid-run
+    out.add(area_sample(seg(6, 1.5, {"vein": [12.0]}, mm=1.0)))
+    out.close()
+    rows = list(csv.reader((tmp_path / "t.csv").open()))
+    assert rows == [["frame_id", "t_s", "vein_mm2", "artery_mm2"],
+                    ["5", "0.0000", "0.00", "0.00"], ["6", "0.5000", "12.00", "0.00"]]
+    assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import collections
 import csv
+import math
+import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -116,39 +120,118 @@ class AreaTimeline:
         return t, {c: np.array([s.areas.get(c, 0.0) for s in samples]) for c in classes}
 
 
+MEDIAN_SAMPLE = 20_000  # per class; medians of longer runs come from a uniform sample
+
+
+class AreaSummary:
+    """Running per-class area statistics of a run of any length, in bounded memory.
+
+    min, max, frames_seen and frames are exact; the median is exact up to MEDIAN_SAMPLE frames
+    and taken from a uniform reservoir sample (seeded, so a run is reproducible) beyond that:
+    an 8-hour run at 30 fps must not keep 864,000 records to report one median.
+    """
+
+    def __init__(self, sample_size: int = MEDIAN_SAMPLE, seed: int = 0) -> None:
+        self._sample_size = sample_size
+        self._rng = np.random.default_rng(seed)
+        self._unit: str | None = None
+        self._frames = 0
+        self._names: list[str] = []
+        self._min: dict[str, float] = {}
+        self._max: dict[str, float] = {}
+        self._seen: dict[str, int] = {}
+        self._first_frame: dict[str, int] = {}  # frames before a class first appeared count 0
+        self._reservoir: list[dict[str, float]] = []
+
+    def add(self, sample: AreaSample) -> None:
+        self._unit = self._unit or sample.unit
+        for name in sample.areas:
+            if name not in self._first_frame:
+                self._names.append(name)
+                self._first_frame[name] = self._frames
+                self._min[name], self._max[name], self._seen[name] = (
+                    (0.0 if self._frames else math.inf), 0.0, 0)
+        for name in self._names:
+            value = float(sample.areas.get(name, 0.0))
+            self._min[name] = min(self._min[name], value)
+            self._max[name] = max(self._max[name], value)
+            self._seen[name] += value > 0
+        self._frames += 1
+        if len(self._reservoir) < self._sample_size:
+            self._reservoir.append(dict(sample.areas))
+        else:  # reservoir sampling: every frame so far is kept with the same probability
+            slot = int(self._rng.integers(0, self._frames))
+            if slot < self._sample_size:
+                self._reservoir[slot] = dict(sample.areas)
+
+    def as_dict(self) -> dict:
+        """{"unit": ..., "classes": {name: {"median", "min", "max", "frames_seen", "frames"}}}.
+        Frames where a class was not found count as 0 area in median/min (a collapsed vein
+        is 0 too); frames_seen says how often it was there at all."""
+        out: dict[str, dict] = {}
+        for name in self._names:
+            values = np.array([s.get(name, 0.0) for s in self._reservoir], float)
+            out[name] = {"median": round(float(np.median(values)), 2),
+                         "min": round(self._min[name], 2), "max": round(self._max[name], 2),
+                         "frames_seen": self._seen[name], "frames": self._frames}
+        summary: dict = {"unit": self._unit or PX, "classes": out}
+        if self._frames > self._sample_size:
+            summary["median_of"] = self._sample_size  # frames in the median's uniform sample
+        return summary
+
+
 def summarize(samples: Iterable[AreaSample]) -> dict:
-    """{"unit": ..., "classes": {name: {"median", "min", "max", "frames_seen", "frames"}}}
-    over all samples. Frames where a class was not found count as 0 area in median/min
-    (a collapsed vein is 0 too); frames_seen says how often it was there at all."""
-    samples = list(samples)
-    unit = next((s.unit for s in samples if s.unit is not None), PX)
-    names: list[str] = []
-    for s in samples:
-        names.extend(n for n in s.areas if n not in names)
-    out: dict[str, dict] = {}
-    for name in names:
-        values = np.array([s.areas.get(name, 0.0) for s in samples], float)
-        out[name] = {"median": round(float(np.median(values)), 2),
-                     "min": round(float(values.min()), 2),
-                     "max": round(float(values.max()), 2),
-                     "frames_seen": int((values > 0).sum()), "frames": int(values.size)}
-    return {"unit": unit, "classes": out}
+    """AreaSummary.as_dict() of `samples`."""
+    summary = AreaSummary()
+    for sample in samples:
+        summary.add(sample)
+    return summary.as_dict()
+
+
+class TimelineCsv:
+    """Per-frame class areas written as they come: frame_id, t (s from the first sample), then
+    one area column per class (unit in the header, e.g. vein_mm2).
+
+    Rows go to a temporary file beside the target at once (memory stays flat over hours); the
+    header, which needs the unit, is known only at the end: close() writes header + rows to the
+    final name atomically, so a crash never leaves half a CSV under that name.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._rows = tempfile.TemporaryFile("w+", newline="", dir=self.path.parent,
+                                            prefix=f".{self.path.name}.", suffix=".rows")
+        self._writer = csv.writer(self._rows)
+        self._names: list[str] | None = None
+        self._unit: str | None = None
+        self._t0: float | None = None
+
+    def add(self, sample: AreaSample) -> None:
+        if self._names is None:
+            self._names, self._t0 = list(sample.areas), sample.t
+        self._unit = self._unit or sample.unit
+        self._writer.writerow([sample.frame_id, f"{sample.t - self._t0:.4f}",
+                               *(f"{sample.areas.get(n, 0.0):.2f}" for n in self._names)])
+
+    def close(self) -> None:
+        """Write the final file (header, then every row) and drop the temporary one."""
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        try:
+            self._rows.seek(0)
+            with tmp.open("w", newline="") as fh:
+                csv.writer(fh).writerow(["frame_id", "t_s", *(f"{n}_{self._unit or PX}"
+                                                               for n in self._names or [])])
+                shutil.copyfileobj(self._rows, fh)
+            os.replace(tmp, self.path)
+        finally:
+            self._rows.close()
+            tmp.unlink(missing_ok=True)
 
 
 def write_csv(path: Path, samples: Iterable[AreaSample]) -> None:
-    """frame_id, t (s from the first sample), then one area column per class (unit in the
-    header, e.g. vein_mm2)."""
-    samples = list(samples)
-    unit = next((s.unit for s in samples if s.unit is not None), PX)
-    names: list[str] = []
-    for s in samples:
-        names.extend(n for n in s.areas if n not in names)
-    t0 = samples[0].t if samples else 0.0
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["frame_id", "t_s", *(f"{n}_{unit}" for n in names)])
-        for s in samples:
-            writer.writerow([s.frame_id, f"{s.t - t0:.4f}",
-                             *(f"{s.areas.get(n, 0.0):.2f}" for n in names)])
+    """All of `samples` as a TimelineCsv."""
+    out = TimelineCsv(path)
+    for sample in samples:
+        out.add(sample)
+    out.close()

@@ -40,9 +40,17 @@ def _parse(spec: str, must_exist: bool = True) -> tuple[str, str]:
             raise ValueError(f"camera index must be a number >= 0 in {spec!r}, e.g. camera:0")
         return "camera", str(int(index))
     path = Path(text).expanduser()
-    if path.is_file() or (not must_exist and not path.is_dir()):
-        return "file", str(path.resolve())
-    if path.is_dir():
+    try:
+        is_file, is_dir = path.is_file(), path.is_dir()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise ValueError(f"cannot use {_shorten(text)} as a video file: "
+                         f"{exc.strerror or exc}") from exc
+    if is_file or (not must_exist and not is_dir):
+        try:
+            return "file", str(path.resolve())
+        except (OSError, RuntimeError):  # a symlink loop: keep the name as given
+            return "file", str(path.absolute())
+    if is_dir:
         raise ValueError(f"{spec!r} is a folder, not a video file; valid forms: {VALID_FORMS}")
     if path.suffix.lower() in VIDEO_SUFFIXES:
         raise ValueError(f"video file not found: {path}")
@@ -78,3 +86,8 @@ def source_key(spec: str) -> str:
     """
     kind, arg = _parse(spec, must_exist=False)
     return f"{kind}:{arg}"
+
+
+def _shorten(text: str, keep: int = 60) -> str:
+    """A name for a message: a 300-character path would bury the reason."""
+    return repr(text) if len(text) <= keep else repr(text[:keep // 2] + "..." + text[-keep // 2:])

@@ -23,6 +23,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 
 import cv2
 
@@ -219,9 +220,13 @@ class FileSource(FrameSource):
 
     def _open(self) -> cv2.VideoCapture | str:
         """An opened capture, or a message saying why this file cannot be played."""
-        if not self.path.exists():
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
             return f"video file not found: {self.path}"
-        if not self.path.is_file():
+        except OSError as exc:  # a name too long, a folder we may not read, ...
+            return f"cannot open {self.path.name[:60]}: {exc.strerror or exc}"
+        if not S_ISREG(stat.st_mode):
             return f"not a file: {self.path}"
         try:
             cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
@@ -231,30 +236,38 @@ class FileSource(FrameSource):
             return f"cannot open {self.path.name}: {exc}"
         if not cap.isOpened():
             return f"cannot play {self.path.name}: not a video or the file is corrupt"
-        stat = self.path.stat()
         self._stamp = (stat.st_size, stat.st_mtime_ns)
         return cap
 
     def _run(self) -> None:
         if self._open_error is not None:
             return
-        cap = self._open()
-        if isinstance(cap, str):
-            self._set_status(SourceState.ERROR, cap)
-            return
-        try:
-            self._play(cap)
-        finally:
-            cap.release()
+        while not self._stop_event.is_set():
+            cap = self._open()
+            if isinstance(cap, str):
+                self._set_status(SourceState.ERROR, cap)
+                return
+            try:
+                rewind_failed = self._play(cap)
+            finally:
+                cap.release()
+            if not rewind_failed:
+                return
+            # some containers cannot seek back to frame 0: loop by opening the file afresh
 
-    def _play(self, cap: cv2.VideoCapture) -> None:
+    def _play(self, cap: cv2.VideoCapture) -> bool:
         try:
-            self._play_loop(cap)
+            return self._play_loop(cap)
         finally:
             self._hold_for(None)
 
-    def _play_loop(self, cap: cv2.VideoCapture) -> None:
+    def _play_loop(self, cap: cv2.VideoCapture) -> bool:
+        """Play until stopped (False), or until a rewind to frame 0 found nothing to read
+        after this pass had shown frames (True: the caller opens the file again)."""
         next_index = 0  # the frame cap.read() returns next
+        played = False  # has this pass shown a frame (then a failed rewind is the
+        # container's fault, not a clip without frames)
+        still = False  # a single-frame file (a PNG, a 1-frame clip): shown once and kept
         anchor: tuple[float, int] | None = None  # (monotonic t, frame index) pacing origin
         ended = False
         hold: tuple[int, float] | None = None  # analyse_every_frame: (frame id, t wait began)
@@ -282,7 +295,7 @@ class FileSource(FrameSource):
                     self._play_times.clear()  # the rate starts afresh on resuming
                 self._wake.wait(IDLE_WAIT_S)
                 self._wake.clear()
-                if ended and self._loop and not self._paused:
+                if ended and self._loop and not self._paused and not still:
                     cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
                     next_index, ended, anchor = 0, False, None
                 continue
@@ -305,6 +318,7 @@ class FileSource(FrameSource):
                     continue  # woken by a request or stop(): handle it first
             if self._show_next(cap, next_index):
                 next_index += 1
+                played = True
                 self._report_state(False)
                 continue
             if self._file_changed():
@@ -312,11 +326,19 @@ class FileSource(FrameSource):
                 # whatever FFmpeg still had buffered as if it were the clip
                 self._set_status(SourceState.ERROR, f"{self.path.name} can no longer be read "
                                  "(changed or removed while playing); open it again")
-                return
+                return False
             if next_index == 0:
+                if played:
+                    return True
                 self._set_status(SourceState.ERROR,
                                  f"cannot play {self.path.name}: no readable frames")
-                return
+                return False
+            if next_index == 1 and self._index == 0 and (self._frame_count or 1) <= 1:
+                # one frame and no more: a still image, not a one-frame film to loop
+                still, ended = True, True
+                self._set_status(SourceState.ENDED, f"still image: {self.path.name}",
+                                 still=True, frame_count=1)
+                continue
             if self._frame_count is not None and next_index < self._frame_count - 1:
                 self._frame_count = next_index  # truncated: only this much is playable
                 warning = (f"{self.path.name} is cut off after {next_index / self._fps:.1f} s "
@@ -330,6 +352,7 @@ class FileSource(FrameSource):
             else:
                 ended = True
                 self._report_state(True)
+        return False
 
     def _analysis_hold(self, hold: tuple[int, float] | None
                        ) -> tuple[tuple[int, float] | None, float]:

@@ -487,8 +487,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self._set_banner("nosignal", "")
         if status.state is SourceState.ERROR:
             self._set_banner("source", "Source error", status.message)
+        elif status.state is SourceState.ENDED and status.info.get("still"):
+            self._set_banner("source", "")  # a still image: the picture is all there is
         elif status.state is SourceState.ENDED:
-            self._set_banner("source", "End of clip")
+            self._set_banner("source", "End of clip", status.info.get("warning") or "")
         elif self.banner_text("source").startswith(("Source error", "End of clip")) or (
                 self._open_error_until and time.monotonic() > self._open_error_until):
             self._open_error_until = 0.0
