@@ -7,3 +7,8 @@ import os
 # loads (its Python disable_telemetry_events() comes too late), so it is set here, before any
 # module of the app imports onnxruntime. A user's own setting wins.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+# Memory flat over hours of frames (see app/memory.py); before any thread allocates frames.
+from app.memory import tune_allocator  # noqa: E402
+
+tune_allocator()

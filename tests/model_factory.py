@@ -15,6 +15,8 @@ Kinds:
   wrong_shape  output has one channel more than the metadata names classes.
   wrong_input  input height differs from the metadata's.
   no_metadata  threshold model without any sonoguide.* metadata.
+  nan_bright   threshold model whose logits are NaN when the picture is mostly bright (mean
+               input > 0.5): finite on the blank warm-up input, non-finite on such frames.
 
 CLI (for benchmarks): python -m tests.model_factory OUT.onnx --kind conv --size 256 256
 """
@@ -39,7 +41,8 @@ IR_VERSION = 8  # matches opset 17; loadable by every onnxruntime >= 1.14
 
 BRIGHT, DARK, STEEPNESS = 0.7, 0.3, 40.0
 
-KINDS = ("threshold", "slow", "conv", "wrong_shape", "wrong_input", "no_metadata")
+KINDS = ("threshold", "slow", "conv", "wrong_shape", "wrong_input", "no_metadata",
+         "nan_bright")
 
 
 def contract_for(classes: Sequence[str], size: tuple[int, int], version: str = "test-1",
@@ -101,6 +104,18 @@ def make_model(
 
     if kind in ("slow", "conv"):
         logits = _add_heavy_branch(nodes, init, logits, out_c, slow_layers, slow_channels)
+    if kind == "nan_bright":
+        nodes.append(helper.make_node("ReduceMean", ["input"], ["mean_in"], axes=[1, 2, 3],
+                                      keepdims=1))
+        nodes.append(helper.make_node("Greater", ["mean_in", init("half", np.full(1, 0.5,
+                                                                              np.float32))],
+                                      ["is_bright"]))
+        nodes.append(helper.make_node("Where", ["is_bright", init("nan", np.full(1, np.nan,
+                                                                               np.float32)),
+                                                init("no_nan", np.zeros(1, np.float32))],
+                                      ["poison"]))
+        nodes.append(helper.make_node("Add", [logits, "poison"], ["poisoned_logits"]))
+        logits = "poisoned_logits"
 
     nodes.append(helper.make_node("Identity", [logits], ["logits"]))
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT,

@@ -156,24 +156,26 @@ def test_provider_plan_when_a_gpu_answers(monkeypatch, request_name, trt_libs, w
     assert names == want and got_note.startswith(note)
 
 
-@pytest.mark.parametrize("field,value", [("std", float("inf")), ("std", -0.5),
-                                         ("mean", float("nan")), ("scale", 0.0)])
-def test_non_finite_or_impossible_normalisation_is_refused(tmp_path, field, value):
-    """'std': Infinity once made the whole picture one confident vessel with no error."""
+@pytest.mark.parametrize("field,value,message", [
+    ("std", float("inf"), "std must be a finite number"),
+    ("std", -0.5, "std <= 10000"), ("mean", float("nan"), "mean must be a finite number"),
+    ("scale", 0.0, "scale <= 1"), ("scale", 1e38, "scale <= 1")])
+def test_non_finite_or_impossible_normalisation_is_refused(tmp_path, field, value, message):
+    """'std': Infinity once made the whole picture one confident vessel with no error; a scale
+    of 1e38 turned every input into Inf, so every frame was dropped."""
     model = make_model(tmp_path / "odd.onnx", **{field: value})
-    with pytest.raises(ModelLoadError, match="finite scale, mean and std"):
+    with pytest.raises(ModelLoadError, match=message):
         Segmenter(model, provider="cpu")
 
 
-@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")  # the overflow is the point
 def test_non_finite_output_is_dropped_never_drawn(tmp_path):
-    """A model whose output overflows on real pictures (finite on the blank warm-up input):
+    """A model whose output is NaN on bright pictures (finite on the blank warm-up input):
     the frame's result is refused with a message, and the worker counts it as an error."""
     from app.pipeline.analysis import Analyzer
     from app.pipeline.frames import Frame
     from app.pipeline.worker import InferenceWorker
 
-    segmenter = Segmenter(make_model(tmp_path / "overflow.onnx", scale=1e38), provider="cpu")
+    segmenter = Segmenter(make_model(tmp_path / "nan.onnx", kind="nan_bright"), provider="cpu")
     image = np.full((64, 64), 200, np.uint8)
     with pytest.raises(ValueError, match="non-finite output"):
         segmenter.predict(image)

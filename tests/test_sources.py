@@ -18,6 +18,7 @@ from app.sources.factory import open_source, source_key
 from app.sources.file import FileSource
 from tests.clips import (
     WAIT_S,
+    frame_image,
     frame_index_of,
     red_corner_rgb,
     truncate_copy,
@@ -185,6 +186,45 @@ def test_missing_device_says_no_signal_and_stop_is_prompt_mid_backoff(started):
     source.stop()
     assert time.monotonic() - t0 < 1.0  # far less than the 2 s backoff it was sleeping in
     assert not source.running
+
+
+class RecordingStop(threading.Event):
+    """A source's stop event that notes each reopen delay the retry loop asks for and waits
+    only a moment, so a test sees the whole backoff schedule without sitting through it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if timeout is None:
+            return super().wait()
+        self.waits.append(timeout)
+        return super().wait(0.001)
+
+
+def test_reopen_delays_double_from_a_quarter_second_and_stop_at_two_seconds(started):
+    """A card plugged back in is found at the next attempt: with at most 2 s between attempts
+    (plus a failed and a good open of up to ~1 s each) a reconnect stays within 4 s however
+    long the cable was out, and a short pull is retried after a quarter second again."""
+    card = FakeCard()
+    card.plugged = False
+    source = CaptureSource(opener=card.opener)  # the shipped schedule
+    stop = source._stop_event = RecordingStop()
+    started(source)
+    assert wait_for(lambda: len(stop.waits) >= 8)
+    assert stop.waits[:8] == [0.25, 0.5, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0]
+    assert source.status.state is SourceState.NO_SIGNAL and source.status.info["retry_in_s"] == 2.0
+    slow_open_s = 1.0
+    assert max(stop.waits) + 2 * slow_open_s <= 4.0
+
+    card.plugged = True
+    assert wait_for(lambda: source.status.state is SourceState.LIVE)
+    stop.waits.clear()  # nothing waits while frames flow
+    card.plugged = False
+    assert wait_for(lambda: len(stop.waits) >= 3)
+    assert stop.waits[:3] == [0.25, 0.5, 1.0]  # it worked a moment ago: the schedule starts over
+    assert source.latest() is not None and source.status.message == "no signal"
 
 
 def test_device_list_shows_only_devices_that_open():
@@ -376,3 +416,28 @@ def test_factory_opens_phantom_scenes():
     # the limb block views a trainee can scan too
     limbs = ("axillary", "infraclavicular", "elbow", "femoral", "popliteal")
     assert [open_source(f"phantom:{s}").name for s in limbs] == [f"phantom:{s}" for s in limbs]
+
+
+@pytest.mark.parametrize("name", ["still.png", "one.avi"])
+def test_a_single_picture_is_shown_as_a_still_not_an_error(started, tmp_path, name):
+    image = frame_image(7, size=(160, 120))
+    path = tmp_path / name
+    if name.endswith(".png"):
+        cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    else:
+        write_clip(path, n_frames=1, fps=30.0, size=(160, 120))
+    source = started(FileSource(path, loop=True))  # the window's default: loop
+    assert wait_for(lambda: source.status.state is SourceState.ENDED)
+    time.sleep(0.3)  # a still is published once, not looped as a one-frame film
+    assert source.frames_published == 1 and source.latest() is not None
+    assert source.status.info.get("still") and "still image" in source.status.message
+    if name.endswith(".png"):
+        assert np.abs(source.latest().image.astype(int) - image).mean() < 3
+
+
+def test_a_file_name_too_long_for_the_disk_is_a_message_not_a_traceback(tmp_path):
+    spec = str(tmp_path / ("a" * 300 + ".mp4"))
+    with pytest.raises(ValueError, match="too long"):
+        open_source(spec)
+    source = FileSource(spec)  # the window's file dialog path goes straight here
+    assert source.status.state is SourceState.ERROR and "too long" in source.status.message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -276,3 +277,56 @@ def test_the_shipped_cards_list_int8_and_float32_as_the_files_in_models():
         for v in variants:
             assert v.allowed, v.reason
             assert v.sha256 == speed.file_sha256(v.path), f"{v.path} differs from its card"
+
+
+@pytest.mark.parametrize("content, why", [(b"[" * 100_000, "nested too deeply"),
+                                          (b'{"format": NaN}', "not valid JSON"),
+                                          (b"\xff\xfe", "not UTF-8")])
+def test_a_corrupt_cache_is_moved_aside_measured_again_and_told(models, tmp_path, content, why):
+    (tmp_path / "speed.json").write_bytes(content)
+    choice = choose(models, tmp_path)
+    assert not choice.from_cache and choice.path.name == "plexus.fp32.onnx"
+    problem = choice.cache_problem
+    assert problem and str(tmp_path / "speed.json") in problem and why in problem
+    assert "measured again" in problem and "note: " + problem in speed.format_table("plexus",
+                                                                                     choice)
+    [aside] = tmp_path.glob("speed.json.corrupt-*")
+    assert aside.read_bytes() == content and aside.name in problem
+    again = choose(models, tmp_path)  # the rebuilt cache serves the next start, silently
+    assert again.from_cache and again.cache_problem is None
+
+
+def test_a_cache_of_an_older_format_is_replaced_silently(models, tmp_path):
+    (tmp_path / "speed.json").write_text('{"format": 0, "entries": {}}')
+    choice = choose(models, tmp_path)
+    assert choice.cache_problem is None and not list(tmp_path.glob("speed.json.corrupt*"))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_named_pipe_as_the_cache_does_not_block(models, tmp_path):
+    os.mkfifo(tmp_path / "speed.json")
+    try:
+        choice = choose(models, tmp_path)
+    finally:
+        try:  # release a reader stuck in open() (only when this test fails)
+            os.close(os.open(tmp_path / "speed.json", os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+    assert "named pipe" in choice.cache_problem and (tmp_path / "speed.json").is_file()
+
+
+def test_an_unwritable_cache_is_told_once(models, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    first, second = (speed.choose_speed("plexus", models_dir=models, thread_options=[1], runs=3,
+                                        cache_path=blocker / "speed.json") for _ in range(2))
+    assert first.cache_problem.startswith("Cannot save settings: ")
+    assert "(kept for this session only)" in first.cache_problem
+    assert second.cache_problem is None and not second.from_cache
+
+
+def test_a_corrupt_model_card_means_the_default_model_and_stays_in_place(tmp_path):
+    (tmp_path / "plexus.ship.json").write_text("[" * 100_000)
+    assert speed.model_variants("plexus", tmp_path) == [
+        speed.Variant(tmp_path / "plexus.onnx", "default")]
+    assert (tmp_path / "plexus.ship.json").exists()

@@ -7,16 +7,17 @@ depth ruler and types their distance. The ROI and that spacing are remembered pe
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from app.pipeline.frames import Roi
+from app.pipeline.settings_file import read_json_settings, write_json_settings
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +92,28 @@ def _spacing_from_json(value: object) -> float | None:
 
 
 class RoiStore:
-    """ROI and pixel spacing per source key, kept in a JSON file; never raises on bad files."""
+    """ROI and pixel spacing per source key, kept in a JSON file; never raises on bad files.
 
-    def __init__(self, path: Path | None = None) -> None:
+    A file that cannot be used (see app.pipeline.settings_file) or a failed save becomes a
+    sentence for the user: kept in `problems` (so one found while loading, before any window
+    listened, is not lost) and passed to `say` when set. A failed save is told once, not on
+    every save, until a save works again; the values stay in memory for the session.
+    """
+
+    def __init__(self, path: Path | None = None,
+                 say: Callable[[str], None] | None = None) -> None:
         self.path = Path(path) if path is not None else default_config_dir() / "rois.json"
+        self.say = say  # may be set later; called from whichever thread loads or saves
         self._lock = threading.Lock()
+        self._problems: list[str] = []
+        self._save_failing = False
         self._entries: dict[str, RoiSetting] = self._load()
+
+    @property
+    def problems(self) -> list[str]:
+        """Every problem told so far, oldest first (a copy)."""
+        with self._lock:
+            return list(self._problems)
 
     def get(self, key: str) -> RoiSetting | None:
         with self._lock:
@@ -118,13 +135,16 @@ class RoiStore:
                              old.pixel_spacing_mm if pixel_spacing_mm is _KEEP
                              else pixel_spacing_mm)
             self._entries[key] = new
-            self._save()
+            problem = self._save()
+        self._tell(problem)  # outside the lock: `say` may call back into the store
         return new
 
     def forget(self, key: str) -> None:
+        problem = None
         with self._lock:
             if self._entries.pop(key, None) is not None:
-                self._save()
+                problem = self._save()
+        self._tell(problem)
 
     def keys(self) -> list[str]:
         with self._lock:
@@ -132,23 +152,11 @@ class RoiStore:
 
     # --- file ------------------------------------------------------------------------------
     def _load(self) -> dict[str, RoiSetting]:
-        if not self.path.exists():
-            return {}
-        try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
-            if not isinstance(raw, dict):
-                raise ValueError("top level is not a JSON object")
-        except (OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
-            aside = self.path.with_name(self.path.name + ".corrupt")
-            log.warning("ROI store %s is unreadable (%s); starting empty, old file kept as %s",
-                        self.path, exc, aside.name)
-            try:
-                os.replace(self.path, aside)
-            except OSError:
-                pass
-            return {}
+        read = read_json_settings(self.path)
+        if read.problem:
+            self._tell(read.problem)
         entries: dict[str, RoiSetting] = {}
-        for key, value in raw.items():
+        for key, value in read.data.items():
             try:
                 if not isinstance(value, dict):
                     raise ValueError("entry is not a JSON object")
@@ -158,15 +166,30 @@ class RoiStore:
                 log.warning("ROI store %s: ignoring entry %r: %s", self.path, key, exc)
         return entries
 
-    def _save(self) -> None:
+    def _save(self) -> str | None:
+        """Write the entries (under the lock); the problem to tell, once per failing spell."""
         data = {key: {"roi": None if s.roi is None else [s.roi.x, s.roi.y, s.roi.w, s.roi.h],
                       "pixel_spacing_mm": s.pixel_spacing_mm}
                 for key, s in sorted(self._entries.items())}
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-            os.replace(tmp, self.path)  # atomic: a crash mid-write never leaves half a file
-        except OSError as exc:
-            log.warning("cannot save ROI store %s (%s); settings kept for this session only",
-                        self.path, exc)
+        problem = write_json_settings(self.path, data)
+        if problem is None:
+            self._save_failing = False  # a later failure (e.g. disk full again) is told again
+            return None
+        if self._save_failing:
+            log.debug("%s", problem)
+            return None
+        self._save_failing = True
+        return problem
+
+    def _tell(self, problem: str | None) -> None:
+        if problem is None:
+            return
+        log.warning("%s", problem)
+        with self._lock:
+            self._problems.append(problem)
+        say = self.say
+        if say is not None:
+            try:
+                say(problem)
+            except Exception:  # a broken listener must not break saving the user's settings
+                log.exception("RoiStore: the problem listener failed")

@@ -29,6 +29,13 @@ REQUIRED_KEYS = (KEY_CLASSES, KEY_INPUT, KEY_VERSION, KEY_TRAINED_ON)
 PRESENCE_OUTPUT = "presence"
 # Uncalibrated models: a structure below this mean probability is drawn unsure (dashed).
 DEFAULT_UNSURE_BELOW = 0.6
+# What a model's input may be: sides a model of this kind can have (a 100000 x 100000 input
+# would try to allocate 37 GiB at warm-up), and a normalisation that keeps 0-255 pixels finite
+# and distinguishable ((pixel * scale - mean) / std).
+MIN_SIDE, MAX_SIDE = 8, 2048
+MIN_SCALE, MAX_SCALE = 1e-6, 1.0
+MIN_STD, MAX_STD = 1e-4, 1e4
+MAX_ABS_MEAN = 1e4
 
 
 class ContractError(ValueError):
@@ -82,12 +89,15 @@ class ModelContract:
         try:
             classes = json.loads(meta[KEY_CLASSES])
             spec = json.loads(meta[KEY_INPUT])
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
             raise ContractError(f"model metadata is not valid JSON: {exc}") from exc
         if not isinstance(classes, list) or len(classes) < 2 or not all(
-            isinstance(c, str) for c in classes
+            isinstance(c, str) and c.strip() for c in classes
         ):
-            raise ContractError(f"{KEY_CLASSES} must be a list of >= 2 names, got {classes!r}")
+            raise ContractError(f"{KEY_CLASSES} must be a list of >= 2 non-blank names, "
+                                f"got {classes!r}")
+        if len(set(classes)) != len(classes):
+            raise ContractError(f"{KEY_CLASSES} names a class twice: {classes!r}")
         if classes[0] != "background":
             raise ContractError(f"class 0 must be 'background', got {classes[0]!r}")
         if not isinstance(spec, dict):
@@ -95,17 +105,16 @@ class ModelContract:
         lacking = [k for k in ("height", "width", "scale", "mean", "std") if k not in spec]
         if lacking:
             raise ContractError(f"{KEY_INPUT} lacks {', '.join(lacking)}")
-        try:
-            height, width = int(spec["height"]), int(spec["width"])
-            scale, mean, std = float(spec["scale"]), float(spec["mean"]), float(spec["std"])
-        except (TypeError, ValueError) as exc:
-            raise ContractError(f"{KEY_INPUT} has a non-numeric value: {exc}") from exc
-        if height <= 0 or width <= 0:
-            raise ContractError(f"{KEY_INPUT} needs positive height/width")
-        if not all(math.isfinite(v) for v in (scale, mean, std)) or std <= 0 or scale <= 0:
-            # "std": Infinity made every pixel one confident vessel, with no error
-            raise ContractError(f"{KEY_INPUT} needs finite scale, mean and std, with scale "
-                                f"and std positive; got scale {scale}, mean {mean}, std {std}")
+        height, width = (_whole(spec, k, MIN_SIDE, MAX_SIDE) for k in ("height", "width"))
+        scale, mean, std = (_number(spec, k) for k in ("scale", "mean", "std"))
+        if not (MIN_SCALE <= scale <= MAX_SCALE and MIN_STD <= std <= MAX_STD
+                and abs(mean) <= MAX_ABS_MEAN):
+            # "std": Infinity made every pixel one confident vessel, with no error; a scale of
+            # 1e38 overflows every input to Inf
+            raise ContractError(
+                f"{KEY_INPUT} needs {MIN_SCALE:g} <= scale <= {MAX_SCALE:g}, {MIN_STD:g} <= std "
+                f"<= {MAX_STD:g} and |mean| <= {MAX_ABS_MEAN:g} (pixels 0-255 in); got scale "
+                f"{scale}, mean {mean}, std {std}")
         return cls(tuple(classes), height, width, scale, mean, std,
                    str(meta[KEY_VERSION]), str(meta[KEY_TRAINED_ON]),
                    _unsure_below(meta.get(KEY_UNSURE), classes))
@@ -130,12 +139,28 @@ class ModelContract:
                 f"output has {c} channels but metadata names {len(self.classes)} classes")
 
 
+def _whole(spec: dict, key: str, low: int, high: int) -> int:
+    value = spec[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ContractError(f"{KEY_INPUT} {key} must be a whole number of pixels from {low} to "
+                            f"{high}, got {value!r}")
+    return value
+
+
+def _number(spec: dict, key: str) -> float:
+    value = spec[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value):
+        raise ContractError(f"{KEY_INPUT} {key} must be a finite number, got {value!r}")
+    return float(value)
+
+
 def _unsure_below(raw: str | None, classes: list[str]) -> tuple[tuple[str, float], ...]:
     if raw is None:
         return ()
     try:
         values = json.loads(raw)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ContractError(f"{KEY_UNSURE} is not valid JSON: {exc}") from exc
     if not isinstance(values, dict):
         raise ContractError(f"{KEY_UNSURE} must be a JSON object, got {values!r}")

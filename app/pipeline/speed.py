@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import math
 import os
 import platform
@@ -35,6 +34,7 @@ import numpy as np
 from app.pipeline.analysis import MODES
 from app.pipeline.calibration import default_config_dir
 from app.pipeline.segmenter import ModelLoadError, Segmenter
+from app.pipeline.settings_file import read_json_settings, write_json_settings
 
 CACHE_NAME = "speed.json"
 CACHE_FORMAT = 1
@@ -71,6 +71,9 @@ class SpeedChoice:
     from_cache: bool
     table: tuple[dict, ...] = field(default=())  # every (variant, threads) timing
     skipped: tuple[str, ...] = field(default=())  # variants not timed, and why
+    # The speed cache could not be read (it was moved aside, hence measured again) or saved:
+    # a sentence for the window, else None. A failed save is told once per process.
+    cache_problem: str | None = None
 
     def summary(self) -> str:
         """Short status-bar text, e.g. "int8, 2 threads: 96/s (measured here)"."""
@@ -88,10 +91,8 @@ def _default_models_dir() -> Path:
 
 # --- the card's variants ---------------------------------------------------------------------
 def _read_json(path: Path) -> object:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    # A shipped card is never moved aside; a bad one only means "no variants" (the default).
+    return read_json_settings(path, move_aside=False).data or None
 
 
 def _finite_number(value: object) -> bool:
@@ -227,28 +228,30 @@ def default_cache_path() -> Path:
     return default_config_dir() / CACHE_NAME
 
 
-def _read_cache(path: Path) -> dict:
-    data = _read_json(path)
-    if (not isinstance(data, dict) or data.get("format") != CACHE_FORMAT
-            or not isinstance(data.get("entries"), dict)):
-        return {"format": CACHE_FORMAT, "entries": {}}
-    return data
+_unsaved: set[Path] = set()  # caches whose failed save was told already (told once)
 
 
-def _write_cache(path: Path, data: dict) -> None:
-    """Atomic (temporary file + os.replace); a folder that cannot be written only loses the
-    cache, never the choice."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        text = json.dumps(data, indent=1, allow_nan=False)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    except (OSError, ValueError, TypeError):
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
+def _read_cache(path: Path) -> tuple[dict, str | None]:
+    """The cache, and the problem to tell when the file was unusable (then moved aside). Valid
+    JSON of another shape (an older format) is silently measured again and overwritten."""
+    read = read_json_settings(path, then="the model speed is measured again")
+    data = read.data
+    if data.get("format") != CACHE_FORMAT or not isinstance(data.get("entries"), dict):
+        data = {"format": CACHE_FORMAT, "entries": {}}
+    return data, read.problem
+
+
+def _write_cache(path: Path, data: dict) -> str | None:
+    """Atomic; a folder that cannot be written only loses the cache, never the choice. The
+    problem (None once told for this path, until a save there works again)."""
+    problem = write_json_settings(path, data)
+    if problem is None:
+        _unsaved.discard(path)
+        return None
+    if path in _unsaved:
+        return None
+    _unsaved.add(path)
+    return problem
 
 
 def _row_ok(row: object) -> bool:
@@ -391,7 +394,7 @@ def choose_speed(mode: str, *, models_dir: Path | None = None,
     cache = cache_path if cache_path is not None else default_cache_path()
     key = {"cpu": cpu_signature(), "onnxruntime": _ort_version(), "mode": mode,
            "files": hashes, "allowed": sorted(candidates), "threads": list(threads)}
-    data = _read_cache(Path(cache))
+    data, problem = _read_cache(Path(cache))
     if not recalibrate:
         usable = {*candidates, default.name}  # the default: the fallback below
         cached = _cached_choice(data["entries"].get(mode), key, folder, usable)
@@ -409,11 +412,12 @@ def choose_speed(mode: str, *, models_dir: Path | None = None,
         raise ModelLoadError(f"{folder}: no {mode} model variant could be used: "
                              + "; ".join(skipped))
     best = pick(table)
-    choice = _choice(folder / best["file"], best, False, table, skipped)
     data["entries"][mode] = {"key": key, "choice": best, "table": table, "skipped": skipped,
                              "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    _write_cache(Path(cache), data)
-    return choice
+    unsaved = _write_cache(Path(cache), data)
+    problems = " ".join(p for p in (problem, unsaved) if p)
+    return replace(_choice(folder / best["file"], best, False, table, skipped),
+                   cache_problem=problems or None)
 
 
 # --- the benchmark command -------------------------------------------------------------------
@@ -429,6 +433,8 @@ def format_table(mode: str, choice: SpeedChoice) -> str:
         lines.append(f"  {r['file']:<22} {r['precision']:<9} {r['threads']:>7} "
                      f"{r['median_ms']:>10.2f} {r['p95_ms']:>8.2f} {r['per_s']:>7.1f}{mark}")
     lines += [f"  skipped: {s}" for s in choice.skipped]
+    if choice.cache_problem:
+        lines.append(f"  note: {choice.cache_problem}")
     lines.append(f"  chosen: {choice.path.name}, {choice.summary()}")
     return "\n".join(lines)
 

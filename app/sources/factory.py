@@ -36,12 +36,14 @@ def _parse(spec: str, must_exist: bool = True) -> tuple[str, str]:
         return "phantom", scene
     if kind == "camera":
         index = (arg or "0").strip()
-        if not index.isdigit():
+        if not (index.isascii() and index.isdigit()):  # "²".isdigit() is True
             raise ValueError(f"camera index must be a number >= 0 in {spec!r}, e.g. camera:0")
         return "camera", str(int(index))
-    path = Path(text).expanduser()
     try:
+        path = Path(text).expanduser()
         is_file, is_dir = path.is_file(), path.is_dir()
+    except RuntimeError as exc:  # "~someone/clip.mp4" for a user this machine does not know
+        raise ValueError(f"cannot use {_shorten(text)}: {exc}") from exc
     except OSError as exc:  # e.g. a name longer than the file system allows
         raise ValueError(f"cannot use {_shorten(text)} as a video file: "
                          f"{exc.strerror or exc}") from exc

@@ -1,0 +1,1 @@
+"""Reliability runs: long endurance scripts (python -m tests.reliability.NAME) and their parts."""
