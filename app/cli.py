@@ -115,7 +115,7 @@ def build_session(args: argparse.Namespace, errors: list[str]) -> LiveSession:
     from app.pipeline.image_area import ImageArea
     from app.pipeline.roi import detect_roi
 
-    area = ImageArea(detect_roi, RoiStore(), say=errors.append)
+    area = ImageArea(detect_roi, RoiStore(say=errors.append), say=errors.append)
     policy = OverlayPolicy(budget_s=args.budget_ms / 1000.0, follow=args.follow)
     return LiveSession(area, policy=policy, analyse_every_frame=args.analyse_every_frame)
 
@@ -141,6 +141,8 @@ def run_headless_cli(args: argparse.Namespace) -> int:
         model = load_for_machine(args.mode, args.model, args.provider, args.threads)
         if model.segmenter.provider_note:
             errors.append(f"provider: {model.segmenter.provider_note}")
+        if model.settings_problem:
+            errors.append(f"settings: {model.settings_problem}")
         session.set_model(model)
     except (ModelLoadError, ValueError) as exc:
         errors.append(f"model: {exc}")
@@ -178,8 +180,9 @@ def run_headless_cli(args: argparse.Namespace) -> int:
             return 1
     if args.report is not None:
         try:
-            args.report.parent.mkdir(parents=True, exist_ok=True)
-            args.report.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+            from app.pipeline.files import write_atomically
+
+            write_atomically(args.report, json.dumps(report, indent=2, allow_nan=False) + "\n")
         except (OSError, ValueError) as exc:
             _say(f"cannot write report {args.report}: {exc}")
             return 1

@@ -342,3 +342,19 @@ def test_sigterm_ends_a_headless_run_with_its_report_and_timeline(tmp_path, plex
     rows = timeline_path.read_text().splitlines()
     assert rows[0].startswith("frame_id,t_s,nerve_") and len(rows) - 1 == report["frames_inferred"]
     assert not list(tmp_path.glob(".t.csv*"))  # no temporary file left behind
+
+
+def test_a_bad_settings_file_is_moved_aside_and_named_in_the_report(tmp_path, monkeypatch,
+                                                                     plexus_model, clip, capsys):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    settings = tmp_path / "sonoguide" / "rois.json"
+    settings.parent.mkdir()
+    settings.write_text('{"file:/x.mp4": {"roi": [1, 2, 3, 4], "pixel_spacing_mm": NaN}}')
+    report_path = tmp_path / "r.json"
+    code, _, err = _run(["--headless", "--source", str(clip), "--mode", "plexus",
+                         "--model", str(plexus_model), "--provider", "cpu", "--max-frames", "3",
+                         "--report", str(report_path)], capsys)
+    assert code == 0, err
+    errors = json.loads(report_path.read_text())["errors"]
+    assert any("rois.json" in e and "moved aside" in e for e in errors), errors
+    assert not settings.exists() and list(settings.parent.glob("rois.json.corrupt*"))

@@ -677,3 +677,25 @@ def test_headless_and_window_give_the_same_roi_scale_and_areas(qtbot, harness, m
     # and it is the disc's part inside the area, in mm2 (the whole disc would be 78.5 mm2)
     cap = 25 ** 2 * np.arccos(10 / 25) - 10 * np.sqrt(25 ** 2 - 10 ** 2)  # px left of x=60
     assert headless_nerve == pytest.approx((np.pi * 25 ** 2 - cap) * 0.2 ** 2, rel=0.15)
+
+
+def test_a_bad_settings_file_and_a_failing_save_are_told_in_the_window(qtbot, harness,
+                                                                       tmp_path):
+    from app.pipeline.calibration import RoiStore
+
+    bad = tmp_path / "rois.json"
+    bad.write_text("[" * 100_000)  # once a RecursionError that stopped the app starting
+    harness.deps.roi_store = RoiStore(bad)  # loaded before the window exists
+    window = harness.window(source="fake-scanner")
+    qtbot.waitUntil(lambda: "moved aside" in window.banner_text("settings"), timeout=5000)
+    assert "rois.json" in window.banner_text("settings")
+
+    window.banner_box.set("settings", "")
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the settings folder should be")
+    harness.deps.roi_store.path = blocked / "rois.json"  # every save fails from now on
+    qtbot.waitUntil(lambda: window.shown_frame is not None, timeout=5000)
+    window.set_calibration((0.0, 0.0), (0.0, 50.0), 10.0)
+    spacing = window.spacing_mm
+    qtbot.waitUntil(lambda: "session only" in window.banner_text("settings"), timeout=5000)
+    assert spacing is not None and window.spacing_mm == spacing  # held for this session

@@ -49,7 +49,7 @@ def load_for_machine(mode: str, model_path: str | Path | None = None, provider: 
     count, or a GPU, is used as given. ModelLoadError (naming the file) if unusable."""
     from app.pipeline.providers import CPU, default_intra_op_threads, provider_plan
 
-    note = ""
+    note, settings_problem = "", ""
     on_cpu = provider_plan(provider)[0] == [CPU]
     if model_path is None and on_cpu:
         from app.pipeline.speed import choose_speed
@@ -58,9 +58,10 @@ def load_for_machine(mode: str, model_path: str | Path | None = None, provider: 
         choice = choose_speed(mode, models_dir=MODELS_DIR, thread_options=options,
                               recalibrate=recalibrate, progress=progress)
         model_path, threads, note = choice.path, choice.threads, choice.summary()
+        settings_problem = choice.cache_problem or ""
     segmenter, analyzer = load_mode(mode, model_path, provider,
                                     threads or default_intra_op_threads())
-    return LoadedModel(segmenter, analyzer, note)
+    return LoadedModel(segmenter, analyzer, note, settings_problem)
 
 
 def analyzer_for(segmenter: Segmenter, mode: str, **options) -> Analyzer:
@@ -77,6 +78,7 @@ class LoadedModel:
     segmenter: Any  # Segmenter (or a test fake with the same attributes)
     analyzer: Any
     speed_note: str = ""  # which variant and thread count was chosen on this machine, and why
+    settings_problem: str = ""  # the speed cache was bad (moved aside) or cannot be saved
 
     @property
     def version(self) -> str:

@@ -14,10 +14,11 @@ import json
 import math
 import os
 import stat
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from app.pipeline.files import write_atomically
 
 MAX_BYTES = 1 << 20  # settings files are a few KiB; anything near this is not ours
 MAX_DEPTH = 32  # ours nest 5 deep; deeper data would only trouble later recursive code
@@ -176,24 +177,11 @@ def write_json_settings(path: str | os.PathLike, data: dict) -> str | None:
     a crash or full disk never leaves half a file), creating the folder. None when saved, else
     a sentence for the window; never raises for a bad folder, a full disk or unwritable data."""
     path = Path(path)
-    tmp: str | None = None
     try:
-        text = json.dumps(data, indent=1, allow_nan=False) + "\n"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with open(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomically(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
         return None
     except OSError as exc:
         why = (exc.strerror or str(exc)).lower()
     except (ValueError, TypeError, RecursionError) as exc:  # NaN, a non-JSON value: our bug
         why = f"the settings could not be encoded: {exc}"
-    if tmp is not None:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
     return f"Cannot save settings: {path}: {why} (kept for this session only)."

@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 import csv
 import math
-import os
 import shutil
 import tempfile
 import threading
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.pipeline.files import replace_atomically
 from app.pipeline.frames import Segmentation
 
 MM2, PX = "mm2", "px"
@@ -216,17 +216,14 @@ class TimelineCsv:
 
     def close(self) -> None:
         """Write the final file (header, then every row) and drop the temporary one."""
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
         try:
             self._rows.seek(0)
-            with tmp.open("w", newline="") as fh:
+            with replace_atomically(self.path, "w", newline="") as fh:
                 csv.writer(fh).writerow(["frame_id", "t_s", *(f"{n}_{self._unit or PX}"
                                                                for n in self._names or [])])
                 shutil.copyfileobj(self._rows, fh)
-            os.replace(tmp, self.path)
         finally:
             self._rows.close()
-            tmp.unlink(missing_ok=True)
 
 
 def write_csv(path: Path, samples: Iterable[AreaSample]) -> None:

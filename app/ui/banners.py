@@ -17,6 +17,7 @@ COLOURS = {  # banner name -> background; order = stacking order on screen
     "loading": theme.ACCENT,
     "frozen": theme.ACCENT,
     "calibrate": theme.ACCENT,
+    "settings": theme.WARN,  # a settings file moved aside, or settings that cannot be saved
     "info": theme.ACCENT,  # short-lived confirmations (snapshot saved)
 }
 

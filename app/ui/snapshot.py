@@ -12,7 +12,6 @@ a JSON always has both pictures).
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -21,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from app.pipeline.files import write_atomically
 from app.pipeline.frames import Frame, Segmentation
 from app.ui import theme
 from app.ui.overlay import contour_style, target_text
@@ -124,19 +124,6 @@ def describe(frame: Frame, seg: Segmentation | None, spacing_mm: float | None,
     return record
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _png(image: np.ndarray, path: Path) -> bytes:
     ok, encoded = cv2.imencode(".png", image)
     if not ok:
@@ -165,7 +152,7 @@ def save_snapshot(folder: Path, frame: Frame, seg: Segmentation | None, *, opaci
     record = describe(frame, seg, spacing_mm, info or {})
     record["pictures_cropped_to"] = None if crop is None else [crop.x, crop.y, crop.w, crop.h]
     text = json.dumps(record, indent=2, allow_nan=False).encode()
-    _write_atomically(paths.raw_png, _png(raw, paths.raw_png))
-    _write_atomically(paths.overlay_png, _png(overlay, paths.overlay_png))
-    _write_atomically(paths.json, text)  # last: a JSON always has its two pictures
+    write_atomically(paths.raw_png, _png(raw, paths.raw_png))
+    write_atomically(paths.overlay_png, _png(overlay, paths.overlay_png))
+    write_atomically(paths.json, text)  # last: a JSON always has its two pictures
     return paths

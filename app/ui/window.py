@@ -53,6 +53,7 @@ def _short_paths(message: str) -> str:
 
 
 LAGGING_HOLD_S = 0.5  # keep "AI lagging" up at least this long once shown (no flicker)
+SETTINGS_BANNER_S = 20.0  # a settings notice is read once, then it makes room
 
 
 def _source_key(spec: str) -> str:
@@ -69,6 +70,7 @@ class _ResultBridge(QtCore.QObject):
 
     result_ready = QtCore.Signal()
     frame_ready = QtCore.Signal()
+    settings_problem = QtCore.Signal(str)  # a settings file was bad or cannot be saved
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -108,6 +110,8 @@ class MainWindow(QtWidgets.QMainWindow):
         # a new frame is pulled as soon as the source has it, not at the next timer tick
         self._bridge.frame_ready.connect(self._pull_now,
                                          QtCore.Qt.ConnectionType.QueuedConnection)
+        self._bridge.settings_problem.connect(self._show_settings_problem,
+                                              QtCore.Qt.ConnectionType.QueuedConnection)
         self.frame_age_ms: collections.deque[float] = collections.deque(maxlen=2000)
         self._status_due = 0.0
         self._image_shape: tuple | None = None
@@ -126,6 +130,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._timer = QtCore.QTimer(self)
         self._timer.setInterval(tick_ms)
         self._timer.timeout.connect(self._tick)
+        self._listen_to_settings()
         self.set_mode(mode)
         if source == "phantom":  # no scene named: show the anatomy of the chosen procedure
             source = PHANTOM_SCENE_FOR_MODE[mode]
@@ -410,6 +415,8 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.model_error = ""
         self._set_banner("model", "")
+        if getattr(model, "settings_problem", ""):
+            self._show_settings_problem(model.settings_problem)
         self.session.set_model(model)
         self._errors_seen = int(getattr(self.worker, "error_count", 0) or 0)
         self.speed_note = getattr(model, "speed_note", "")
@@ -681,7 +688,24 @@ class MainWindow(QtWidgets.QMainWindow):
         labels["scale"].setText("scale ?" if not spacing else f"{spacing:.3f} mm/px")
 
     # ================================================================ shutdown
+    # ================================================================ settings files
+    def _listen_to_settings(self) -> None:
+        """Problems with the settings files (moved aside, cannot be saved) reach the window:
+        those met while loading, before the window existed, and any later one."""
+        store = self.deps.roi_store
+        if store is None or not hasattr(store, "problems"):
+            return
+        for problem in store.problems:
+            self._show_settings_problem(problem)
+        store.say = self._bridge.settings_problem.emit  # any thread: queued to this one
+
+    def _show_settings_problem(self, text: str) -> None:
+        self.banner_box.flash("settings", "Settings", _short_paths(text), SETTINGS_BANNER_S)
+
     def shutdown(self) -> None:
+        store = self.deps.roi_store
+        if store is not None and hasattr(store, "say"):
+            store.say = None  # nothing emitted into a window being torn down
         self._timer.stop()
         self.session.on_result = None  # no Qt signal emitted into a window being torn down
         self.session.stop()
