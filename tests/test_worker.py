@@ -189,3 +189,28 @@ def test_the_newest_error_is_kept_for_the_banner(fast_segmenter):
         worker._record_error(f"frame {i}: broken", ValueError("broken"))
     assert worker.error_count == 150 and len(worker.errors) == 100
     assert worker.errors[-1] == "frame 149: broken"
+
+
+def test_a_model_switch_lets_go_of_the_old_model_before_the_next_one_loads(tmp_path):
+    """The window clears the model while the next mode's loads: the old one must be freed
+    then (two models in memory at once made a switch cost hundreds of MB)."""
+    import gc
+
+    segmenter = Segmenter(make_model(tmp_path / "m.onnx"), provider="cpu")
+    worker = InferenceWorker(segmenter, Analyzer(segmenter.classes, "plexus"))
+    finished: list[int] = []
+    worker.add_finished_listener(finished.append)
+    try:
+        worker.submit(Frame(np.full((64, 64), 250, np.uint8), 0, 0.0, "test"))
+        _wait_for(lambda: worker.latest() is not None)
+        gone = weakref.ref(segmenter)
+        worker.set_model(None, None)
+        del segmenter
+        gc.collect()
+        assert gone() is None
+        worker.submit(Frame(np.full((64, 64), 250, np.uint8), 1, 0.1, "test"))
+        _wait_for(lambda: 1 in finished)  # a clip waiting on it is let go, not held
+        assert worker.latest() is None and worker.error_count == 0
+        assert worker.stats().model == "-"
+    finally:
+        worker.stop()

@@ -258,6 +258,8 @@ class LiveSession:
         self._epoch_t = None
         self._decision = self._decision_key = None
         self.area_timeline.reset()
+        if model is None and self.worker is not None:
+            self.worker.set_model(None, None)  # let go of the old model now, not at the next
         if model is not None:
             if self.worker is None:
                 self.worker = self._make_worker(model.segmenter, model.analyzer)

@@ -114,8 +114,10 @@ class InferenceWorker:
         with self._lock:
             self._finished.append(callback)
 
-    def set_model(self, segmenter: Segmenter, analyzer: Analyzer) -> None:
-        """Switch model (mode change); the next frame uses it and the old overlay is forgotten."""
+    def set_model(self, segmenter: Segmenter | None, analyzer: Analyzer | None) -> None:
+        """Switch model (mode change); the next frame uses it and the old overlay is forgotten.
+        None lets go of the old model at once (its memory is freed while the next one loads);
+        frames submitted meanwhile are dropped."""
         with self._lock:
             self._segmenter = segmenter
             self._analyzer = analyzer
@@ -123,12 +125,12 @@ class InferenceWorker:
             self._generation += 1
 
     @property
-    def segmenter(self) -> Segmenter:
+    def segmenter(self) -> Segmenter | None:
         with self._lock:
             return self._segmenter
 
     @property
-    def analyzer(self) -> Analyzer:
+    def analyzer(self) -> Analyzer | None:
         with self._lock:
             return self._analyzer
 
@@ -155,8 +157,8 @@ class InferenceWorker:
             last_latency_ms=latencies[-1] if latencies else None,
             latency_p95_ms=float(np.percentile(latencies, 95)) if latencies else None,
             inference_fps=fps,
-            provider=segmenter.provider,
-            model=segmenter.name,
+            provider=segmenter.provider if segmenter is not None else "-",
+            model=segmenter.name if segmenter is not None else "-",
         )
 
     # --- worker thread -----------------------------------------------------------------------
@@ -165,34 +167,40 @@ class InferenceWorker:
             frame = self._slot.take(timeout=0.1)
             if frame is None or self._stop_event.is_set():
                 continue
-            with self._lock:
-                generation, segmenter, analyzer = (self._generation, self._segmenter,
-                                                   self._analyzer)
-            try:
+            self._handle(frame)
+
+    def _handle(self, frame: Frame) -> None:
+        """One frame through the model (a method of its own so that the model it used is not
+        kept alive by the loop's variables while the loop waits: set_model(None) frees it)."""
+        with self._lock:
+            generation, segmenter, analyzer = (self._generation, self._segmenter,
+                                               self._analyzer)
+        result = None
+        try:
+            if segmenter is not None and analyzer is not None:  # else between models
                 result = self._process(frame, segmenter, analyzer)
-            except Exception as exc:  # one bad frame must not stop the overlay for good
-                self._record_error(f"frame {frame.frame_id}: {type(exc).__name__}: {exc}",
+        except Exception as exc:  # one bad frame must not stop the overlay for good
+            self._record_error(f"frame {frame.frame_id}: {type(exc).__name__}: {exc}",
+                               exc)
+        with self._lock:
+            current = generation == self._generation  # else the model switched meanwhile
+            if result is not None and current:
+                self._latest = result
+                self.frames_inferred += 1
+                self._recent.append((result.t_done, result.latency_s))
+            listeners = list(self._listeners) if result is not None and current else []
+            finished = list(self._finished)
+        for callback in listeners:
+            try:
+                callback(result)
+            except Exception as exc:
+                self._record_error(f"listener {callback!r}: {type(exc).__name__}: {exc}",
                                    exc)
-                result = None
-            with self._lock:
-                current = generation == self._generation  # else the model switched meanwhile
-                if result is not None and current:
-                    self._latest = result
-                    self.frames_inferred += 1
-                    self._recent.append((result.t_done, result.latency_s))
-                listeners = list(self._listeners) if result is not None and current else []
-                finished = list(self._finished)
-            for callback in listeners:
-                try:
-                    callback(result)
-                except Exception as exc:
-                    self._record_error(f"listener {callback!r}: {type(exc).__name__}: {exc}",
-                                       exc)
-            for done in finished:
-                try:
-                    done(frame.frame_id)
-                except Exception as exc:
-                    self._record_error(f"listener {done!r}: {type(exc).__name__}: {exc}", exc)
+        for done in finished:
+            try:
+                done(frame.frame_id)
+            except Exception as exc:
+                self._record_error(f"listener {done!r}: {type(exc).__name__}: {exc}", exc)
 
     def _process(self, frame: Frame, segmenter: Segmenter, analyzer: Analyzer) -> Segmentation:
         # The live session stamped the ROI and scale on the frame (ImageArea.prepare).
