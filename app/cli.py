@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--report", type=Path, default=None,
                         help="headless: write the run report as JSON here (with per-class "
                              "area median/min/max)")
+    parser.add_argument("--record", type=Path, default=None, metavar="DIR",
+                        help="headless: record the image area of every frame and what was "
+                             "shown on it into this new folder (replay: --source DIR)")
     parser.add_argument("--timeline", type=Path, default=None, metavar="OUT.csv",
                         help="headless: write per-frame class areas as CSV (frame_id, t_s, one "
                              "column per class; mm2 when the pixel spacing is known, else px)")
@@ -158,6 +161,18 @@ def run_headless_cli(args: argparse.Namespace) -> int:
         except OSError as exc:
             _say(f"cannot write timeline {args.timeline}: {exc}")
             return 1
+    recorder = None
+    if args.record is not None:
+        from app.pipeline.recording import Recorder
+
+        try:
+            recorder = Recorder(args.record, info=_recording_info(args, session),
+                                fps=source.nominal_fps or 30.0,
+                                on_stop=lambda reason: errors.append(f"recording: {reason}"))
+        except (OSError, ValueError) as exc:
+            _say(f"cannot record into {args.record}: {exc}")
+            return 1
+        session.start_recording(recorder)
     with _stop_on_signals() as (stop_event, signals):
         if args.max_frames is None and args.duration is None and not hasattr(source, "loop"):
             _say(f"running on {args.source} until stopped: Ctrl-C (or SIGTERM) ends the run "
@@ -168,6 +183,11 @@ def run_headless_cli(args: argparse.Namespace) -> int:
                               on_area=timeline.add if timeline is not None else None)
     if signals:
         report["signal"] = signals[0]
+    if recorder is not None:
+        status = recorder.stop()
+        report["recording"] = {"folder": str(status.folder), "frames": status.frames,
+                               "seconds": status.seconds, "dropped": status.dropped,
+                               "stopped_because": status.stopped_because or None}
     report["mode"] = args.mode
     report["source_spec"] = args.source
     report["speed_choice"] = session.model.speed_note if session.model is not None else ""
@@ -187,6 +207,14 @@ def run_headless_cli(args: argparse.Namespace) -> int:
             _say(f"cannot write report {args.report}: {exc}")
             return 1
     return 0 if report["frames_in"] > 0 else 1
+
+
+def _recording_info(args: argparse.Namespace, session: LiveSession) -> dict:
+    """What recording.json says about where the pictures came from."""
+    segmenter = session.model.segmenter if session.model is not None else None
+    return {"source": args.source, "mode": args.mode,
+            "model": None if segmenter is None else {
+                "name": segmenter.name, "version": segmenter.contract.version}}
 
 
 @contextlib.contextmanager

@@ -197,6 +197,8 @@ class LiveSession:
         self._decision: Shown | None = None
         self._decision_key: tuple | None = None
         self._best_kind: str | None = None  # best overlay the current frame got so far
+        self._best_shown: Shown | None = None  # ... and what it was
+        self.recorder: Any = None  # app.pipeline.recording.Recorder while recording
         self._last_result_id: int | None = None
         self._landed_id: int | None = None  # the worker's newest result (worker thread)
         self._stop = threading.Event()
@@ -215,8 +217,8 @@ class LiveSession:
         old, self.source = self.source, source
         source.add_publish_listener(self._frame_published)
         self._finish_frame()
-        if full_frame is None:
-            full_frame = hasattr(source, "simulator")
+        if full_frame is None:  # a recording holds the image area only; the phantom is all image
+            full_frame = bool(getattr(source, "full_frame", hasattr(source, "simulator")))
         self.area.reset(key, full_frame=full_frame)
         self.current = None
         self._epoch_t = None
@@ -358,6 +360,7 @@ class LiveSession:
         self._finish_frame()
         self.current = frame
         self._best_kind = None
+        self._best_shown = None
         self._submit(frame)
         return frame
 
@@ -409,14 +412,38 @@ class LiveSession:
                                               or _RANK[self._best_kind] < _RANK[FOLLOWED]):
                 self.overlay_age_ms.append(1000.0 * (shown.age_s or 0.0))
             self._best_kind = shown.kind
+            self._best_shown = shown
         if shown.flow_ms is not None:
             self.flow_ms.append(shown.flow_ms)
 
     def _finish_frame(self) -> None:
-        """Count the frame leaving the screen by the best overlay it got."""
+        """Count the frame leaving the screen by the best overlay it got, and record it with
+        that overlay when recording."""
         if self.current is not None and self._best_kind is not None:
             _count(self.counts, self._best_kind)
+        if self.current is not None and self.recorder is not None:
+            best = self._best_shown
+            self.recorder.add(self.current, self._best_kind,
+                              best.overlay if best is not None else None)
         self._best_kind = None
+        self._best_shown = None
+
+    # --- recording ----------------------------------------------------------------------
+    def start_recording(self, recorder: Any) -> None:
+        """Record every frame shown from now on (app.pipeline.recording.Recorder)."""
+        self.stop_recording()
+        self.recorder = recorder
+
+    def stop_recording(self) -> Any:
+        """Record the frame on screen, then stop; returns the recorder's status (or None)."""
+        recorder, self.recorder = self.recorder, None
+        if recorder is None:
+            return None
+        if self.current is not None:
+            best = self._best_shown
+            recorder.add(self.current, self._best_kind,
+                         best.overlay if best is not None else None)
+        return recorder.stop()
 
     def display_counts(self) -> DisplayCounts:
         """Counts including the frame on screen now."""
@@ -432,12 +459,15 @@ class LiveSession:
     def reset_counts(self) -> None:
         self.counts = DisplayCounts()
         self._best_kind = None
+        self._best_shown = None
         self.overlay_age_ms.clear()
         self.flow_ms.clear()
 
     # --- end ----------------------------------------------------------------------------
     def stop(self) -> None:
-        """Stop the worker and the source (blocking: the window calls it on close)."""
+        """Stop the worker and the source (blocking: the window calls it on close); a
+        recording is finished first."""
+        self.stop_recording()
         self._stop.set()
         if self._measurer is not None:
             self._measurer.join(1.0)

@@ -2,7 +2,7 @@
 
 Specs: "phantom" (jugular scene), "phantom:SCENE" (jugular, plexus, axillary,
 infraclavicular, elbow, femoral, popliteal), "camera:N" (capture card N; "camera" alone is
-0), or a path to a video file.
+0), a path to a video file, or a SonoGuide recording folder.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".wmv", ".mpg", ".mpeg
 
 VALID_FORMS = ('"phantom", "phantom:SCENE" (' + ", ".join(PHANTOM_SCENES) + '), '
                '"camera:N" (N = 0, 1, ...), '
-               "or the path of a video file (" + ", ".join(VIDEO_SUFFIXES[:4]) + ")")
+               "the path of a video file (" + ", ".join(VIDEO_SUFFIXES[:4]) + ") "
+               "or of a SonoGuide recording folder")
 
 
 def _parse(spec: str, must_exist: bool = True) -> tuple[str, str]:
@@ -47,13 +48,16 @@ def _parse(spec: str, must_exist: bool = True) -> tuple[str, str]:
     except OSError as exc:  # e.g. a name longer than the file system allows
         raise ValueError(f"cannot use {_shorten(text)} as a video file: "
                          f"{exc.strerror or exc}") from exc
+    if is_dir and (path / "recording.json").is_file():  # a SonoGuide recording folder
+        return "recording", str(path.resolve())
     if is_file or (not must_exist and not is_dir):
         try:
             return "file", str(path.resolve())
         except (OSError, RuntimeError):  # a symlink loop: keep the name as given
             return "file", str(path.absolute())
     if is_dir:
-        raise ValueError(f"{spec!r} is a folder, not a video file; valid forms: {VALID_FORMS}")
+        raise ValueError(f"{spec!r} is a folder, neither a video file nor a SonoGuide recording; "
+                         f"valid forms: {VALID_FORMS}")
     if path.suffix.lower() in VIDEO_SUFFIXES:
         raise ValueError(f"video file not found: {path}")
     raise ValueError(f"unknown source {spec!r}; valid forms: {VALID_FORMS}")
@@ -75,6 +79,10 @@ def open_source(spec: str) -> FrameSource:
         from app.sources.capture import CaptureSource
 
         return CaptureSource(index=int(arg))
+    if kind == "recording":
+        from app.sources.recording import RecordingSource
+
+        return RecordingSource(arg)
     from app.sources.file import FileSource
 
     return FileSource(arg)

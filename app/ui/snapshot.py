@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from app.pipeline.files import write_atomically
+from app.pipeline.findings import overlay_record
 from app.pipeline.frames import Frame, Segmentation
 from app.ui import theme
 from app.ui.overlay import contour_style, target_text
@@ -95,32 +96,7 @@ def describe(frame: Frame, seg: Segmentation | None, spacing_mm: float | None,
         **info,
         "overlay": None,
     }
-    if seg is None:
-        return record
-    record["overlay"] = {
-        "result_frame_id": seg.frame_id,
-        # the frame the model analysed when the overlay was moved here by measured motion
-        "analysed_frame_id": seg.frame_id if seg.warped_from is None else seg.warped_from,
-        "latency_ms": round(seg.latency_s * 1000, 1),
-        "classes": list(seg.classes),
-        "roi": asdict(seg.roi),
-        "present": {k: round(float(v), 4) for k, v in seg.present.items()},
-        "structures": [
-            {"class": s.class_name, "centroid_xy": [round(float(c), 1) for c in s.centroid],
-             "area_px": round(float(s.area_px), 1),
-             "area_mm2": None if s.area_mm2 is None else round(float(s.area_mm2), 2),
-             "confidence": round(float(s.confidence), 3),
-             "unsure": s.unsure}
-            for s in seg.structures
-        ],
-        "target": None if seg.target is None else {
-            "class": seg.target.class_name, "x": round(seg.target.x, 1),
-            "y": round(seg.target.y, 1),
-            "depth_mm": (None if (d := seg.target.depth_mm) is None else round(d, 2)),
-            "confidence": round(float(seg.target.confidence), 3),
-            "unsure": seg.target.unsure,
-        },
-    }
+    record["overlay"] = overlay_record(seg)
     return record
 
 
