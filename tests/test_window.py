@@ -699,3 +699,32 @@ def test_a_bad_settings_file_and_a_failing_save_are_told_in_the_window(qtbot, ha
     spacing = window.spacing_mm
     qtbot.waitUntil(lambda: "session only" in window.banner_text("settings"), timeout=5000)
     assert spacing is not None and window.spacing_mm == spacing  # held for this session
+
+
+def test_r_records_the_image_area_and_stops_with_the_folder_kept(qtbot, harness, tmp_path):
+    from app.sources.recording import RecordingSource
+
+    window = harness.window(mode="plexus")
+    wait_model(qtbot, window)
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_R)
+    assert window.recording and window.banner_text("recording").startswith("REC")
+    first = window.shown_frame.frame_id
+    qtbot.waitUntil(lambda: window.shown_frame.frame_id >= first + 20, timeout=10000)
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_R)
+    assert not window.recording and not window.banner_text("recording")
+    folders = list((tmp_path / "snaps" / "recordings").iterdir())
+    assert len(folders) == 1 and "Recording saved" in window.banner_text("info")
+    source = RecordingSource(folders[0])
+    assert source.status.state is not SourceState.ERROR
+    assert source.duration_s is not None and source.duration_s > 0.3
+
+
+def test_a_recording_that_stops_by_itself_says_why(qtbot, harness, tmp_path, monkeypatch):
+    from app.pipeline import recording
+
+    monkeypatch.setattr(recording, "MIN_FREE_BYTES", 2**62)  # "the disk is nearly full"
+    window = harness.window(mode="plexus")
+    qtbot.waitUntil(lambda: window.shown_frame is not None, timeout=5000)
+    window.toggle_recording()
+    qtbot.waitUntil(lambda: "nearly full" in window.banner_text("recording"), timeout=5000)
+    assert not window.recording and not window.record_button.isChecked()

@@ -83,7 +83,7 @@ class Recorder:
     """
 
     def __init__(self, folder: Path, *, info: dict | None = None, fps: float = 30.0,
-                 segment_s: float = SEGMENT_S, min_free_bytes: int = MIN_FREE_BYTES,
+                 segment_s: float = SEGMENT_S, min_free_bytes: int | None = None,
                  on_stop: Callable[[str], None] | None = None) -> None:
         self.folder = Path(folder)
         if (self.folder / MANIFEST).exists():
@@ -91,7 +91,7 @@ class Recorder:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.fps = fps if fps > 0 else 30.0
         self.segment_s = segment_s
-        self.min_free_bytes = min_free_bytes
+        self.min_free_bytes = MIN_FREE_BYTES if min_free_bytes is None else min_free_bytes
         self.on_stop = on_stop
         self._manifest = {"format": FORMAT, "started": datetime.now().isoformat(timespec="seconds"),
                           "segment_s": segment_s, "codec": FOURCC, **(info or {}),

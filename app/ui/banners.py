@@ -10,6 +10,7 @@ from PySide6 import QtCore, QtWidgets
 from app.ui import theme
 
 COLOURS = {  # banner name -> background; order = stacking order on screen
+    "recording": theme.ALARM,  # REC and its time: never forgotten running
     "nosignal": theme.ALARM,
     "source": theme.ALARM,
     "model": theme.ALARM,

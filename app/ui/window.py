@@ -14,6 +14,7 @@ import collections
 import re
 import threading
 import time
+from pathlib import Path
 
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -71,6 +72,7 @@ class _ResultBridge(QtCore.QObject):
     result_ready = QtCore.Signal()
     frame_ready = QtCore.Signal()
     settings_problem = QtCore.Signal(str)  # a settings file was bad or cannot be saved
+    recording_stopped = QtCore.Signal(str)  # the recorder stopped by itself (disk full...)
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -112,6 +114,8 @@ class MainWindow(QtWidgets.QMainWindow):
                                          QtCore.Qt.ConnectionType.QueuedConnection)
         self._bridge.settings_problem.connect(self._show_settings_problem,
                                               QtCore.Qt.ConnectionType.QueuedConnection)
+        self._bridge.recording_stopped.connect(self._recording_stopped,
+                                               QtCore.Qt.ConnectionType.QueuedConnection)
         self.frame_age_ms: collections.deque[float] = collections.deque(maxlen=2000)
         self._status_due = 0.0
         self._image_shape: tuple | None = None
@@ -238,8 +242,14 @@ class MainWindow(QtWidgets.QMainWindow):
         image_column.setContentsMargins(0, 8, 0, 0)
         image_column.addWidget(self.calibrate_button)
         image_column.addWidget(self.roi_reset_button)
-        keys = QtWidgets.QLabel("Space freeze  -  O overlay\nS snapshot  -  F11 full screen\n"
-                                "1 / 2 procedure")
+        self.record_button = QtWidgets.QPushButton("Record (R)")
+        self.record_button.setCheckable(True)
+        self.record_button.setToolTip("Record the image area and its overlay into "
+                                      f"{self.deps.snapshot_dir / 'recordings'}")
+        self.record_button.clicked.connect(lambda _=False: self.toggle_recording())
+        image_column.addWidget(self.record_button)
+        keys = QtWidgets.QLabel("Space freeze  -  O overlay\nS snapshot  -  R record\n"
+                                "F11 full screen  -  1 / 2 procedure")
         keys.setObjectName("muted")
         image_column.addWidget(keys)
         image_column.addStretch(1)
@@ -315,6 +325,7 @@ class MainWindow(QtWidgets.QMainWindow):
         for label, key, slot in (("Freeze / unfreeze", "Space", self.toggle_freeze),
                                  ("Overlay on / off", "O", self.toggle_overlay),
                                  ("Snapshot", "S", self.snapshot),
+                                 ("Record / stop recording", "R", self.toggle_recording),
                                  ("Full screen", "F11", self.toggle_full_screen)):
             action = view_menu.addAction(label, QtGui.QKeySequence(key), slot)
             action.setShortcutContext(QtCore.Qt.ShortcutContext.WindowShortcut)
@@ -652,6 +663,60 @@ class MainWindow(QtWidgets.QMainWindow):
                                      f"{paths.json.stem}_*.png + .json", 10000)
         return paths
 
+    # ================================================================ recording
+    @property
+    def recording(self) -> bool:
+        return self.session.recorder is not None
+
+    def toggle_recording(self) -> Path | None:
+        """Start recording into a new folder beside the snapshots, or stop; returns the
+        folder (None when it could not start or was stopped)."""
+        if self.recording:
+            status = self.session.stop_recording()
+            self._set_banner("recording", "")
+            self.record_button.setChecked(False)
+            self.banner_box.flash("info", "Recording saved",
+                                  f"{status.frames} frames, {status.seconds:.0f} s  in  "
+                                  f"{status.folder}")
+            return None
+        from app.pipeline.recording import Recorder
+
+        folder = self.deps.snapshot_dir / "recordings" / time.strftime("%Y%m%d_%H%M%S")
+        segmenter = self.model.segmenter if self.model is not None else None
+        info = {"source": self.source_spec, "mode": self.mode,
+                "model": None if segmenter is None else {
+                    "name": getattr(segmenter, "name", None), "version": self.model.version}}
+        try:
+            recorder = Recorder(folder, info=info,
+                                fps=getattr(self.source, "nominal_fps", None) or 30.0,
+                                on_stop=self._bridge.recording_stopped.emit)
+        except (OSError, ValueError) as exc:
+            self.record_button.setChecked(False)
+            self.banner_box.flash("info", "Cannot record", str(exc), 8.0)
+            return None
+        self.session.start_recording(recorder)
+        self.record_button.setChecked(True)
+        self._update_recording_banner()
+        return folder
+
+    def _recording_stopped(self, reason: str) -> None:
+        """The recorder stopped by itself: what it wrote is kept; say why."""
+        if self.session.recorder is not None and not self.session.recorder.recording:
+            self.session.stop_recording()
+        self.record_button.setChecked(False)
+        self._set_banner("recording", "Recording stopped", _short_paths(reason))
+
+    def _update_recording_banner(self) -> None:
+        recorder = self.session.recorder
+        if recorder is None:
+            return
+        status = recorder.status()
+        free = "" if status.free_bytes is None else f"  -  {status.free_bytes / 2**30:.1f} GB free"
+        dropped = f"  -  {status.dropped} frames dropped" if status.dropped else ""
+        minutes, seconds = divmod(int(status.seconds), 60)
+        self._set_banner("recording", f"REC {minutes:02d}:{seconds:02d}",
+                         f"{status.folder.name}{free}{dropped}")
+
     # ================================================================ status + banners
     def _set_banner(self, name: str, headline: str, detail: str = "") -> None:
         self.banner_box.set(name, headline, detail)
@@ -686,6 +751,7 @@ class MainWindow(QtWidgets.QMainWindow):
         labels["latency"].setText("lat -" if latency is None else f"lat {latency * 1000:.0f} ms")
         spacing = self.spacing_mm
         labels["scale"].setText("scale ?" if not spacing else f"{spacing:.3f} mm/px")
+        self._update_recording_banner()
 
     # ================================================================ shutdown
     # ================================================================ settings files
