@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--record", type=Path, default=None, metavar="DIR",
                         help="headless: record the image area of every frame and what was "
                              "shown on it into this new folder (replay: --source DIR)")
+    parser.add_argument("--recorded-findings", action="store_true",
+                        help="replaying a recording: report (and show) the findings recorded "
+                             "with it instead of analysing it again")
     parser.add_argument("--timeline", type=Path, default=None, metavar="OUT.csv",
                         help="headless: write per-frame class areas as CSV (frame_id, t_s, one "
                              "column per class; mm2 when the pixel spacing is known, else px)")
@@ -141,7 +144,15 @@ def run_headless_cli(args: argparse.Namespace) -> int:
     session.set_source(source, source_key(args.source))
     model_info = None
     try:
-        model = load_for_machine(args.mode, args.model, args.provider, args.threads)
+        if args.recorded_findings:
+            from app.sources.recording import RecordingSource, recorded_findings
+
+            if not isinstance(source, RecordingSource):
+                _say("--recorded-findings needs a recording folder as --source")
+                return 2
+            model = recorded_findings(source)
+        else:
+            model = load_for_machine(args.mode, args.model, args.provider, args.threads)
         if model.segmenter.provider_note:
             errors.append(f"provider: {model.segmenter.provider_note}")
         if model.settings_problem:

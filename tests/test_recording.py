@@ -178,3 +178,27 @@ def test_sigkill_while_recording_loses_at_most_the_last_second(tmp_path):
     recorded_s = frames[-1].meta["recorded"]["t_s"]
     assert recorded_s >= (t_kill - t_first) - 1.0 - 0.3  # 1 s segments, 0.3 s of slack
     assert json.loads((folder / MANIFEST).read_text())["ended"] is None  # it never ended
+
+
+def test_a_recording_replays_with_the_findings_recorded_with_it(tmp_path, capsys):
+    from app.pipeline.replay import segmentation_from_record
+
+    folder = tmp_path / "rec"
+    record(folder, 12)
+    _, frames = replay_all(folder)
+    seg = segmentation_from_record(frames[0])
+    assert seg is not None and seg.frame_id == frames[0].frame_id
+    # the vein outlined at screen columns 50-58, rows 30-90 lies at 10-18, 10-70 of the
+    # recorded image area (whose corner was 40, 20)
+    ys, xs = np.nonzero(seg.labels == 1)
+    assert (xs.min(), xs.max(), ys.min(), ys.max()) == (10, 18, 10, 70)
+    assert seg.structures[0].centroid == (14.0, 40.0) and seg.structures[0].area_mm2 == 4.8
+
+    report_path = tmp_path / "r.json"
+    code = cli.main(["--headless", "--source", str(folder), "--recorded-findings",
+                     "--report", str(report_path)])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads(report_path.read_text())
+    assert report["frames_inferred"] == 12 and report["provider"] == "recorded"
+    assert report["areas"]["classes"]["vein"]["median"] == 4.8  # as recorded, no model run
+    assert cli.main(["--headless", "--source", "phantom", "--recorded-findings"]) == 2

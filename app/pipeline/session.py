@@ -187,6 +187,7 @@ class LiveSession:
         self.source: FrameSource | None = None
         self.model: Any = None  # app.ui.controller.LoadedModel-like: .segmenter, .analyzer
         self.worker: Worker | None = None
+        self._worker_made_by: Callable | None = None
         self.frozen = False
         self.current: Frame | None = None  # the frame on screen
         self.counts = DisplayCounts()
@@ -263,8 +264,13 @@ class LiveSession:
         if model is None and self.worker is not None:
             self.worker.set_model(None, None)  # let go of the old model now, not at the next
         if model is not None:
+            # a model may bring its own kind of worker (a recording's findings need no thread)
+            make_worker = getattr(model, "make_worker", None) or self._make_worker
+            if self.worker is not None and make_worker is not self._worker_made_by:
+                self._drop_worker()
             if self.worker is None:
-                self.worker = self._make_worker(model.segmenter, model.analyzer)
+                self.worker = make_worker(model.segmenter, model.analyzer)
+                self._worker_made_by = make_worker
                 self.worker.add_listener(self._result_landed)
                 self.worker.add_finished_listener(self._frame_finished)
             else:
@@ -275,6 +281,13 @@ class LiveSession:
                 # is about to wait for it) instead of waiting for the next frame
                 self._submit(self.current)
         self._apply_replay_mode()
+
+    def _drop_worker(self) -> None:
+        worker, self.worker = self.worker, None
+        if worker is not None:
+            worker.remove_listener(self._result_landed)
+            worker.remove_listener(self._frame_finished)
+            worker.stop()
 
     def _start_measuring(self) -> None:
         """Measure the motion of every new frame on a helper thread as it arrives, ahead of
@@ -471,7 +484,7 @@ class LiveSession:
         self._stop.set()
         if self._measurer is not None:
             self._measurer.join(1.0)
-        if self.worker is not None:
+        if self.worker is not None:  # kept (stopped): reports read its counts afterwards
             self.worker.remove_listener(self._result_landed)
             self.worker.remove_listener(self._frame_finished)
             self.worker.stop()

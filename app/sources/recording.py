@@ -21,10 +21,16 @@ import numpy as np
 
 from app.pipeline.frames import Frame
 from app.pipeline.recording import FRAMES, MANIFEST, SEGMENT
+from app.pipeline.replay import RecordedFindings
 from app.sources.base import SourceState
 from app.sources.file import FileSource
 
 log = logging.getLogger(__name__)
+
+
+def recorded_findings(source: RecordingSource) -> RecordedFindings:
+    """The stand-in model that shows what was recorded on each frame."""
+    return RecordedFindings(source.manifest, source.classes)
 
 
 def is_recording(path: Path) -> bool:
@@ -101,7 +107,9 @@ class RecordingSource(FileSource):
         self.notes: list[str] = []
         self._lines: list[dict | None] = []
         self._segments: list[tuple[Path, int]] = []
+        self.classes: tuple[str, ...] = ()  # of the overlays recorded
         self._rec_fps = 30.0
+        self.manifest: dict = {}
         self._manifest_error = self._read(folder)
         super().__init__(folder, loop=loop)
         self.name = f"recording:{folder.name}"
@@ -114,6 +122,7 @@ class RecordingSource(FileSource):
                 raise ValueError("not a JSON object")
         except (OSError, ValueError) as exc:
             return f"{folder.name} is not a readable SonoGuide recording ({MANIFEST}: {exc})"
+        self.manifest = manifest
         lines_by_segment: dict[str, list[dict]] = {}
         broken = 0
         try:
@@ -139,6 +148,8 @@ class RecordingSource(FileSource):
             lines = sorted(lines_by_segment.get(name, []), key=lambda d: d.get("index", 0))
             self._segments.append((folder / name, count))
             self._lines.extend((lines + [None] * count)[:count])
+        self.classes = next((tuple(line["overlay"]["classes"]) for line in self._lines
+                             if line and isinstance(line.get("overlay"), dict)), ())
         times = [line["t_s"] for line in self._lines if line and "t_s" in line]
         if len(times) >= 2 and times[-1] > times[0]:
             self._rec_fps = (len(times) - 1) / (times[-1] - times[0])
