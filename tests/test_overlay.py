@@ -173,6 +173,7 @@ def test_snapshot_keeps_patient_details_out_and_never_leaves_half_files(tmp_path
 
     import cv2
 
+    from app.pipeline import files
     from app.pipeline.calibration import default_snapshot_dir
     from app.ui import snapshot
 
@@ -194,7 +195,7 @@ def test_snapshot_keeps_patient_details_out_and_never_leaves_half_files(tmp_path
             raise OSError("killed")
         real_replace(src, dst)
 
-    monkeypatch.setattr(snapshot.os, "replace", dies_on_the_second_file)
+    monkeypatch.setattr(files.os, "replace", dies_on_the_second_file)
     folder = tmp_path / "interrupted"
     with pytest.raises(OSError, match="killed"):
         snapshot.save_snapshot(folder, frame, None)

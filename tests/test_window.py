@@ -218,7 +218,8 @@ def test_whole_side_panel_fits_common_laptop_screens_without_scrolling(qtbot, ha
     controls = {0: [window.phantom_controls.gain, window.phantom_controls.depth,
                     window.phantom_controls.pressure],
                 1: [window.overlay_controls.opacity, window.overlay_controls.show_box],
-                2: [window.calibrate_button, window.roi_reset_button]}
+                2: [window.calibrate_button, window.roi_reset_button, window.record_button],
+                3: [window.trainee.panel]}
     always = [window.mode_switch, window.target_label, window.legend, window.area_chart.plot]
     for index, widgets in controls.items():
         tabs.setCurrentIndex(index)
@@ -728,3 +729,42 @@ def test_a_recording_that_stops_by_itself_says_why(qtbot, harness, tmp_path, mon
     window.toggle_recording()
     qtbot.waitUntil(lambda: "nearly full" in window.banner_text("recording"), timeout=5000)
     assert not window.recording and not window.record_button.isChecked()
+
+
+def test_a_recording_replays_in_the_window_with_its_recorded_findings(qtbot, harness, tmp_path):
+    from app.pipeline.replay import RecordedFindings
+    from app.sources.factory import open_source
+
+    window = harness.window(mode="plexus")
+    wait_model(qtbot, window)
+    window.toggle_recording()
+    first = window.shown_frame.frame_id
+    qtbot.waitUntil(lambda: window.shown_frame.frame_id >= first + 15, timeout=10000)
+    folder = window.session.recorder.folder
+    window.toggle_recording()
+
+    harness.deps.open_source = open_source  # the real factory opens the recording folder
+    assert window.open_source(str(folder))
+    assert window.recorded_findings_action.isEnabled()
+    window.set_recorded_findings(True)
+    assert isinstance(window.model, RecordedFindings)
+    qtbot.waitUntil(lambda: window.painted is not None, timeout=5000)
+    assert window.model.provider == "recorded"
+    window.set_recorded_findings(False)  # analyse it afresh with the mode's model
+    wait_model(qtbot, window)
+    assert not isinstance(window.model, RecordedFindings)
+
+
+def test_snapshots_hold_the_image_area_unless_the_whole_screen_is_asked_for(qtbot, harness):
+    import cv2
+
+    harness.deps.detect_roi = lambda image: Roi(10, 8, 100, 80)  # a scanner screen around it
+    window = harness.window(source="fake-scanner")
+    qtbot.waitUntil(lambda: window.shown_frame is not None, timeout=5000)
+    area = window.snapshot()
+    assert cv2.imread(str(area.raw_png)).shape[:2] == (80, 100)
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_S, QtCore.Qt.KeyboardModifier.ShiftModifier)
+    qtbot.waitUntil(lambda: window.last_snapshot != area, timeout=3000)
+    whole = window.last_snapshot
+    assert cv2.imread(str(whole.raw_png)).shape[:2] == SIZE
+    assert json.loads(whole.json.read_text())["pictures_cropped_to"] is None

@@ -174,6 +174,9 @@ class ImageArea:
     def _detected(self, frame: Frame) -> Roi:
         if self.full_frame:
             return Roi.full(frame.image)
+        region = frame.meta.get("roi") if frame.meta else None
+        if isinstance(region, Roi) and valid_roi(region, frame.width, frame.height):
+            return region  # the source knows where its image is (a DICOM's calibrated region)
         try:
             roi = self._detect(frame.image).clamp(frame.width, frame.height)
         except Exception as exc:  # detection is a convenience: the full frame always works

@@ -2,7 +2,8 @@
 
 Specs: "phantom" (jugular scene), "phantom:SCENE" (jugular, plexus, axillary,
 infraclavicular, elbow, femoral, popliteal), "camera:N" (capture card N; "camera" alone is
-0), a path to a video file, or a SonoGuide recording folder.
+0), a path to a video file or a DICOM file (ultrasound cine or image), or a SonoGuide
+recording folder.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ PHANTOM_SCENES = ("jugular", "plexus", "axillary", "infraclavicular", "elbow", "
                   "popliteal")
 DEFAULT_PHANTOM_SCENE = "jugular"
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".wmv", ".mpg", ".mpeg")
+DICOM_SUFFIXES = (".dcm", ".dicom")
+DICOM_MAGIC_AT, DICOM_MAGIC = 128, b"DICM"  # after the 128-byte preamble of a DICOM file
 
 VALID_FORMS = ('"phantom", "phantom:SCENE" (' + ", ".join(PHANTOM_SCENES) + '), '
                '"camera:N" (N = 0, 1, ...), '
-               "the path of a video file (" + ", ".join(VIDEO_SUFFIXES[:4]) + ") "
-               "or of a SonoGuide recording folder")
+               "the path of a video file (" + ", ".join(VIDEO_SUFFIXES[:4]) + "), "
+               "of a DICOM file (.dcm) or of a SonoGuide recording folder")
 
 
 def _parse(spec: str, must_exist: bool = True) -> tuple[str, str]:
@@ -60,6 +63,8 @@ def _parse(spec: str, must_exist: bool = True) -> tuple[str, str]:
                          f"valid forms: {VALID_FORMS}")
     if path.suffix.lower() in VIDEO_SUFFIXES:
         raise ValueError(f"video file not found: {path}")
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        raise ValueError(f"DICOM file not found: {path}")
     raise ValueError(f"unknown source {spec!r}; valid forms: {VALID_FORMS}")
 
 
@@ -83,9 +88,26 @@ def open_source(spec: str) -> FrameSource:
         from app.sources.recording import RecordingSource
 
         return RecordingSource(arg)
+    if is_dicom_file(arg):
+        from app.sources.dicom import DicomSource
+
+        return DicomSource(arg)
     from app.sources.file import FileSource
 
     return FileSource(arg)
+
+
+def is_dicom_file(path: str | Path) -> bool:
+    """A .dcm/.dicom name, or "DICM" after the preamble (DICOM files often have no suffix);
+    reads 132 bytes at most. An unreadable file is left to the video source to report."""
+    if Path(path).suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(DICOM_MAGIC_AT + len(DICOM_MAGIC))
+    except OSError:
+        return False
+    return head[DICOM_MAGIC_AT:] == DICOM_MAGIC
 
 
 def source_key(spec: str) -> str:

@@ -117,9 +117,13 @@ def save_snapshot(folder: Path, frame: Frame, seg: Segmentation | None, *, opaci
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    stem = f"sonoguide_{time.strftime('%Y%m%d_%H%M%S')}_f{frame.frame_id}"
-    paths = SnapshotPaths(folder / f"{stem}_raw.png", folder / f"{stem}_overlay.png",
-                          folder / f"{stem}.json")
+    base = f"sonoguide_{time.strftime('%Y%m%d_%H%M%S')}_f{frame.frame_id}"
+    for n in range(1, 1000):  # a second snapshot of the same frame never replaces the first
+        stem = base if n == 1 else f"{base}_{n}"
+        paths = SnapshotPaths(folder / f"{stem}_raw.png", folder / f"{stem}_overlay.png",
+                              folder / f"{stem}.json")
+        if not any(p.exists() for p in (paths.raw_png, paths.overlay_png, paths.json)):
+            break
     raw = _to_bgr(frame.image)
     overlay = render_overlay_bgr(frame.image, seg, opacity=opacity, fill=fill)
     crop = frame.roi if image_area_only and frame.roi is not None else None

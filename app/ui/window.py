@@ -46,6 +46,7 @@ from app.ui.overlay import DepthAxis, OverlayItems, target_summary
 from app.ui.panels import FileControls, Legend, ModeSwitch, OverlayControls, PhantomControls
 from app.ui.roi_editor import RoiEditor
 from app.ui.snapshot import SnapshotPaths, save_snapshot
+from app.ui.trainee_panel import TraineeController
 
 
 def _short_paths(message: str) -> str:
@@ -241,19 +242,23 @@ class MainWindow(QtWidgets.QMainWindow):
         image_column = QtWidgets.QVBoxLayout(image_page)
         image_column.setContentsMargins(0, 8, 0, 0)
         image_column.addWidget(self.calibrate_button)
-        image_column.addWidget(self.roi_reset_button)
         self.record_button = QtWidgets.QPushButton("Record (R)")
         self.record_button.setCheckable(True)
         self.record_button.setToolTip("Record the image area and its overlay into "
                                       f"{self.deps.snapshot_dir / 'recordings'}")
         self.record_button.clicked.connect(lambda _=False: self.toggle_recording())
-        image_column.addWidget(self.record_button)
+        buttons = QtWidgets.QHBoxLayout()  # one row: the panel fits a 1366x768 screen
+        buttons.addWidget(self.roi_reset_button)
+        buttons.addWidget(self.record_button)
+        image_column.addLayout(buttons)
         keys = QtWidgets.QLabel("Space freeze  -  O overlay\nS snapshot  -  R record\n"
                                 "F11 full screen  -  1 / 2 procedure")
         keys.setObjectName("muted")
         image_column.addWidget(keys)
         image_column.addStretch(1)
         self._image_tab = self.tabs.addTab(image_page, "Image")
+        self.trainee = TraineeController(self)  # practice: questions on the frozen image
+        self._trainee_tab = self.tabs.addTab(self.trainee.panel, "Trainee")
 
         panel = QtWidgets.QWidget()
         panel.setFixedWidth(420)
@@ -311,6 +316,12 @@ class MainWindow(QtWidgets.QMainWindow):
                             ("Phantom: popliteal sciatic", "phantom:popliteal")):
             source_menu.addAction(label, lambda s=spec: self.open_source(s))
         source_menu.addAction("Open video file...", self._choose_file)
+        source_menu.addAction("Open recording...", self._choose_recording)
+        self.recorded_findings_action = source_menu.addAction(
+            "Recording: show the findings recorded with it")
+        self.recorded_findings_action.setCheckable(True)
+        self.recorded_findings_action.setEnabled(False)
+        self.recorded_findings_action.toggled.connect(lambda _on: self._follow_recorded_findings())
         self.capture_menu = source_menu.addMenu("Capture devices")
         self.capture_menu.aboutToShow.connect(self._fill_capture_menu)
 
@@ -325,6 +336,9 @@ class MainWindow(QtWidgets.QMainWindow):
         for label, key, slot in (("Freeze / unfreeze", "Space", self.toggle_freeze),
                                  ("Overlay on / off", "O", self.toggle_overlay),
                                  ("Snapshot", "S", self.snapshot),
+                                 ("Snapshot of the whole screen (with the scanner's patient "
+                                  "details)", "Shift+S", lambda: self.snapshot(whole_screen=True)),
+                                 ("Trainee practice on / off", "T", self.trainee.toggle),
                                  ("Record / stop recording", "R", self.toggle_recording),
                                  ("Full screen", "F11", self.toggle_full_screen)):
             action = view_menu.addAction(label, QtGui.QKeySequence(key), slot)
@@ -353,17 +367,47 @@ class MainWindow(QtWidgets.QMainWindow):
         is_file = all(hasattr(new, a) for a in ("toggle_pause", "seek", "step"))
         self.file_controls.attach(new if is_file else None)
         self._show_source_tab(self.phantom_controls.simulator_attached, is_file)
+        self._follow_recorded_findings()
         self._update_status(force=True)
         return True
+
+    def set_recorded_findings(self, on: bool) -> None:
+        """Replaying a recording: show what was shown when it was recorded (on) or analyse
+        it afresh with the mode's model (off)."""
+        self.recorded_findings_action.setChecked(on)
+        self._follow_recorded_findings()
+
+    def _follow_recorded_findings(self) -> None:
+        from app.pipeline.replay import RecordedFindings
+        from app.sources.recording import RecordingSource, recorded_findings
+
+        want = (self.recorded_findings_action.isChecked()
+                and isinstance(self.source, RecordingSource))
+        self.recorded_findings_action.setEnabled(isinstance(self.source, RecordingSource))
+        showing = isinstance(self.model, RecordedFindings)
+        if want and (not showing or self.model.segmenter.name
+                     != recorded_findings(self.source).segmenter.name):
+            self.session.set_model(recorded_findings(self.source))
+            self.legend.set_classes(tuple(self.source.classes))
+            self._set_banner("model", "")
+        elif showing and not want:
+            self.set_mode(self.mode)  # the mode's model analyses it afresh
 
     def _set_analyse_every_frame(self, on: bool) -> None:
         self.session.analyse_every_frame = on
 
     def _choose_file(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self, "Open ultrasound clip", "", "Video (*.mp4 *.avi *.mkv *.mov *.m4v);;All (*)")
+            self, "Open ultrasound clip", "",
+            "Video or DICOM (*.mp4 *.avi *.mkv *.mov *.m4v *.dcm *.dicom);;All (*)")
         if path:
             self.open_source(path)
+
+    def _choose_recording(self) -> None:
+        folder = QtWidgets.QFileDialog.getExistingDirectory(
+            self, "Open a SonoGuide recording", str(self.deps.snapshot_dir / "recordings"))
+        if folder:
+            self.open_source(folder)
 
     def _fill_capture_menu(self) -> None:
         """Show the devices found so far and look again in the background: probing a device
@@ -437,6 +481,7 @@ class MainWindow(QtWidgets.QMainWindow):
         classes = getattr(model.segmenter, "classes", None) or getattr(
             getattr(model.segmenter, "contract", None), "classes", ())
         self.legend.set_classes(tuple(classes))
+        self._follow_recorded_findings()  # a recording's own findings stay if asked for
         self._update_status(force=True)
 
     def _bridge_frame(self) -> None:
@@ -611,6 +656,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _scene_clicked(self, event) -> None:
         point = self.view.mapSceneToView(event.scenePos())
+        if self.trainee.take_click(point.x(), point.y()):
+            return  # a practice answer, judged before any other use of the click
         pair = self.roi_editor.add_calibration_point(point.x(), point.y())
         if pair is None:
             return
@@ -638,8 +685,10 @@ class MainWindow(QtWidgets.QMainWindow):
     def toggle_full_screen(self) -> None:
         self.showNormal() if self.isFullScreen() else self.showFullScreen()
 
-    def snapshot(self) -> SnapshotPaths | None:
-        """Save raw PNG, overlay PNG and JSON of the frame on screen; say where."""
+    def snapshot(self, whole_screen: bool = False) -> SnapshotPaths | None:
+        """Save raw PNG, overlay PNG and JSON of the frame on screen; say where. The pictures
+        hold the image area only unless the whole screen is asked for (it may show the
+        scanner's patient name and ID)."""
         frame = self.shown_frame
         if frame is None:
             self.statusBar().showMessage("Snapshot: no image yet", 5000)
@@ -652,7 +701,8 @@ class MainWindow(QtWidgets.QMainWindow):
         try:
             paths = save_snapshot(self.deps.snapshot_dir, frame, self.fresh,
                                   opacity=controls.opacity_value, fill=controls.fill,
-                                  spacing_mm=frame.pixel_spacing_mm, info=info)
+                                  spacing_mm=frame.pixel_spacing_mm, info=info,
+                                  image_area_only=not whole_screen)
         except OSError as exc:
             self.statusBar().showMessage(f"Snapshot failed: {exc}", 8000)
             return None
