@@ -118,10 +118,12 @@ def build_session(args: argparse.Namespace, errors: list[str]) -> LiveSession:
     """The live session the headless run drives: remembered or detected image area and scale
     (the same store the window uses), the overlay policy from the arguments."""
     from app.pipeline.calibration import RoiStore
+    from app.pipeline.depth_scale import find_depth_scale
     from app.pipeline.image_area import ImageArea
     from app.pipeline.roi import detect_roi
 
-    area = ImageArea(detect_roi, RoiStore(say=errors.append), say=errors.append)
+    area = ImageArea(detect_roi, RoiStore(say=errors.append), say=errors.append,
+                     find_scale=find_depth_scale)
     policy = OverlayPolicy(budget_s=args.budget_ms / 1000.0, follow=args.follow)
     return LiveSession(area, policy=policy, analyse_every_frame=args.analyse_every_frame)
 

@@ -196,3 +196,29 @@ def test_a_clip_that_waits_for_the_model_never_sticks_on_a_frame(tmp_path):
         assert source.frames_not_analysed == 0
     finally:
         session.stop()
+
+
+def test_a_screen_without_a_scale_gets_it_from_the_depth_ruler_kept_only_when_confirmed(
+        tmp_path):
+    from app.pipeline.calibration import RoiStore
+    from app.pipeline.depth_scale import find_depth_scale
+    from tests.scanner_screens import draw_screen
+
+    screen = draw_screen((1280, 720), 40.0)
+    store = RoiStore(tmp_path / "rois.json")
+    said: list[str] = []
+    area = ImageArea(lambda image: screen.roi, store, say=said.append,
+                     find_scale=find_depth_scale)
+    area.reset("camera:0")
+    frame = area.prepare(Frame(screen.image, 0, 0.0, "camera:0"))
+    assert frame.pixel_spacing_mm == pytest.approx(screen.mm_per_px, rel=0.02)
+    assert any("read from the ruler" in s for s in said)
+    assert store.get(area.store_key) is None  # used, not remembered until the user keeps it
+    assert area.confirm_scale() == pytest.approx(screen.mm_per_px, rel=0.02)
+    assert store.get(area.store_key).pixel_spacing_mm == frame.pixel_spacing_mm
+    assert area.found_scale is None
+
+    again = ImageArea(lambda image: screen.roi, store, find_scale=lambda *_: 1 / 0)
+    again.reset("camera:0")  # remembered: the ruler is not read again (nor can it break it)
+    assert again.prepare(Frame(screen.image, 1, 0.0, "camera:0")).pixel_spacing_mm == \
+        frame.pixel_spacing_mm

@@ -39,10 +39,11 @@ class FakeSource(FrameSource):
     like an unplugged capture card."""
 
     def __init__(self, name: str = "fake", fps: float = 30.0, lose_after: int | None = None,
-                 spacing: float | None = 0.1) -> None:
+                 spacing: float | None = 0.1, image: np.ndarray | None = None) -> None:
         super().__init__(name, fps)
         self.lose_after = lose_after
         self.spacing = spacing
+        self.image = image  # a fixed picture (e.g. a whole scanner screen) instead of discs
         self.last_image: np.ndarray | None = None
 
     def _run(self) -> None:
@@ -53,7 +54,7 @@ class FakeSource(FrameSource):
                 self._set_status(SourceState.NO_SIGNAL, "capture lost")
                 self._stop_event.wait(0.05)
                 continue
-            self.last_image = fake_image(i)
+            self.last_image = fake_image(i) if self.image is None else self.image
             self._publish(self.last_image, pixel_spacing_mm=self.spacing)
             i += 1
             t += 1.0 / self.nominal_fps
@@ -768,3 +769,26 @@ def test_snapshots_hold_the_image_area_unless_the_whole_screen_is_asked_for(qtbo
     whole = window.last_snapshot
     assert cv2.imread(str(whole.raw_png)).shape[:2] == SIZE
     assert json.loads(whole.json.read_text())["pictures_cropped_to"] is None
+
+
+def test_a_scale_read_from_the_depth_ruler_is_shown_and_kept_on_the_users_word(qtbot, harness,
+                                                                              tmp_path):
+    from app.pipeline.calibration import RoiStore
+    from app.pipeline.depth_scale import find_depth_scale
+    from tests.scanner_screens import draw_screen
+
+    screen = draw_screen((1280, 720), 60.0)
+    harness.deps.roi_store = RoiStore(tmp_path / "rois.json")
+    harness.deps.detect_roi = lambda image: screen.roi
+    harness.deps.find_scale = find_depth_scale
+    harness.source_kwargs = {"spacing": None, "image": screen.image}  # a capture card
+    window = harness.window(source="fake-card")
+    qtbot.waitUntil(lambda: window.shown_frame is not None, timeout=5000)
+    qtbot.waitUntil(lambda: "read from the ruler" in window.banner_text("calibrate"),
+                    timeout=5000)
+    assert window.spacing_mm == pytest.approx(screen.mm_per_px, rel=0.02)
+    assert window.keep_scale_button.isEnabled()
+    window.keep_scale_button.click()
+    assert not window.keep_scale_button.isEnabled() and not window.banner_text("calibrate")
+    key = window.session.area.store_key
+    assert harness.deps.roi_store.get(key).pixel_spacing_mm == pytest.approx(window.spacing_mm)

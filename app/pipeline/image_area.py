@@ -50,11 +50,18 @@ class ImageArea:
       spacing_mm=)) or None. Entries are keyed by source *and* frame size: a capture card that
       switches resolution is another screen layout.
     say: short user-facing message (status bar / report), e.g. why a stored area was refused.
+    find_scale: (screen, roi) -> app.pipeline.depth_scale.DepthScale, or None: a screen whose
+      source gives no scale and that has no remembered calibration gets its mm per pixel read
+      from the scanner's depth ruler; used at once (the status says so) and remembered only
+      when the user keeps it (confirm_scale), or corrected by a two-point calibration.
     """
 
     def __init__(self, detect_roi: Callable[[np.ndarray], Roi] = Roi.full, store: Any = None,
-                 say: Callable[[str], None] | None = None) -> None:
+                 say: Callable[[str], None] | None = None,
+                 find_scale: Callable[[np.ndarray, Roi], Any] | None = None) -> None:
         self._detect = detect_roi
+        self._find_scale = find_scale
+        self.found_scale: Any = None  # a DepthScale read from the screen, not yet kept
         self.store = store
         self._say = say or (lambda text: log.info("%s", text))
         self.source_key = ""
@@ -130,6 +137,7 @@ class ImageArea:
             raise ValueError(f"{spacing:.4g} mm per pixel is outside {lo}-{hi} mm/px; "
                              "check the two marks and the distance")
         self._calibrated = spacing
+        self.found_scale = None  # the user's own measurement replaces what was read
         self.version += 1
         self._remember(pixel_spacing_mm=spacing)
         return spacing
@@ -160,7 +168,43 @@ class ImageArea:
         if resized:
             self._say(f"Picture size changed to {w}x{h}: image area found again")
         self._roi = roi
+        self.found_scale = None
+        if (self._calibrated is None and not self.full_frame and not frame.pixel_spacing_mm
+                and self._find_scale is not None):
+            self._read_scale(frame, roi)
         self.version += 1
+
+    def _read_scale(self, frame: Frame, roi: Roi) -> None:
+        """mm per pixel from the depth ruler on the screen, if it can be told for sure."""
+        try:
+            found = self._find_scale(frame.image, roi)
+        except Exception as exc:  # a convenience: two clicks always work
+            log.warning("depth scale: %s: %s", type(exc).__name__, exc)
+            return
+        if found.mm_per_px is not None and valid_spacing(found.mm_per_px):
+            self.found_scale = found
+            self._calibrated = found.mm_per_px
+            self._say(f"Depth scale read from the ruler: {found.mm_per_px:.3f} mm/px "
+                      f"({found.reason}). Check it, then keep it or calibrate by hand")
+        elif getattr(found, "needs_interval", False):
+            self.found_scale = found
+            self._say(f"Depth ruler found ({found.reason}); say how many mm lie between its "
+                      "ticks, or calibrate by hand")
+
+    def confirm_scale(self, major_mm: float | None = None) -> float | None:
+        """The user keeps the scale read from the ruler (with the tick interval they gave when
+        it could not be told): used and remembered. None if there is nothing usable to keep."""
+        found = self.found_scale
+        if found is None:
+            return None
+        if major_mm is not None:
+            found = found.with_interval(major_mm)
+        if found.mm_per_px is None or not valid_spacing(found.mm_per_px):
+            return None
+        self._calibrated, self.found_scale = found.mm_per_px, None
+        self.version += 1
+        self._remember(pixel_spacing_mm=found.mm_per_px)
+        return found.mm_per_px
 
     def _stored(self) -> Any:
         if self.store is None:

@@ -55,9 +55,11 @@ def real_deps(provider: str = "auto", threads: int | None = None, *,
     if snapshot_dir is not None:
         deps.snapshot_dir = snapshot_dir
     from app.pipeline.calibration import RoiStore
+    from app.pipeline.depth_scale import find_depth_scale
     from app.pipeline.roi import detect_roi
 
     deps.detect_roi, deps.roi_store = detect_roi, RoiStore()
+    deps.find_scale = find_depth_scale
     try:
         from app.sources.devices import list_capture_devices
 

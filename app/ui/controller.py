@@ -33,6 +33,7 @@ class Deps:
     load_model: Callable[[str, str | None], LoadedModel]  # (mode, path or None=default)
     make_worker: Callable[[Any, Any], Worker]  # (segmenter, analyzer) -> inference thread
     detect_roi: Callable[[np.ndarray], Roi] = Roi.full
+    find_scale: Callable[[np.ndarray, Roi], Any] | None = None  # depth ruler -> DepthScale
     roi_store: Any = None  # app.pipeline.calibration.RoiStore: get(key), set(key, roi=, ...)
     list_devices: Callable[[], list] = field(default=lambda: [])
     snapshot_dir: Path = field(default_factory=default_snapshot_dir)

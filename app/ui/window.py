@@ -91,8 +91,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
         # --- live state (GUI thread); the flow itself lives in the session ---
         self.session = LiveSession(
-            ImageArea(self.deps.detect_roi, self.deps.roi_store,
-                      say=lambda text: self.statusBar().showMessage(text, 6000)),
+            ImageArea(self.deps.detect_roi, self.deps.roi_store, say=self._say_image_area,
+                      find_scale=self.deps.find_scale),
             self.deps.make_worker, policy=OverlayPolicy(budget_s, follow),
             on_result=self._on_result, on_frame=self._bridge_frame)
         self.source_spec = ""
@@ -241,7 +241,15 @@ class MainWindow(QtWidgets.QMainWindow):
         image_page = QtWidgets.QWidget()
         image_column = QtWidgets.QVBoxLayout(image_page)
         image_column.setContentsMargins(0, 8, 0, 0)
-        image_column.addWidget(self.calibrate_button)
+        self.keep_scale_button = QtWidgets.QPushButton("Keep found scale")
+        self.keep_scale_button.setToolTip("Keep the mm per pixel read from the scanner's depth "
+                                          "ruler (remembered for this scanner)")
+        self.keep_scale_button.clicked.connect(lambda _=False: self.keep_found_scale())
+        self.keep_scale_button.setEnabled(False)
+        scale_row = QtWidgets.QHBoxLayout()  # one row: the panel fits a 1366x768 screen
+        scale_row.addWidget(self.calibrate_button)
+        scale_row.addWidget(self.keep_scale_button)
+        image_column.addLayout(scale_row)
         self.record_button = QtWidgets.QPushButton("Record (R)")
         self.record_button.setCheckable(True)
         self.record_button.setToolTip("Record the image area and its overlay into "
@@ -671,6 +679,48 @@ class MainWindow(QtWidgets.QMainWindow):
     def set_calibration(self, p1: tuple[float, float], p2: tuple[float, float],
                         mm: float) -> float | None:
         spacing = self.roi_editor.calibrate(p1, p2, mm)
+        self._follow_found_scale()
+        self._update_status(force=True)
+        return spacing
+
+    def _say_image_area(self, text: str) -> None:
+        """The image area's news (GUI thread: it runs as a frame is pulled)."""
+        self.statusBar().showMessage(text, 8000)
+        self._follow_found_scale()
+
+    def _follow_found_scale(self) -> None:
+        """A scale read from the depth ruler waits for the user: said in a banner until kept
+        or replaced by a hand calibration."""
+        found = self.session.area.found_scale
+        self.keep_scale_button.setEnabled(found is not None)
+        if found is None:
+            if self.banner_text("calibrate").startswith("Depth scale"):
+                self._set_banner("calibrate", "")
+        elif found.mm_per_px is not None:
+            self._set_banner("calibrate", "Depth scale read from the ruler",
+                             f"{found.mm_per_px:.3f} mm/px - check it: Keep found scale, or "
+                             "Calibrate depth")
+        else:
+            self._set_banner("calibrate", "Depth scale: tick interval?",
+                             f"{found.reason} - Keep found scale asks it, or Calibrate depth")
+
+    def keep_found_scale(self, major_mm: float | None = None) -> float | None:
+        """Keep the scale read from the ruler; asks for the tick interval when it could not
+        be told (major_mm answers it without asking)."""
+        found = self.session.area.found_scale
+        if found is None:
+            return None
+        if found.mm_per_px is None and major_mm is None:
+            major_mm, ok = QtWidgets.QInputDialog.getDouble(
+                self, "Depth ruler", "mm between the ruler's ticks:", 10.0, 0.5, 100.0, 1)
+            if not ok:
+                return None
+        try:
+            spacing = self.session.area.confirm_scale(major_mm)
+        except ValueError as exc:
+            self.statusBar().showMessage(str(exc), 8000)
+            return None
+        self._follow_found_scale()
         self._update_status(force=True)
         return spacing
 
