@@ -299,6 +299,7 @@ def test_practice_in_the_window_click_score_reveal_and_export(qtbot, models, tmp
     assert window.shown_frame.frame_id == asked_id  # frozen on the asked image
     window.toggle_overlay()  # O would give the answer away: it stays hidden
     assert not window.overlay_controls.enabled
+    assert window.target_label.isHidden()  # "Target: vein 24.9 mm" would too
 
     click_pixel(qtbot, window, *VEIN_AT)
     qtbot.waitUntil(lambda: trainee.verdict is not None, timeout=2000)
@@ -306,7 +307,8 @@ def test_practice_in_the_window_click_score_reveal_and_export(qtbot, models, tmp
     assert verdict.hit and verdict.against == TRUTH and verdict.unit == "mm"
     assert verdict.distance == pytest.approx(0.0, abs=0.15)  # the disc's centre, +- a pixel
     assert panel.verdict.text().startswith("Hit") and panel.question.text() == "Hit"
-    qtbot.waitUntil(lambda: window.overlay.visible, timeout=3000)  # revealed
+    qtbot.waitUntil(lambda: window.overlay.visible, timeout=3000)
+    assert not window.target_label.isHidden()  # revealed
     assert trainee.click_mark.isVisible() and trainee.outline_item.isVisible()
     assert trainee.click_mark.points()[0].brush().color().name() == "#009e73"  # green
     table = [[panel.table.item(r, c).text() for c in range(4)]

@@ -42,7 +42,7 @@ QGroupBox QLabel, QGroupBox QCheckBox {{ background: transparent; }}
 QTabWidget QGroupBox {{ margin-top: 0px; border: none; padding: 4px 4px 4px 4px; }}
 QTabBar::tab {{ background: #262B31; color: {MUTED}; border: 1px solid #3A4048;
                 border-bottom: none; border-top-left-radius: 6px; border-top-right-radius: 6px;
-                padding: 6px 14px; margin-right: 4px; }}
+                padding: 6px 9px; margin-right: 2px; }}
 QTabBar::tab:selected {{ background: {PANEL}; color: {TEXT}; font-weight: bold;
                          border-color: {ACCENT}; }}
 QTabWidget::pane {{ border: 1px solid #2A2F35; border-radius: 6px; background: {PANEL}; }}

@@ -135,7 +135,8 @@ class TraineeController(QtCore.QObject):
         pen.setStyle(QtCore.Qt.PenStyle.DotLine)
         self.outline_item = QtWidgets.QGraphicsPathItem()
         self.outline_item.setPen(pen)
-        self.prompt = pg.TextItem("", color=theme.TEXT, anchor=(0.5, 0.0),
+        # at the foot of the image: the top holds the banners (REC, NO SIGNAL)
+        self.prompt = pg.TextItem("", color=theme.TEXT, anchor=(0.5, 1.0),
                                   fill=pg.mkBrush(0, 0, 0, 190))
         font = QtGui.QFont()
         font.setPointSize(theme.TARGET_FONT_PT)
@@ -176,6 +177,7 @@ class TraineeController(QtCore.QObject):
         frozen, shown = self._restore
         self.window.session.frozen = frozen
         self.window.overlay_controls.show_box.setChecked(shown)
+        self._show_answers(True)
         self.panel.start_button.setChecked(False)
         self.panel.next_button.setEnabled(False)
         self.panel.question.setText("Press T to practise")
@@ -192,6 +194,7 @@ class TraineeController(QtCore.QObject):
             return
         window.session.frozen = True  # the click is judged on this very image
         window.overlay_controls.show_box.setChecked(False)
+        self._show_answers(False)
         model = window.model
         classes = getattr(getattr(model, "segmenter", None), "classes", None)
         self.session.set_mode(window.mode, classes)
@@ -239,6 +242,7 @@ class TraineeController(QtCore.QObject):
 
     def _reveal(self, verdict: Verdict) -> None:
         self.window.overlay_controls.show_box.setChecked(True)
+        self._show_answers(True)
         if not verdict.scored:
             colour, headline = theme.WARN, "Not scored"
         elif verdict.hit:
@@ -264,13 +268,22 @@ class TraineeController(QtCore.QObject):
         self.panel.show_scores(self.session)
         self._next.start()
 
+    def _show_answers(self, on: bool) -> None:
+        """The side panel's target line gives the vein's depth away: hidden while asking (its
+        place kept, so the panel does not jump)."""
+        label = self.window.target_label
+        policy = label.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)
+        label.setSizePolicy(policy)
+        label.setVisible(on)
+
     def _show_prompt(self, text: str, colour: str) -> None:
         frame = self.window.shown_frame
         roi = getattr(frame, "roi", None)
         if frame is None:
             return
         x = roi.x + roi.w / 2 if roi is not None else frame.width / 2
-        y = roi.y if roi is not None else 0
+        y = roi.y + roi.h if roi is not None else frame.height
         self.prompt.setText(text, color=colour)
         self.prompt.setPos(x, y)
         self.prompt.setVisible(True)
