@@ -90,7 +90,7 @@ def test_a_long_run_summary_stays_bounded_and_right():
         summary.add(AreaSample(i, i / 30, {"vein": float(v), "artery": 0.0}, MM2))
     out = summary.as_dict()
     vein = out["classes"]["vein"]
-    assert len(summary._reservoir) == 500 and out["median_of"] == 500
+    assert summary._reservoir.shape == (500, 2) and out["median_of"] == 500
     assert vein["frames"] == 20_000 and vein["frames_seen"] == 20_000
     assert vein["min"] == round(values.min(), 2) and vein["max"] == round(values.max(), 2)
     assert abs(vein["median"] - np.median(values)) < 6.0  # 500 uniform picks: within ~3 %

@@ -141,13 +141,16 @@ class AreaSummary:
         self._max: dict[str, float] = {}
         self._seen: dict[str, int] = {}
         self._first_frame: dict[str, int] = {}  # frames before a class first appeared count 0
-        self._reservoir: list[dict[str, float]] = []
+        # the median's sample: one row a frame, one column a class (in _names order), float32
+        self._reservoir = np.zeros((sample_size, 0), np.float32)
+        self._kept = 0  # rows of it in use
 
     def add(self, sample: AreaSample) -> None:
         self._unit = self._unit or sample.unit
         for name in sample.areas:
             if name not in self._first_frame:
                 self._names.append(name)
+                self._widen()
                 self._first_frame[name] = self._frames
                 self._min[name], self._max[name], self._seen[name] = (
                     (0.0 if self._frames else math.inf), 0.0, 0)
@@ -157,20 +160,28 @@ class AreaSummary:
             self._max[name] = max(self._max[name], value)
             self._seen[name] += value > 0
         self._frames += 1
-        if len(self._reservoir) < self._sample_size:
-            self._reservoir.append(dict(sample.areas))
+        row = [float(sample.areas.get(name, 0.0)) for name in self._names]
+        if self._kept < self._sample_size:
+            self._reservoir[self._kept] = row
+            self._kept += 1
         else:  # reservoir sampling: every frame so far is kept with the same probability
             slot = int(self._rng.integers(0, self._frames))
             if slot < self._sample_size:
-                self._reservoir[slot] = dict(sample.areas)
+                self._reservoir[slot] = row
+
+    def _widen(self) -> None:
+        """A column for a class seen for the first time (0 in the rows kept so far)."""
+        wider = np.zeros((self._sample_size, len(self._names)), np.float32)
+        wider[:, :self._reservoir.shape[1]] = self._reservoir
+        self._reservoir = wider
 
     def as_dict(self) -> dict:
         """{"unit": ..., "classes": {name: {"median", "min", "max", "frames_seen", "frames"}}}.
         Frames where a class was not found count as 0 area in median/min (a collapsed vein
         is 0 too); frames_seen says how often it was there at all."""
         out: dict[str, dict] = {}
-        for name in self._names:
-            values = np.array([s.get(name, 0.0) for s in self._reservoir], float)
+        for column, name in enumerate(self._names):
+            values = self._reservoir[:self._kept, column].astype(float)
             out[name] = {"median": round(float(np.median(values)), 2),
                          "min": round(self._min[name], 2), "max": round(self._max[name], 2),
                          "frames_seen": self._seen[name], "frames": self._frames}
