@@ -59,6 +59,7 @@ class Ruler:
     spine: bool = False  # a vertical line joining the ticks' shared end
     colour: tuple[int, int, int] = (230, 230, 230)
     labels: bool = True  # the cm number beside each major tick
+    label_every_cm: int = 1  # ... or beside every 2nd (5th) one only: 0, 2, 4 cm (0, 5, 10 cm)
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ def _draw_ruler(scr: np.ndarray, roi: Roi, depth_mm: float, ruler: Ruler, scale:
                 a = c0 if low_end else c1 - length + 1
             top = y - (t - 1) // 2
             cv2.rectangle(scr, (a, top), (a + length - 1, top + t - 1), ruler.colour, -1)
-        if major and ruler.labels:
+        if major and ruler.labels and int(round(mm / 10)) % ruler.label_every_cm == 0:
             text = str(int(round(mm / 10)))
             (tw, th), _ = cv2.getTextSize(text, FONT, 0.45 * scale, 1)
             gap = int(round(6 * scale))

@@ -4,6 +4,8 @@ the finder cannot tell, it gives no scale and says why, or asks for the tick int
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -22,7 +24,8 @@ def close(value: float | None, truth: float) -> bool:
 def test_drawn_screens_are_measured_right_and_never_silently_wrong():
     """60 screens over sizes, depths, ruler styles, distractors, rescaling and JPEG: no scale
     more than 2 % off is ever offered; rulers with minor ticks are found within 2 %; rulers
-    with one tick level are asked about, with the right spacing."""
+    with one tick level are read where a cm number labels each tick, otherwise asked about,
+    with the right spacing."""
     screens = [random_screen(seed) for seed in range(60)]
     outcomes = [outcome(s, find_depth_scale(s.image, s.roi)) for s in screens]
     rulers = [s.ruler for s in screens]
@@ -31,7 +34,10 @@ def test_drawn_screens_are_measured_right_and_never_silently_wrong():
     two_level = [o for o, r in zip(outcomes, rulers, strict=True) if r.minor_mm]
     assert two_level.count("right") >= 0.95 * len(two_level), two_level
     one_level = [o for o, r in zip(outcomes, rulers, strict=True) if not r.minor_mm]
-    assert one_level and set(one_level) <= {"asked", "none"}, one_level
+    assert one_level and set(one_level) <= {"right", "asked", "none"}, one_level
+    unlabelled = [o for o, r in zip(outcomes, rulers, strict=True)
+                  if not r.minor_mm and not r.labels]
+    assert unlabelled and set(unlabelled) <= {"asked", "none"}, unlabelled
 
 
 STYLES = {
@@ -80,7 +86,7 @@ def test_one_tick_level_asks_for_the_interval():
     """Ticks all alike could be 1 cm or 5 mm apart: the spacing is found, the scale is not
     guessed (a factor-2 error in every depth would be a silent wrong scale): the window asks,
     prefilled with 10 mm, and the answer gives the scale."""
-    screen = draw_screen((1280, 720), 50.0, Ruler(minor_mm=None))
+    screen = draw_screen((1280, 720), 50.0, Ruler(minor_mm=None, labels=False))
     asked = find_depth_scale(screen.image, screen.roi)
     assert asked.needs_interval and asked.mm_per_px is None and not asked.found
     assert asked.minor_per_major == 0 and asked.major_mm is None
@@ -94,11 +100,61 @@ def test_one_tick_level_asks_for_the_interval():
     with pytest.raises(ValueError, match="positive"):
         asked.with_interval(-1.0)
     # why not assume 10 mm: a ruler whose ticks, all alike, are 5 mm apart looks the same
-    fives = draw_screen((1280, 720), 50.0, Ruler(minor_mm=5.0, major_len=14, minor_len=14))
+    fives = draw_screen((1280, 720), 50.0, Ruler(minor_mm=5.0, major_len=14, minor_len=14,
+                                                 labels=False))
     asked = find_depth_scale(fives.image, fives.roi)
     assert asked.needs_interval and asked.mm_per_px is None
     assert abs(asked.major_spacing_px / (fives.major_spacing_px / 2) - 1) <= WITHIN
     assert close(asked.with_interval(5.0).mm_per_px, fives.mm_per_px)
+
+
+ONE_LEVEL = {
+    "lines, right": Ruler(minor_mm=None),
+    "lines, left": Ruler(minor_mm=None, side="left"),
+    "dots": Ruler(minor_mm=None, mark="dot", major_len=15),
+    "grey, far-anchored, spine": Ruler(minor_mm=None, colour=(150, 150, 150), anchor="far",
+                                       spine=True),
+    "yellow, thin, left": Ruler(minor_mm=None, thickness=1, colour=(235, 220, 60),
+                                side="left"),
+}
+
+
+@pytest.mark.parametrize("size, depth", SIZES_DEPTHS, ids=["640x480", "1280x720", "1920x1080"])
+@pytest.mark.parametrize("style", list(ONE_LEVEL), ids=list(ONE_LEVEL))
+def test_one_level_ruler_with_cm_labels_is_read(style, size, depth):
+    """Ticks all alike, each with its cm number beside it (away from the image): the labels
+    say the ticks are centimetres, 10 mm apart, without asking; without the labels it asks."""
+    ruler = ONE_LEVEL[style]
+    screen = draw_screen(size, depth, ruler, seed=5)
+    found = find_depth_scale(screen.image, screen.roi)
+    assert found.found and close(found.mm_per_px, screen.mm_per_px), found.reason
+    assert found.major_mm == 10.0 and found.minor_per_major == 0 and "labelled" in found.reason
+    assert abs(found.major_ticks_px[0] - screen.roi.y) <= 2
+    bare = draw_screen(size, depth, replace(ruler, labels=False), seed=5)
+    asked = find_depth_scale(bare.image, bare.roi)
+    assert asked.needs_interval and not asked.found and asked.mm_per_px is None, asked.reason
+    assert outcome(bare, asked) == "asked"
+
+
+@pytest.mark.parametrize("size, depth", SIZES_DEPTHS, ids=["640x480", "1280x720", "1920x1080"])
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_labels_on_every_other_tick_are_not_read_as_cm_ticks(size, depth, side):
+    """Ticks all alike every 5 mm, the cm number beside every 2nd one: read as 5 mm or asked,
+    never 10 mm per tick. Likewise 1 cm ticks labelled every 2 or 5 cm (0, 2, 4...): not read
+    as 5 or 2 mm ticks; asked."""
+    fives = draw_screen(size, depth, Ruler(minor_mm=5.0, major_len=14, minor_len=14,
+                                           side=side), seed=2)
+    found = find_depth_scale(fives.image, fives.roi)
+    assert outcome(fives, found) in ("right", "asked"), found.reason
+    if found.found:
+        assert close(found.mm_per_px, fives.mm_per_px), found.reason
+    else:
+        assert abs(found.major_spacing_px / (fives.major_spacing_px / 2) - 1) <= WITHIN
+    for every in (2, 5):
+        sparse = draw_screen(size, depth, Ruler(minor_mm=None, side=side,
+                                                label_every_cm=every), seed=2)
+        found = find_depth_scale(sparse.image, sparse.roi)
+        assert not found.found and outcome(sparse, found) in ("asked", "none"), found.reason
 
 
 def test_a_given_interval_is_used():
@@ -133,11 +189,13 @@ def test_distractors_do_not_fool_it():
             screen = draw_screen((1280, 720), 70.0, ruler, seed=seed, straight_tgc=True)
             found = find_depth_scale(screen.image, screen.roi)
             assert close(found.mm_per_px, screen.mm_per_px), (seed, found.reason)
-        # one tick level beside evenly spaced TGC nodes: asked about the ruler's spacing
-        screen = draw_screen((1280, 720), 70.0, Ruler(minor_mm=None), seed=seed,
-                             straight_tgc=True)
-        found = find_depth_scale(screen.image, screen.roi)
-        assert outcome(screen, found) in ("asked", "none"), (seed, found.reason)
+        # one tick level beside evenly spaced TGC nodes: asked about the ruler's spacing, or
+        # read from its cm labels
+        for labels, ok in ((False, ("asked", "none")), (True, ("right", "asked", "none"))):
+            screen = draw_screen((1280, 720), 70.0, Ruler(minor_mm=None, labels=labels),
+                                 seed=seed, straight_tgc=True)
+            found = find_depth_scale(screen.image, screen.roi)
+            assert outcome(screen, found) in ok, (seed, labels, found.reason)
 
 
 def test_rescaled_and_compressed_captures():

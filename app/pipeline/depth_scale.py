@@ -21,7 +21,13 @@ of the image area and a little inside its edges (some scanners draw over a dark 
   4. levels: bigger marks (longer, thicker or brighter) on every 2nd, 5th or 10th slot along
      the whole ruler are the majors (1 cm) with 5, 2 or 1 mm minors between: mm per px follows.
      With one level the ticks could be 1 cm or 5 mm apart: the spacing is returned and the
-     interval is asked for (needs_interval), unless the caller passes it (major_mm).
+     interval is asked for (needs_interval), unless the caller passes it (major_mm);
+  5. labels: ... or unless a number (a compact blob of bright strokes, shorter than the
+     spacing, centred on the tick's row) sits beside every tick on the side away from the
+     image, one size, aligned, and nothing else there: scanners write the depth in cm beside
+     their centimetre ticks, so those ticks are 10 mm apart (no OCR: it is where the labels
+     are, not what they say). Labels beside every 2nd tick only are still asked about: 5 mm
+     ticks labelled each cm look like 1 cm ticks labelled every 2 cm.
 A ruler must be even, long enough (a good part of the image's height), alone in its column and,
 with one level, have a tick at the image's top edge (its 0: evenly spaced TGC nodes or menu lines
 seldom do). Anything doubtful (two rulers that disagree, an implausible depth) gives no scale
@@ -353,6 +359,8 @@ class _Ruler:
     column_x: int
     span: float  # px from the first to the last tick
     at_top: bool  # a major tick at the image area's top edge: the ruler's 0, the skin line
+    far_x: float = 0.0  # the ticks' end away from the image (where cm labels are written)
+    away: int = 1  # +1: the image lies left of the ruler (labels to its right), -1: right
 
     @property
     def major_spacing(self) -> float:
@@ -464,11 +472,123 @@ def _rulers(marks: _Marks, roi: Roi) -> list[_Ruler]:
             spacing = lattice.spacing * per_major
             off = (roi.y - majors[0]) / spacing
             at_top = abs(off - round(off)) * spacing <= max(TOP_TOL_PX, 0.08 * spacing)
+            column = int(round(float(np.median(anchor[members]))))
+            away = 1 if column > roi.x + roi.w / 2 else -1
+            far_x = float(np.median(ticks.right if away > 0 else ticks.left))
             found.append(_Ruler(ticks.y, majors, lattice.spacing, per_major, lattice.rms,
-                                lattice.occupancy,
-                                int(round(float(np.median(anchor[members])))),
-                                float(ticks.y[-1] - ticks.y[0]), bool(at_top)))
+                                lattice.occupancy, column, float(ticks.y[-1] - ticks.y[0]),
+                                bool(at_top), far_x, away))
     return found
+
+
+# --- cm labels -----------------------------------------------------------------------------
+
+LABEL_BAND_SCREEN = 18  # px beside the ticks' far end searched for labels: 1/18 of the screen
+#   height (at least 32): the gap and a two-digit number at the scanner's text size
+LABEL_LEVEL = 0.35  # a label's strokes are this share of the ticks' brightness above the dark
+LABEL_MIN_PX = 4  # a digit is at least this tall (a small screen's small font)
+LABEL_MAX_H = 0.7  # ... and shorter than this share of the tick spacing (it sits beside one)
+LABEL_MAX_W = 3.2  # a number of up to three digits: at most this many times as wide as tall
+LABEL_CENTRE = 0.25  # its box's middle is this share of its height (at least 1.5 px) off the tick
+LABEL_AGREE = 0.25  # labels have one height (and near edge) to within this share of it
+LABEL_SHARE = 0.8  # ticks with a label beside them, of all the ruler's ticks
+
+
+def _labelled(screen: np.ndarray, ruler: _Ruler) -> np.ndarray | None:
+    """Which of this one-level ruler's ticks have a text-like blob (a number) beside them, on
+    the side away from the image, centred on the tick's row; None where the band beside the
+    ruler holds other things too (a text column, a colour bar): no evidence either way."""
+    height, width = screen.shape[:2]
+    s = ruler.minor_spacing
+    band = max(32, height // LABEL_BAND_SCREEN)
+    start = int(round(ruler.far_x)) + ruler.away * 2  # past the tick (its blur, a spine)
+    x0, x1 = (start, start + band) if ruler.away > 0 else (start - band + 1, start + 1)
+    x0, x1 = max(0, x0), min(width, x1)
+    y0 = max(0, int(math.floor(ruler.ticks[0] - s / 2)))
+    y1 = min(height, int(math.ceil(ruler.ticks[-1] + s / 2)) + 1)
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return None
+    c0, c1 = sorted((ruler.column_x, int(round(ruler.far_x))))
+    c0, c1 = max(0, c0), min(width, c1 + 1)
+    xa, xb = min(x0, c0), max(x1, c1)
+    grey = _brightness(screen, xa, xb, y0, y1)
+    part = grey[:, x0 - xa:x1 - xa]
+    dark = float(np.median(part))
+    # the ticks' own brightness: the brightest of each tick's rows, between column and far end
+    rows = np.clip(np.rint(ruler.ticks).astype(np.int64) - y0, 0, y1 - y0 - 1)
+    tick_level = float(np.median(grey[rows, c0 - xa:max(c1 - xa, c0 - xa + 1)].max(1)))
+    if tick_level - dark < MARK_LEVEL:
+        return None
+    level = dark + max(MARK_LEVEL, LABEL_LEVEL * (tick_level - dark))
+    mask = (part > level).astype(np.uint8)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    left, top, w, h, area = (stats[1:, i].astype(np.float64) for i in range(5))
+    top += y0
+    near = left if ruler.away > 0 else (x1 - x0) - (left + w)  # from the band's ruler side
+    middle = top + h / 2
+    found = np.zeros(ruler.ticks.size, bool)
+    boxes = np.full((ruler.ticks.size, 3), np.nan)  # height, near edge, far edge
+    used = np.zeros(count - 1, bool)
+    for i, y in enumerate(ruler.ticks):
+        # a number: the blob nearest the ruler centred on the tick's row, and the glyphs that
+        # follow it closely on the same rows
+        seed = np.flatnonzero(np.abs(middle - y) <= np.maximum(2.0, LABEL_CENTRE * h))
+        if seed.size == 0:
+            continue
+        first = seed[np.argmin(near[seed])]
+        rows = (top + h > top[first] - 1) & (top < top[first] + h[first] + 1)
+        comps = np.flatnonzero(rows & (near >= near[first]))
+        comps = comps[np.argsort(near[comps], kind="stable")]
+        group = [first]
+        end = near[first] + w[first]
+        for c in comps:
+            if c == first:
+                continue
+            if near[c] - end > max(2.0, 0.6 * h[first]):
+                break
+            group.append(c)
+            end = max(end, near[c] + w[c])
+        g = np.array(group)
+        used[g] = True
+        b0, b1 = top[g].min(), (top[g] + h[g]).max()
+        bh, bw = b1 - b0, end - near[g].min()
+        if (b0 < y - s / 2 or b1 > y + s / 2 or bh < LABEL_MIN_PX or bh > LABEL_MAX_H * s
+                or bw > LABEL_MAX_W * bh or area[g].sum() < 6
+                or abs((b0 + b1) / 2 - y) > max(1.5, LABEL_CENTRE * bh)):
+            continue
+        found[i] = True
+        boxes[i] = bh, near[g].min(), end
+    # anything else beside the ruler, between its ends: a text column, a colour bar
+    others = ~used & (middle > ruler.ticks[0]) & (middle < ruler.ticks[-1])
+    if others.sum() > max(1, 0.1 * ruler.ticks.size):
+        return None  # more than the labels (and a marker or two) beside the ruler
+    if found.sum() >= 2:
+        bh, lo, hi = boxes[found].T
+        size = float(np.median(bh))
+        tol = max(2.0, LABEL_AGREE * size)
+        one_size = np.abs(bh - size) <= tol
+        # left-aligned, right-aligned or centred numbers
+        aligned = np.zeros(bh.size, bool)
+        for edge in (lo, hi, (lo + hi) / 2):
+            aligned |= np.abs(edge - np.median(edge)) <= tol
+        found[np.flatnonzero(found)[~(one_size & aligned)]] = False
+    return found
+
+
+def _read_labels(screen: np.ndarray, ruler: _Ruler) -> tuple[bool, str]:
+    """(the ticks are cm marks, what the labels say): a label beside every tick (bar one or
+    two) means each tick is a labelled centimetre. Labels on every 2nd tick only are the
+    centimetres of 5 mm ticks, but equally 2 cm labels on 1 cm ticks: not decided here."""
+    labelled = _labelled(screen, ruler)
+    if labelled is None or labelled.sum() < MIN_MARKS:
+        return False, ""
+    if labelled.mean() >= LABEL_SHARE:
+        return True, "each labelled (cm)"
+    slots = np.rint((ruler.ticks - ruler.ticks[0]) / ruler.minor_spacing).astype(np.int64)
+    on = slots[labelled] % 2
+    if on.min() == on.max() and labelled.sum() >= LABEL_SHARE * np.sum(slots % 2 == on[0]):
+        return False, "labels beside every 2nd tick (so perhaps 5 mm ticks)"
+    return False, ""
 
 
 def _depth_ok(mm_per_px: float, roi: Roi) -> bool:
@@ -509,7 +629,8 @@ def find_depth_scale(screen: np.ndarray, roi: Roi, *, major_mm: float | None = N
 
     major_mm: the distance between major ticks when the user has said it (remembered per
     source); otherwise 10 mm is assumed where the ruler shows which ticks are major (two tick
-    levels), and asked for (needs_interval) where it does not.
+    levels) or a cm label beside every tick shows they are centimetres, and asked for
+    (needs_interval) where it does not.
     """
     if (not isinstance(screen, np.ndarray) or screen.dtype != np.uint8 or screen.ndim not in (2, 3)
             or (screen.ndim == 3 and screen.shape[2] not in (1, 3, 4))):
@@ -550,13 +671,25 @@ def find_depth_scale(screen: np.ndarray, roi: Roi, *, major_mm: float | None = N
                             f"{best.major_spacing:.1f} px and every {other.major_spacing:.1f} "
                             "px): cannot tell which is the depth ruler")
     levels = best.per_major > 1
+    # one level: a number beside every tick says they are the labelled centimetres. The
+    # numbers' own strokes may line up as a second row of marks at the same spacing: the
+    # labels are beside the ticks of whichever row of that spacing has them
+    cm_labels, labels_say = False, ""
+    if not levels and major_mm is None:
+        for ruler in [best] + [r for r in rulers[1:] if r.per_major == 1 and r.at_top
+                               and _agree(r.major_spacing, best.major_spacing)]:
+            cm_labels, said = _read_labels(screen, ruler)
+            labels_say = labels_say or said
+            if cm_labels:
+                best, labels_say = ruler, said
+                break
     interval = major_mm if major_mm is not None else DEFAULT_MAJOR_MM
     mm_per_px = interval / best.major_spacing
     ticks = f"ticks every {best.major_spacing:.1f} px"
     if levels:
         ticks += f" (major) with {best.per_major - 1} minor between"
     # one level and no interval given: worth asking about if any usual interval fits
-    intervals = (interval,) if levels or major_mm is not None else ASKABLE_MM
+    intervals = (interval,) if levels or cm_labels or major_mm is not None else ASKABLE_MM
     if not any(_depth_ok(mm / best.major_spacing, roi) for mm in intervals):
         return no_scale(f"{ticks}, but {interval:g} mm apart they would make the image "
                         f"{mm_per_px * roi.h / 10:.1f} cm deep: not a plausible depth ruler")
@@ -571,6 +704,10 @@ def find_depth_scale(screen: np.ndarray, roi: Roi, *, major_mm: float | None = N
     if levels:
         return replace(result, reason=f"{ticks}: {interval:g} mm per major tick assumed, "
                                       f"{mm_per_px:.4f} mm/px")
+    if cm_labels:
+        return replace(result, reason=f"{ticks}, {labels_say}: {interval:g} mm apart, "
+                                      f"{mm_per_px:.4f} mm/px")
+    labels_say = f"; {labels_say}" if labels_say else ""
     return replace(result, mm_per_px=None, needs_interval=True, major_mm=None,
                    reason=f"{ticks}, all alike: how many mm apart they are cannot be told "
-                          f"(usually {DEFAULT_MAJOR_MM:g} mm)")
+                          f"(usually {DEFAULT_MAJOR_MM:g} mm{labels_say})")
