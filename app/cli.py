@@ -20,6 +20,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from app.logs import LEVELS, configure_logging, log_start
 from app.pipeline.analysis import MODES
 from app.pipeline.providers import (
     PROVIDER_CHOICES,
@@ -70,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                         default=True,
                         help="video files: playback waits for the model on every frame "
                              "(default on; live sources always show the newest frame)")
+    parser.add_argument("--log-level", choices=LEVELS, default="INFO",
+                        help="how much goes to the log file (%(default)s; warnings also go to "
+                             "stderr); the file is in the user's log folder, see README")
     parser.add_argument("--headless", action="store_true",
                         help="run the pipeline without a window and print a summary")
     parser.add_argument("--max-frames", type=_positive_int, default=None,
@@ -100,6 +104,8 @@ def resolve_source(spec: str | None, mode: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    log_start(sys.argv[1:] if argv is None else list(argv))
     args.source = resolve_source(args.source, args.mode)
     configure_cv2_threads(1)  # see providers.configure_cv2_threads for why
     if args.calibrate_speed:

@@ -1,5 +1,5 @@
-"""Every test runs headless (offscreen Qt) and with a settings folder of its own, so no test
-reads or writes the user's remembered image areas or speed choices."""
+"""Every test runs headless (offscreen Qt) and with settings and log folders of its own, so no
+test reads or writes the user's remembered image areas, speed choices or log."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 @pytest.fixture(autouse=True)
 def _own_settings_folder(tmp_path_factory, monkeypatch) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+    monkeypatch.setenv("SONOGUIDE_LOG_DIR", str(tmp_path_factory.mktemp("logs")))
 
 
 @pytest.fixture

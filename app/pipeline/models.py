@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ DEFAULT_MODE = "jugular"
 # models/ at the repository root (next to the app package); SONOGUIDE_MODELS_DIR overrides it.
 MODELS_DIR = Path(os.environ.get("SONOGUIDE_MODELS_DIR")
                   or Path(app.__file__).resolve().parents[1] / "models")
+
+log = logging.getLogger(__name__)
 
 
 def default_model_path(mode: str) -> Path:
@@ -61,6 +64,10 @@ def load_for_machine(mode: str, model_path: str | Path | None = None, provider: 
         settings_problem = choice.cache_problem or ""
     segmenter, analyzer = load_mode(mode, model_path, provider,
                                     threads or default_intra_op_threads())
+    log.info("mode %s: model %s (version %s) from %s on %s%s%s", mode, segmenter.name,
+             segmenter.contract.version, segmenter.path, segmenter.provider,
+             f"; {note}" if note else "",
+             f"; {segmenter.provider_note}" if segmenter.provider_note else "")
     return LoadedModel(segmenter, analyzer, note, settings_problem)
 
 

@@ -4,10 +4,13 @@ smaller detail line. Each kind has its own row so several can show at once."""
 from __future__ import annotations
 
 import html
+import logging
 
 from PySide6 import QtCore, QtWidgets
 
 from app.ui import theme
+
+log = logging.getLogger(__name__)
 
 COLOURS = {  # banner name -> background; order = stacking order on screen
     "recording": theme.ALARM,  # REC and its time: never forgotten running
@@ -48,6 +51,8 @@ class Banners(QtWidgets.QWidget):
         label = self.labels[name]
         text = f"{headline}: {detail}" if headline and detail else headline
         if label.property("plain") != text:
+            if text:  # every banner shown is in the log: what the user was told, and when
+                log.info("banner %s: %s", name, text)
             label.setProperty("plain", text)
             label.setText(f"{html.escape(headline)}<br><span style='font-size:{theme.BASE_FONT_PT}"
                           f"pt; font-weight:normal'>{html.escape(detail)}</span>"
