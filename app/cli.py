@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from app.logs import LEVELS, configure_logging, log_start
+from app.phantom.scenes import SOURCE_SCENES
 from app.pipeline.analysis import MODES
 from app.pipeline.providers import (
     PROVIDER_CHOICES,
@@ -44,9 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time ultrasound guidance overlays (research and training use, "
                     "not a medical device).")
     parser.add_argument("--source", default=None,
-                        help="phantom | phantom:SCENE (jugular, plexus, axillary, "
-                             "infraclavicular, elbow, femoral, popliteal) | camera:N | VIDEO_PATH "
-                             "(default: the phantom scene of the mode)")
+                        help=f"phantom | phantom:SCENE ({', '.join(SOURCE_SCENES)}) | camera:N | "
+                             "VIDEO_PATH | DICOM_PATH | RECORDING_FOLDER (default: the phantom "
+                             "scene of the mode)")
     parser.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
                         help="plexus (nerve block) or jugular (IJ cannulation); default jugular")
     parser.add_argument("--model", default=None,

@@ -441,3 +441,14 @@ def test_a_file_name_too_long_for_the_disk_is_a_message_not_a_traceback(tmp_path
         open_source(spec)
     source = FileSource(spec)  # the window's file dialog path goes straight here
     assert source.status.state is SourceState.ERROR and "too long" in source.status.message
+
+
+def test_every_scene_the_simulator_draws_is_a_source_and_in_the_menu_list():
+    from app.phantom.scenes import ALIASES, LABELS, SCENES
+
+    for scene in (*SCENES, *ALIASES):  # interscalene was once refused though the phantom had it
+        source = open_source(f"phantom:{scene}")
+        assert source.simulator.scene == ALIASES.get(scene, scene)
+    assert {ALIASES.get(s, s) for s in LABELS} == set(SCENES)  # each drawn scene has a label
+    with pytest.raises(ValueError, match="interscalene"):  # the message lists the real ones
+        open_source("phantom:knee")

@@ -10,6 +10,14 @@ from app.phantom.limbs import LIMB_SCENES
 SCENES = {**NECK_SCENES, **LIMB_SCENES}
 ALIASES = {"plexus": "supraclavicular"}  # the nerve-block mode's default view
 VIEWS = tuple(SCENES)  # each distinct scene once
+# What each scene is called in menus; every scene a source can show (the one list the factory,
+# the command line and the window's Source menu use).
+LABELS = {"jugular": "IJ (jugular)", "plexus": "brachial plexus (supraclavicular)",
+          "interscalene": "interscalene plexus", "axillary": "axillary plexus",
+          "infraclavicular": "infraclavicular plexus", "elbow": "median nerve at the elbow",
+          "femoral": "femoral nerve", "popliteal": "popliteal sciatic"}
+SOURCE_SCENES = tuple(LABELS) + tuple(s for s in SCENES if s not in LABELS
+                                       and s not in ALIASES.values())
 
 
 def make_anatomy(scene: str, rng: np.random.Generator, mirror: bool | None = None) -> Anatomy:

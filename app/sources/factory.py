@@ -1,19 +1,18 @@
 """One place that turns a source spec string (command line, settings, UI) into a FrameSource.
 
-Specs: "phantom" (jugular scene), "phantom:SCENE" (jugular, plexus, axillary,
-infraclavicular, elbow, femoral, popliteal), "camera:N" (capture card N; "camera" alone is
-0), a path to a video file or a DICOM file (ultrasound cine or image), or a SonoGuide
-recording folder.
+Specs: "phantom" (jugular scene), "phantom:SCENE" (any scene of app.phantom.scenes),
+"camera:N" (capture card N; "camera" alone is 0), a path to a video file or a DICOM file
+(ultrasound cine or image), or a SonoGuide recording folder.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from app.phantom.scenes import SCENES, SOURCE_SCENES
 from app.sources.base import FrameSource
 
-PHANTOM_SCENES = ("jugular", "plexus", "axillary", "infraclavicular", "elbow", "femoral",
-                  "popliteal")
+PHANTOM_SCENES = SOURCE_SCENES  # every scene the simulator draws (app.phantom.scenes)
 DEFAULT_PHANTOM_SCENE = "jugular"
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".wmv", ".mpg", ".mpeg")
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -34,7 +33,7 @@ def _parse(spec: str, must_exist: bool = True) -> tuple[str, str]:
     kind = head.lower()
     if kind == "phantom":
         scene = (arg or DEFAULT_PHANTOM_SCENE).strip().lower()
-        if scene not in PHANTOM_SCENES:
+        if scene not in PHANTOM_SCENES and scene not in SCENES:
             raise ValueError(f"unknown phantom scene {arg!r} in {spec!r}; "
                              f"scenes: {', '.join(PHANTOM_SCENES)}")
         return "phantom", scene

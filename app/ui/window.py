@@ -19,6 +19,7 @@ from pathlib import Path
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from app.phantom.scenes import LABELS as SCENE_LABELS
 from app.pipeline.frames import Frame, Roi, Segmentation, most_confident
 from app.pipeline.image_area import ImageArea
 from app.pipeline.models import LoadedModel
@@ -315,14 +316,9 @@ class MainWindow(QtWidgets.QMainWindow):
     def _build_menus_and_keys(self) -> None:
         menu = self.menuBar()
         source_menu = menu.addMenu("&Source")
-        for label, spec in (("Phantom: IJ (jugular)", "phantom:jugular"),
-                            ("Phantom: brachial plexus", "phantom:plexus"),
-                            ("Phantom: axillary plexus", "phantom:axillary"),
-                            ("Phantom: infraclavicular plexus", "phantom:infraclavicular"),
-                            ("Phantom: median nerve at the elbow", "phantom:elbow"),
-                            ("Phantom: femoral nerve", "phantom:femoral"),
-                            ("Phantom: popliteal sciatic", "phantom:popliteal")):
-            source_menu.addAction(label, lambda s=spec: self.open_source(s))
+        for scene, label in SCENE_LABELS.items():
+            source_menu.addAction(f"Phantom: {label}",
+                                  lambda s=f"phantom:{scene}": self.open_source(s))
         source_menu.addAction("Open video file...", self._choose_file)
         source_menu.addAction("Open recording...", self._choose_recording)
         self.recorded_findings_action = source_menu.addAction(
