@@ -22,7 +22,7 @@ from pathlib import Path
 
 from app.logs import LEVELS, configure_logging, log_start
 from app.phantom.scenes import SOURCE_SCENES
-from app.pipeline.analysis import MODES
+from app.pipeline.analysis import DEFAULT_MODE, MODE_SCENES, MODES
 from app.pipeline.providers import (
     PROVIDER_CHOICES,
     configure_cv2_threads,
@@ -35,8 +35,6 @@ from app.pipeline.session import (
     LiveSession,
     OverlayPolicy,
 )
-
-DEFAULT_MODE = "jugular"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve_source(spec: str | None, mode: str) -> str:
     """No source, or plain "phantom": the phantom scene that matches the mode."""
     if spec is None or spec.strip().lower() == "phantom":
-        return f"phantom:{mode}"
+        return MODE_SCENES[mode]
     return spec
 
 

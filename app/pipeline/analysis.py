@@ -16,8 +16,13 @@ from app.pipeline.frames import Roi, Structure, Target, most_confident
 from app.pipeline.roi import depth_mm, map_model_to_full
 from app.pipeline.segmenter import Prediction
 
-MODES = ("plexus", "jugular")
+# The procedures, once: what the user calls them, what they target, the phantom scene that
+# shows their anatomy. The window, the command line, the trainee and the speed check read these.
+MODE_LABELS = {"plexus": "Nerve block", "jugular": "IJ cannulation"}
+MODES = tuple(MODE_LABELS)
 TARGET_CLASS = {"plexus": "nerve", "jugular": "vein"}
+MODE_SCENES = {mode: f"phantom:{mode}" for mode in MODES}  # phantom scenes of the same names
+DEFAULT_MODE = "jugular"  # IJ cannulation: the window and the command line start here
 PRESENCE_THRESHOLD = 0.5
 
 

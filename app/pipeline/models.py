@@ -12,7 +12,6 @@ import app
 from app.pipeline.analysis import MODES, TARGET_CLASS, Analyzer
 from app.pipeline.segmenter import ModelLoadError, Segmenter
 
-DEFAULT_MODE = "jugular"
 # models/ at the repository root (next to the app package); SONOGUIDE_MODELS_DIR overrides it.
 MODELS_DIR = Path(os.environ.get("SONOGUIDE_MODELS_DIR")
                   or Path(app.__file__).resolve().parents[1] / "models")

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from app.pipeline.analysis import DEFAULT_MODE
 from app.pipeline.models import LoadedModel
 from app.sources.base import FrameSource
 from app.ui.controller import Deps
@@ -92,7 +93,7 @@ def run_gui(args: argparse.Namespace) -> int:
     deps = real_deps(getattr(args, "provider", None) or "auto", getattr(args, "threads", None))
     try:
         window = MainWindow(deps, source=getattr(args, "source", None) or "phantom",
-                            mode=getattr(args, "mode", None) or "plexus",
+                            mode=getattr(args, "mode", None) or DEFAULT_MODE,
                             model_path=getattr(args, "model", None),
                             **_policy_options(args))
     except ValueError as exc:

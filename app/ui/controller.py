@@ -15,14 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from app.pipeline.analysis import MODE_LABELS, MODE_SCENES
 from app.pipeline.calibration import default_snapshot_dir
 from app.pipeline.frames import Roi
 from app.pipeline.models import LoadedModel
 from app.pipeline.session import Worker
 from app.sources.base import FrameSource
 
-MODES = {"plexus": "Nerve block", "jugular": "IJ cannulation"}
-PHANTOM_SCENE_FOR_MODE = {"plexus": "phantom:plexus", "jugular": "phantom:jugular"}
+MODES = MODE_LABELS  # the window's name for them (app.pipeline.analysis is the registry)
+PHANTOM_SCENE_FOR_MODE = MODE_SCENES
 
 
 @dataclass

@@ -20,6 +20,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.phantom.scenes import LABELS as SCENE_LABELS
+from app.pipeline.analysis import DEFAULT_MODE
 from app.pipeline.frames import Frame, Roi, Segmentation, most_confident
 from app.pipeline.image_area import ImageArea
 from app.pipeline.models import LoadedModel
@@ -78,7 +79,7 @@ class _ResultBridge(QtCore.QObject):
 
 
 class MainWindow(QtWidgets.QMainWindow):
-    def __init__(self, deps: Deps, *, source: str = "phantom", mode: str = "plexus",
+    def __init__(self, deps: Deps, *, source: str = "phantom", mode: str = DEFAULT_MODE,
                  model_path: str | None = None, budget_s: float = DEFAULT_BUDGET_S,
                  follow: str = "motion", tick_ms: int = 16, autostart: bool = True) -> None:
         super().__init__()
