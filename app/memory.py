@@ -15,11 +15,11 @@ SONOGUIDE_MALLOC_TUNING=0 leaves the allocator as it is (to compare).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 import sys
 import threading
+import time
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def tune_allocator() -> bool:
     if not sys.platform.startswith("linux") or os.environ.get("SONOGUIDE_MALLOC_TUNING") == "0":
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL("libc.so.6")  # glibc's name; find_library would run ldconfig
         mallopt, malloc_trim = libc.mallopt, libc.malloc_trim
     except (OSError, AttributeError):  # musl and others: nothing to tune
         return False
@@ -50,12 +50,11 @@ def tune_allocator() -> bool:
         log.debug("mallopt refused the heap cap")
 
     def trim_forever() -> None:
-        while not _stop_trimming.wait(TRIM_EVERY_S):
+        while True:  # a daemon thread: it ends with the process
+            time.sleep(TRIM_EVERY_S)
             malloc_trim(0)
 
     threading.Thread(target=trim_forever, name="memory-trim", daemon=True).start()
     _tuned = True
     return True
 
-
-_stop_trimming = threading.Event()

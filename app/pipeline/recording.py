@@ -36,7 +36,7 @@ import numpy as np
 
 from app.pipeline.files import write_atomically
 from app.pipeline.findings import overlay_record
-from app.pipeline.frames import Frame
+from app.pipeline.frames import Frame, Segmentation
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +68,9 @@ class RecordingStatus:
 
 @dataclass
 class _Item:
-    image: np.ndarray
-    line: dict
-    t: float
+    frame: Frame  # frames and results are never changed once made: safe to hand over as is
+    kind: str | None
+    overlay: Segmentation | None
 
 
 class Recorder:
@@ -117,21 +117,16 @@ class Recorder:
         self._thread.start()
 
     # --- any thread ----------------------------------------------------------------------
-    def add(self, frame: Frame, kind: str | None = None, overlay: object = None) -> bool:
+    def add(self, frame: Frame, kind: str | None = None,
+            overlay: Segmentation | None = None) -> bool:
         """Queue `frame`'s image area with the overlay shown on it (kind: fresh / followed /
         hidden / no model). Never blocks; False when not recording or the frame was dropped."""
         if not self._recording:
             return False
         if self._t0 is None:
             self._t0 = frame.t_capture
-        roi = frame.roi
-        image = frame.image if roi is None else roi.crop(frame.image)
-        line = {"frame_id": frame.frame_id, "t_s": round(frame.t_capture - self._t0, 4),
-                "roi": None if roi is None else [roi.x, roi.y, roi.w, roi.h],
-                "pixel_spacing_mm": frame.pixel_spacing_mm, "shown": kind,
-                "overlay": overlay_record(overlay, contours=True)}  # type: ignore[arg-type]
-        try:
-            self._queue.put_nowait(_Item(np.ascontiguousarray(image), line, frame.t_capture))
+        try:  # cropping, encoding and the record are the writer thread's work, not the view's
+            self._queue.put_nowait(_Item(frame, kind, overlay))
         except queue.Full:
             with self._lock:
                 self._dropped += 1
@@ -163,7 +158,7 @@ class Recorder:
                 item = self._queue.get()
                 if item is None:
                     break
-                problem = self._check_disk(item.t) or self._write(item)
+                problem = self._check_disk(item.frame.t_capture) or self._write(item)
                 if problem:
                     self._stop_by_itself(problem)
                     break
@@ -208,21 +203,27 @@ class Recorder:
             return None
 
     def _write(self, item: _Item) -> str:
-        image = item.image
+        frame, roi = item.frame, item.frame.roi
+        image = frame.image if roi is None else roi.crop(frame.image)
         key = (image.shape[1], image.shape[0], image.ndim == 3)
         if (self._writer is None or key != self._segment_key
-                or item.t - self._segment_t0 >= self.segment_s):
+                or frame.t_capture - self._segment_t0 >= self.segment_s):
             self._close_segment()
-            problem = self._open_segment(key, item.t)
+            problem = self._open_segment(key, frame.t_capture)
             if problem:
                 return problem
-        bgr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        bgr = (np.ascontiguousarray(image) if image.ndim == 2
+               else cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         assert self._writer is not None
         self._writer.write(bgr)
-        self._lines.append({**item.line, "segment": segment_name(self._segment),
-                            "index": len(self._lines)})
+        self._lines.append({
+            "frame_id": frame.frame_id, "t_s": round(frame.t_capture - (self._t0 or 0.0), 4),
+            "roi": None if roi is None else [roi.x, roi.y, roi.w, roi.h],
+            "pixel_spacing_mm": frame.pixel_spacing_mm, "shown": item.kind,
+            "overlay": overlay_record(item.overlay, contours=True),
+            "segment": segment_name(self._segment), "index": len(self._lines)})
         with self._lock:
-            self._t_last = item.t
+            self._t_last = frame.t_capture
         return ""
 
     def _open_segment(self, key: tuple, t: float) -> str:

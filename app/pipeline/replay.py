@@ -87,6 +87,7 @@ class RecordedFindings:
     settings_problem = ""
 
     def __init__(self, manifest: dict, classes: tuple[str, ...] = ()) -> None:
+        self.manifest = manifest  # the recording's recording.json, as read: tells it apart
         model = manifest.get("model") or {}
         self.segmenter = _RecordedSegmenter(f"recorded ({model.get('name') or 'no model'})",
                                             str(model.get("version") or "-"), classes)

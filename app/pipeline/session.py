@@ -284,6 +284,9 @@ class LiveSession:
 
     def _drop_worker(self) -> None:
         worker, self.worker = self.worker, None
+        self._stop_worker(worker)
+
+    def _stop_worker(self, worker: Worker | None) -> None:
         if worker is not None:
             worker.remove_listener(self._result_landed)
             worker.remove_listener(self._frame_finished)
@@ -434,12 +437,16 @@ class LiveSession:
         that overlay when recording."""
         if self.current is not None and self._best_kind is not None:
             _count(self.counts, self._best_kind)
-        if self.current is not None and self.recorder is not None:
-            best = self._best_shown
-            self.recorder.add(self.current, self._best_kind,
-                              best.overlay if best is not None else None)
+        if self.recorder is not None:
+            self._record_current(self.recorder)
         self._best_kind = None
         self._best_shown = None
+
+    def _record_current(self, recorder: Any) -> None:
+        """The frame on screen, with the best overlay it got, into the recording."""
+        if self.current is not None:
+            best = self._best_shown
+            recorder.add(self.current, self._best_kind, best.overlay if best is not None else None)
 
     # --- recording ----------------------------------------------------------------------
     def start_recording(self, recorder: Any) -> None:
@@ -452,10 +459,7 @@ class LiveSession:
         recorder, self.recorder = self.recorder, None
         if recorder is None:
             return None
-        if self.current is not None:
-            best = self._best_shown
-            recorder.add(self.current, self._best_kind,
-                         best.overlay if best is not None else None)
+        self._record_current(recorder)
         return recorder.stop()
 
     def display_counts(self) -> DisplayCounts:
@@ -484,10 +488,7 @@ class LiveSession:
         self._stop.set()
         if self._measurer is not None:
             self._measurer.join(1.0)
-        if self.worker is not None:  # kept (stopped): reports read its counts afterwards
-            self.worker.remove_listener(self._result_landed)
-            self.worker.remove_listener(self._frame_finished)
-            self.worker.stop()
+        self._stop_worker(self.worker)  # kept, stopped: reports read its counts afterwards
         if self.source is not None:
             self.source.stop()
 

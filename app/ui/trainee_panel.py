@@ -125,6 +125,9 @@ class TraineeController(QtCore.QObject):
         panel.scan_button.toggled.connect(self._scan_toggled)
         panel.scan_button.setVisible(False)
         window.overlay_controls.show_box.toggled.connect(self._overlay_toggled)
+        policy = window.target_label.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)  # hidden while asking: the panel must not jump
+        window.target_label.setSizePolicy(policy)
 
     def _build_marks(self, view: pg.ViewBox) -> None:
         self.click_mark = pg.ScatterPlotItem(pxMode=True, antialias=True)
@@ -269,13 +272,8 @@ class TraineeController(QtCore.QObject):
         self._next.start()
 
     def _show_answers(self, on: bool) -> None:
-        """The side panel's target line gives the vein's depth away: hidden while asking (its
-        place kept, so the panel does not jump)."""
-        label = self.window.target_label
-        policy = label.sizePolicy()
-        policy.setRetainSizeWhenHidden(True)
-        label.setSizePolicy(policy)
-        label.setVisible(on)
+        """The side panel's target line gives the vein's depth away: hidden while asking."""
+        self.window.target_label.setVisible(on)
 
     def _show_prompt(self, text: str, colour: str) -> None:
         frame = self.window.shown_frame

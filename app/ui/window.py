@@ -390,8 +390,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 and isinstance(self.source, RecordingSource))
         self.recorded_findings_action.setEnabled(isinstance(self.source, RecordingSource))
         showing = isinstance(self.model, RecordedFindings)
-        if want and (not showing or self.model.segmenter.name
-                     != recorded_findings(self.source).segmenter.name):
+        if want and (not showing or self.model.manifest is not self.source.manifest):
             self.session.set_model(recorded_findings(self.source))
             self.legend.set_classes(tuple(self.source.classes))
             self._set_banner("model", "")
