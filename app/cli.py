@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     return run_gui(args)
 
 
-def build_session(args: argparse.Namespace, errors: list[str]) -> LiveSession:
+def build_session(args: argparse.Namespace, errors: list[str],
+                  notes: list[str] | None = None) -> LiveSession:
     """The live session the headless run drives: remembered or detected image area and scale
     (the same store the window uses), the overlay policy from the arguments."""
     from app.pipeline.calibration import RoiStore
@@ -127,7 +128,10 @@ def build_session(args: argparse.Namespace, errors: list[str]) -> LiveSession:
     from app.pipeline.image_area import ImageArea
     from app.pipeline.roi import detect_roi
 
-    area = ImageArea(detect_roi, RoiStore(say=errors.append), say=errors.append,
+    # a settings file moved aside is a problem; what the image area found (its size changed,
+    # a scale read from the ruler) is news, not an error
+    say = notes.append if notes is not None else errors.append
+    area = ImageArea(detect_roi, RoiStore(say=errors.append), say=say,
                      find_scale=find_depth_scale)
     policy = OverlayPolicy(budget_s=args.budget_ms / 1000.0, follow=args.follow)
     return LiveSession(area, policy=policy, analyse_every_frame=args.analyse_every_frame)
@@ -147,7 +151,8 @@ def run_headless_cli(args: argparse.Namespace) -> int:
     if args.max_frames is None and args.duration is None and hasattr(source, "loop"):
         source.loop = False  # a clip with no frame limit plays once, then the run reports
     errors: list[str] = []
-    session = build_session(args, errors)
+    notes: list[str] = []
+    session = build_session(args, errors, notes)
     session.set_source(source, source_key(args.source))
     model_info = None
     try:
@@ -207,6 +212,7 @@ def run_headless_cli(args: argparse.Namespace) -> int:
                                "seconds": status.seconds, "dropped": status.dropped,
                                "stopped_because": status.stopped_because or None}
     report["mode"] = args.mode
+    report["notes"] = notes
     report["source_spec"] = args.source
     report["speed_choice"] = session.model.speed_note if session.model is not None else ""
     print(summary_line(report))

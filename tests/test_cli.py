@@ -361,3 +361,22 @@ def test_a_bad_settings_file_is_moved_aside_and_named_in_the_report(tmp_path, mo
     errors = json.loads(report_path.read_text())["errors"]
     assert any("rois.json" in e and "moved aside" in e for e in errors), errors
     assert not settings.exists() and list(settings.parent.glob("rois.json.corrupt*"))
+
+
+def test_a_scale_read_from_the_ruler_is_a_note_in_the_report_not_an_error(tmp_path, capsys):
+    import cv2
+
+    from tests.scanner_screens import draw_screen
+
+    screen = draw_screen((1280, 720), 40.0)
+    still = tmp_path / "screen.png"
+    cv2.imwrite(str(still), cv2.cvtColor(screen.image, cv2.COLOR_RGB2BGR))
+    model = make_model(tmp_path / "p.onnx")
+    report_path = tmp_path / "r.json"
+    code = cli.main(["--headless", "--source", str(still), "--mode", "plexus", "--model",
+                     str(model), "--provider", "cpu", "--report", str(report_path)])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads(report_path.read_text())
+    assert report["errors"] == []
+    assert any("read from the ruler" in n for n in report["notes"]), report["notes"]
+    assert report["pixel_spacing_mm"] == pytest.approx(screen.mm_per_px, rel=0.02)
