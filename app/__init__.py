@@ -9,6 +9,6 @@ import os
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 # Memory flat over hours of frames (see app/memory.py); before any thread allocates frames.
-from app.memory import tune_allocator  # noqa: E402
+from sonoguide.memory import tune_allocator  # noqa: E402
 
 tune_allocator()

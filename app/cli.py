@@ -20,14 +20,14 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from app.logs import LEVELS, configure_logging, log_start
-from app.phantom.scenes import SOURCE_SCENES
-from app.pipeline.analysis import DEFAULT_MODE, MODE_SCENES, MODES
-from app.pipeline.providers import (
+from sonoguide.logs import LEVELS, configure_logging, log_start
+from sonoguide.phantom.scenes import SOURCE_SCENES
+from sonoguide.pipeline.analysis import DEFAULT_MODE, MODE_SCENES, MODES
+from sonoguide.pipeline.providers import (
     PROVIDER_CHOICES,
     configure_cv2_threads,
 )
-from app.pipeline.session import (
+from sonoguide.pipeline.session import (
     DEFAULT_BUDGET_S,
     FOLLOW_MOTION,
     HIDE,
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.headless:
         return run_headless_cli(args)
     try:
-        from app.ui.app import run_gui
+        from sonoguide.ui.app import run_gui
     except ImportError as exc:
         _say(f"the window cannot start ({exc}); try --headless")
         return 1
@@ -123,10 +123,10 @@ def build_session(args: argparse.Namespace, errors: list[str],
                   notes: list[str] | None = None) -> LiveSession:
     """The live session the headless run drives: remembered or detected image area and scale
     (the same store the window uses), the overlay policy from the arguments."""
-    from app.pipeline.calibration import RoiStore
-    from app.pipeline.depth_scale import find_depth_scale
-    from app.pipeline.image_area import ImageArea
-    from app.pipeline.roi import detect_roi
+    from sonoguide.pipeline.calibration import RoiStore
+    from sonoguide.pipeline.depth_scale import find_depth_scale
+    from sonoguide.pipeline.image_area import ImageArea
+    from sonoguide.pipeline.roi import detect_roi
 
     # a settings file moved aside is a problem; what the image area found (its size changed,
     # a scale read from the ruler) is news, not an error
@@ -138,10 +138,10 @@ def build_session(args: argparse.Namespace, errors: list[str],
 
 
 def run_headless_cli(args: argparse.Namespace) -> int:
-    from app.pipeline.models import load_for_machine
-    from app.pipeline.runner import run_headless
-    from app.pipeline.segmenter import ModelLoadError
-    from app.sources.factory import open_source, source_key
+    from sonoguide.pipeline.models import load_for_machine
+    from sonoguide.pipeline.runner import run_headless
+    from sonoguide.pipeline.segmenter import ModelLoadError
+    from sonoguide.sources.factory import open_source, source_key
 
     try:
         source = open_source(args.source)
@@ -157,7 +157,7 @@ def run_headless_cli(args: argparse.Namespace) -> int:
     model_info = None
     try:
         if args.recorded_findings:
-            from app.sources.recording import RecordingSource, recorded_findings
+            from sonoguide.sources.recording import RecordingSource, recorded_findings
 
             if not isinstance(source, RecordingSource):
                 _say("--recorded-findings needs a recording folder as --source")
@@ -177,7 +177,7 @@ def run_headless_cli(args: argparse.Namespace) -> int:
         _say(f"model: {exc} -- running video without overlay")
     timeline = None
     if args.timeline is not None:
-        from app.pipeline.timeline import TimelineCsv
+        from sonoguide.pipeline.timeline import TimelineCsv
 
         try:
             timeline = TimelineCsv(args.timeline)
@@ -186,7 +186,7 @@ def run_headless_cli(args: argparse.Namespace) -> int:
             return 1
     recorder = None
     if args.record is not None:
-        from app.pipeline.recording import Recorder
+        from sonoguide.pipeline.recording import Recorder
 
         try:
             recorder = Recorder(args.record, info=_recording_info(args, session),
@@ -224,7 +224,7 @@ def run_headless_cli(args: argparse.Namespace) -> int:
             return 1
     if args.report is not None:
         try:
-            from app.pipeline.files import write_atomically
+            from sonoguide.pipeline.files import write_atomically
 
             write_atomically(args.report, json.dumps(report, indent=2, allow_nan=False) + "\n")
         except (OSError, ValueError) as exc:
@@ -266,8 +266,8 @@ def _stop_on_signals() -> Iterator[tuple[threading.Event, list[str]]]:
 
 def calibrate_speed_cli(args: argparse.Namespace) -> int:
     """Measure the shipped variants of every mode again and print what was chosen."""
-    from app.pipeline.segmenter import ModelLoadError
-    from app.pipeline.speed import choose_speed, format_table
+    from sonoguide.pipeline.segmenter import ModelLoadError
+    from sonoguide.pipeline.speed import choose_speed, format_table
 
     options = None if args.threads is None else (args.threads,)
     for mode in MODES:

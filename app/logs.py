@@ -1,7 +1,7 @@
 """Where a field problem leaves its trace: a rotating log file in the user's log folder.
 
 Every run logs its version, the platform, the models and providers it chose, and every banner
-the window showed (app.ui.banners), so a doctor's "it said NO SIGNAL twice this morning" can
+the window showed (sonoguide.ui.banners), so a doctor's "it said NO SIGNAL twice this morning" can
 be read back. Warnings also go to stderr, as before.
 
     Linux    ~/.local/state/SonoGuide/log/sonoguide.log

@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "assets" / "screenshot.png")
     args = parser.parse_args(argv)
 
-    from app.ui.app import ensure_app, real_deps
-    from app.ui.controller import PHANTOM_SCENE_FOR_MODE
-    from app.ui.window import MainWindow
+    from sonoguide.ui.app import ensure_app, real_deps
+    from sonoguide.ui.controller import PHANTOM_SCENE_FOR_MODE
+    from sonoguide.ui.window import MainWindow
 
     app = ensure_app()
     window = MainWindow(real_deps(args.provider, None),

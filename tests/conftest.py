@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-import app  # noqa: F401  (ONNX Runtime telemetry off before any test loads onnxruntime)
+import sonoguide  # noqa: F401  (ONNX Runtime telemetry off before any test loads onnxruntime)
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 

@@ -32,7 +32,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from app.pipeline.contract import PRESENCE_OUTPUT, ModelContract
+from sonoguide.pipeline.contract import PRESENCE_OUTPUT, ModelContract
 
 PLEXUS = ("background", "nerve", "vessel")
 JUGULAR = ("background", "vein", "artery")

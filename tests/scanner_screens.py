@@ -13,8 +13,8 @@ a grey-map colour bar, a TGC curve with evenly spaced nodes, a focus marker, loo
 screens are drawn at another size and rescaled, as a capture card does, some JPEG-compressed or
 noisy. Every screen is the same for the same seed and knows its true mm per pixel.
 
---measure runs app.pipeline.depth_scale.find_depth_scale over n such screens (and n/5 without a
-ruler) and prints how often it found the scale within 2 %, was wrong, or asked.
+--measure runs sonoguide.pipeline.depth_scale.find_depth_scale over n such screens (and n/5
+without a ruler) and prints how often it found the scale within 2 %, was wrong, or asked.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.pipeline.frames import Roi
+from sonoguide.pipeline.frames import Roi
 from tests.clips import speckle_image
 
 SIZES = ((640, 480), (1280, 720), (1920, 1080))
@@ -320,8 +320,8 @@ def outcome(screen: Screen, result: object) -> str:
 
 
 def measure(n: int = 300, seed: int = 0, detect: bool = False) -> dict:
-    from app.pipeline.depth_scale import find_depth_scale
-    from app.pipeline.roi import detect_roi
+    from sonoguide.pipeline.depth_scale import find_depth_scale
+    from sonoguide.pipeline.roi import detect_roi
 
     cv2.setNumThreads(1)  # "on one core": the time is this thread's CPU time, whatever else runs
     counts: dict[str, int] = {}

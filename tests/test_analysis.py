@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from app.pipeline.analysis import Analyzer
-from app.pipeline.frames import Roi
-from app.pipeline.segmenter import Prediction, Segmenter
+from sonoguide.pipeline.analysis import Analyzer
+from sonoguide.pipeline.frames import Roi
+from sonoguide.pipeline.segmenter import Prediction, Segmenter
 from tests.model_factory import JUGULAR, PLEXUS, make_model
 
 MODEL_HW = (64, 64)
@@ -218,14 +218,14 @@ def test_real_model_through_an_offset_roi(tmp_path):
     assert result.target.depth_mm == pytest.approx((165.5 - 100) * 0.05, abs=0.1)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("app.phantom.simulator") is None,
+@pytest.mark.skipif(importlib.util.find_spec("sonoguide.phantom.simulator") is None,
                     reason="phantom simulator not there yet")
 def test_phantom_truth_round_trip_lands_on_the_true_vein():
     """Perfect probabilities from the phantom's own labels, through the detected ROI and a
     128x128 model space, must put the vein target on the true vein of the full frame."""
-    from app.phantom.labels import VEIN, to_model_classes
-    from app.phantom.simulator import PhantomSimulator
-    from app.pipeline.roi import detect_roi
+    from sonoguide.phantom.labels import VEIN, to_model_classes
+    from sonoguide.phantom.simulator import PhantomSimulator
+    from sonoguide.pipeline.roi import detect_roi
 
     phantom = PhantomSimulator("jugular", seed=0, size=(512, 512)).render(0.0)
     roi = detect_roi(phantom.image)

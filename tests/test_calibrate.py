@@ -8,18 +8,18 @@ import pytest
 
 pytest.importorskip("torch")
 
-from app.pipeline.contract import (  # noqa: E402
+from sonoguide.pipeline.contract import (  # noqa: E402
     DEFAULT_UNSURE_BELOW,
     KEY_UNSURE,
     ContractError,
     ModelContract,
 )
-from app.pipeline.frames import Roi  # noqa: E402
-from app.pipeline.models import load_mode  # noqa: E402
+from sonoguide.pipeline.frames import Roi  # noqa: E402
+from sonoguide.pipeline.models import load_mode  # noqa: E402
+from sonoguide.training.calibrate import cross_check, levels, write_levels  # noqa: E402
+from sonoguide.training.data import Sample  # noqa: E402
+from sonoguide.training.outlines import Outline, app_outlines, dashed_counts  # noqa: E402
 from tests.model_factory import PLEXUS, make_model  # noqa: E402
-from training.calibrate import cross_check, levels, write_levels  # noqa: E402
-from training.data import Sample  # noqa: E402
-from training.outlines import Outline, app_outlines, dashed_counts  # noqa: E402
 
 SIZE = 96
 
@@ -95,7 +95,7 @@ def test_contract_carries_levels_and_refuses_bad_ones():
 def test_shipped_models_are_calibrated_and_the_first_screen_is_drawn_sure(mode, scene):
     """What a new user sees first, the built-in phantom patient, must not look doubtful; and
     each shipped model carries a level for every structure it draws."""
-    from app.phantom.simulator import PhantomSimulator
+    from sonoguide.phantom.simulator import PhantomSimulator
 
     segmenter, analyzer = load_mode(mode, provider="cpu")
     assert {name for name, _ in segmenter.contract.unsure_below} == set(segmenter.classes[1:])

@@ -14,14 +14,14 @@ import cv2
 import numpy as np
 import pytest
 
-from app import cli
-from app.pipeline import runner
-from app.pipeline.analysis import Analyzer
-from app.pipeline.models import LoadedModel
-from app.pipeline.runner import run_headless
-from app.pipeline.segmenter import Segmenter
-from app.pipeline.session import LiveSession
-from app.sources.base import FrameSource, SourceState
+from sonoguide import cli
+from sonoguide.pipeline import runner
+from sonoguide.pipeline.analysis import Analyzer
+from sonoguide.pipeline.models import LoadedModel
+from sonoguide.pipeline.runner import run_headless
+from sonoguide.pipeline.segmenter import Segmenter
+from sonoguide.pipeline.session import LiveSession
+from sonoguide.sources.base import FrameSource, SourceState
 from tests.clips import truncate_copy, write_clip
 from tests.model_factory import JUGULAR, make_model
 
@@ -123,7 +123,7 @@ def test_bad_arguments_exit_2(capsys):
     (["--source", "camera:1"], "camera:1", "jugular"),
 ])
 def test_no_headless_opens_the_window_with_the_mode_phantom(monkeypatch, argv, source, mode):
-    import app.ui.app
+    import sonoguide.ui.app
 
     seen = {}
 
@@ -131,14 +131,14 @@ def test_no_headless_opens_the_window_with_the_mode_phantom(monkeypatch, argv, s
         seen.update(vars(args))
         return 0
 
-    monkeypatch.setattr(app.ui.app, "run_gui", fake_run_gui)
+    monkeypatch.setattr(sonoguide.ui.app, "run_gui", fake_run_gui)
     assert cli.main(argv) == 0
     assert seen["source"] == source and seen["mode"] == mode
     assert seen["provider"] == "auto" and seen["model"] is None
 
 
-@pytest.mark.skipif(importlib.util.find_spec("app.sources.phantom") is None,
-                    reason="app.sources.phantom not there yet")
+@pytest.mark.skipif(importlib.util.find_spec("sonoguide.sources.phantom") is None,
+                    reason="sonoguide.sources.phantom not there yet")
 def test_headless_phantom_end_to_end(tmp_path, capsys):
     model = make_model(tmp_path / "ij.onnx", classes=JUGULAR, size=(96, 96), presence=True)
     report_path = tmp_path / "r.json"
@@ -324,7 +324,7 @@ def test_sigterm_ends_a_headless_run_with_its_report_and_timeline(tmp_path, plex
     report_path, timeline_path = tmp_path / "r.json", tmp_path / "t.csv"
     env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"), "HOME": str(tmp_path)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "--headless", "--source", "phantom:plexus",
+        [sys.executable, "-m", "sonoguide.cli", "--headless", "--source", "phantom:plexus",
          "--mode", "plexus", "--model", str(plexus_model), "--provider", "cpu",
          "--threads", "1", "--report", str(report_path), "--timeline", str(timeline_path)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

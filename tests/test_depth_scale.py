@@ -1,4 +1,4 @@
-"""The depth scale found on the scanner screen (app.pipeline.depth_scale), on drawn screens
+"""The depth scale found on the scanner screen (sonoguide.pipeline.depth_scale), on drawn screens
 (tests.scanner_screens) whose true mm per pixel is known. Never a silent wrong scale: where
 the finder cannot tell, it gives no scale and says why, or asks for the tick interval."""
 
@@ -9,9 +9,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from app.pipeline.depth_scale import DepthScale, find_depth_scale
-from app.pipeline.frames import Roi
-from app.pipeline.roi import detect_roi
+from sonoguide.pipeline.depth_scale import DepthScale, find_depth_scale
+from sonoguide.pipeline.frames import Roi
+from sonoguide.pipeline.roi import detect_roi
 from tests.scanner_screens import Ruler, draw_screen, measure, outcome, random_screen
 
 WITHIN = 0.02  # the issue's bar: the scale within 2 % of the truth
@@ -225,8 +225,8 @@ def test_grey_screens_and_the_detected_image_area():
 def test_other_drawings_of_a_ruler():
     """Rulers drawn by the project's other screen makers: the scanner clip's (ticks every
     5 mm over 50 mm) and tests.clips.scanner_screen (minor ticks every h/40 px)."""
+    from sonoguide.training.scanner_clip import DEPTH_MM, IMAGE_AREA, screen_template
     from tests.clips import scanner_screen
-    from training.scanner_clip import DEPTH_MM, IMAGE_AREA, screen_template
 
     roi = Roi(*IMAGE_AREA)
     found = find_depth_scale(np.ascontiguousarray(screen_template()[:, :, ::-1]), roi)

@@ -1,4 +1,5 @@
-"""training.dequantize: a QDQ int8 model -> a float32 model that answers like it, same contract."""
+"""sonoguide.training.dequantize: a QDQ int8 model -> a float32 model that answers like it,
+same contract."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from app.pipeline.contract import PRESENCE_OUTPUT
-from app.pipeline.segmenter import Segmenter
-from tests.model_factory import IR_VERSION, OPSET, PLEXUS, contract_for
-from training.dequantize import (
+from sonoguide.pipeline.contract import PRESENCE_OUTPUT
+from sonoguide.pipeline.segmenter import Segmenter
+from sonoguide.training.dequantize import (
     DequantizeError,
     compare_models,
     dequantize_file,
@@ -20,6 +20,7 @@ from training.dequantize import (
     main,
     speckle_inputs,
 )
+from tests.model_factory import IR_VERSION, OPSET, PLEXUS, contract_for
 
 SIZE = (32, 32)
 

@@ -28,11 +28,11 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from app import cli
-from app.pipeline.frames import Roi
-from app.sources.base import SourceState
-from app.sources.dicom import DicomSource, frame_rate, region_calibration
-from app.sources.factory import open_source, source_key
+from sonoguide import cli
+from sonoguide.pipeline.frames import Roi
+from sonoguide.sources.base import SourceState
+from sonoguide.sources.dicom import DicomSource, frame_rate, region_calibration
+from sonoguide.sources.factory import open_source, source_key
 from tests.clips import WAIT_S, frame_image, frame_index_of, red_corner_rgb, wait_for
 from tests.model_factory import make_model
 

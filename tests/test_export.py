@@ -7,22 +7,22 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from app.pipeline.contract import ContractError, ModelContract  # noqa: E402
-from training.bench import bench, quantize_int8  # noqa: E402
-from training.evaluate import (  # noqa: E402
+from sonoguide.pipeline.contract import ContractError, ModelContract  # noqa: E402
+from sonoguide.training.bench import bench, quantize_int8  # noqa: E402
+from sonoguide.training.evaluate import (  # noqa: E402
     evaluate_samples,
     hd95_px,
     map_classes,
     markdown_table,
 )
-from training.export import (  # noqa: E402
+from sonoguide.training.export import (  # noqa: E402
     ExportError,
     check_contract,
     export_onnx,
     ort_session,
     verify_against_torch,
 )
-from training.nets import SegNet  # noqa: E402
+from sonoguide.training.nets import SegNet  # noqa: E402
 
 CLASSES = ("background", "nerve", "vessel")
 
@@ -43,7 +43,7 @@ def test_export_writes_a_model_the_app_accepts(tmp_path):
     got = check_contract(session)
     assert got.classes == CLASSES and (got.height, got.width) == (32, 32)
     assert [o.name for o in session.get_outputs()] == ["logits", "presence"]
-    from app.pipeline.segmenter import Segmenter
+    from sonoguide.pipeline.segmenter import Segmenter
 
     seg = Segmenter(path, provider="cpu")
     pred = seg.predict(np.full((64, 64), 90, np.uint8))
@@ -110,7 +110,7 @@ def test_vein_and_artery_merge_into_vessel_for_real_images():
 
 
 def test_evaluate_reports_missed_structures_and_false_positives(tmp_path):
-    from training.data import Sample
+    from sonoguide.training.data import Sample
 
     path = export_onnx(tiny_net(), contract(), tmp_path / "m.onnx")
     mask = np.zeros((32, 32), np.uint8)
@@ -135,7 +135,7 @@ class BrightIsNerve(torch.nn.Module):
 
 def test_evaluation_crops_to_the_roi_as_the_app_does_and_counts_what_it_cuts_off(tmp_path):
     """A nerve the app's ROI cuts off is a missed nerve, whatever the model could have done."""
-    from training.data import Sample
+    from sonoguide.training.data import Sample
 
     c = ModelContract(CLASSES, 32, 32, 1 / 255, 0.3, 0.2, "test-1", "unit test")
     path = export_onnx(BrightIsNerve(), c, tmp_path / "m.onnx")
@@ -154,7 +154,7 @@ def test_evaluation_crops_to_the_roi_as_the_app_does_and_counts_what_it_cuts_off
 def test_a_false_outline_beside_a_found_structure_is_counted_as_stray(tmp_path):
     """A second bright blob away from the labelled nerve is what a user sees as a false nerve:
     Dice only dips, the stray-outline rate says it."""
-    from training.data import Sample
+    from sonoguide.training.data import Sample
 
     c = ModelContract(CLASSES, 32, 32, 1 / 255, 0.3, 0.2, "test-1", "unit test")
     path = export_onnx(BrightIsNerve(), c, tmp_path / "m.onnx")
@@ -184,8 +184,8 @@ class FaintIsNerve(torch.nn.Module):
 def test_outlines_the_model_is_unsure_of_are_counted_as_drawn_dashed(tmp_path):
     """The app draws a structure under the model's unsure level dashed; the evaluation says how
     many true and stray outlines a user would see dashed, with the level the model carries."""
-    from app.pipeline.contract import DEFAULT_UNSURE_BELOW
-    from training.data import Sample
+    from sonoguide.pipeline.contract import DEFAULT_UNSURE_BELOW
+    from sonoguide.training.data import Sample
 
     c = ModelContract(CLASSES, 32, 32, 1 / 255, 0.3, 0.2, "test-1", "unit test")
     path = export_onnx(FaintIsNerve(), c, tmp_path / "m.onnx")

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.sources.base import SourceState
-from app.sources.file import FileSource
+from sonoguide.sources.base import SourceState
+from sonoguide.sources.file import FileSource
 from tests.clips import WAIT_S, frame_index_of, wait_for, write_clip
 
 FPS = 30.0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import os
 
-from app import cli
-from app.logs import configure_logging
+from sonoguide import cli
+from sonoguide.logs import configure_logging
 from tests.model_factory import make_model
 
 
@@ -24,7 +24,7 @@ def test_a_headless_run_logs_what_ran_with_which_model(tmp_path, capsys):
 
 
 def test_banners_shown_in_the_window_are_logged(qtbot, tmp_path):
-    from app.ui.banners import Banners
+    from sonoguide.ui.banners import Banners
 
     path = configure_logging("INFO", tmp_path)
     banners = Banners()

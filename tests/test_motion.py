@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from app.phantom.labels import JUGULAR_CLASSES, to_model_classes
-from app.phantom.simulator import PhantomSimulator
-from app.pipeline.frames import Frame, Roi, Segmentation, Structure, Target
-from app.pipeline.motion import (
+from sonoguide.phantom.labels import JUGULAR_CLASSES, to_model_classes
+from sonoguide.phantom.simulator import PhantomSimulator
+from sonoguide.pipeline.frames import Frame, Roi, Segmentation, Structure, Target
+from sonoguide.pipeline.motion import (
     AREA_CHANGED,
     BLANK,
     SIZE_CHANGED,
@@ -342,8 +342,8 @@ def test_unwarped_identity_keeps_everything():
 def test_chain_measures_once_per_frame_and_composes_to_the_direct_motion():
     """Frame to frame along a sweep: composing the links from frame 0 to frame 4 lands where
     one direct measurement does, and asking again costs no new measurement."""
-    from app.pipeline.motion import MotionChain
-    from app.pipeline.shown_accuracy import Sweep, phantom_frames
+    from sonoguide.pipeline.motion import MotionChain
+    from sonoguide.pipeline.shown_accuracy import Sweep, phantom_frames
 
     frames = phantom_frames("jugular", seconds=5 / 30, sweep=Sweep(speed_mm_s=20.0))
     chain = MotionChain()
@@ -363,7 +363,7 @@ def test_chain_measures_once_per_frame_and_composes_to_the_direct_motion():
 
 
 def test_chain_refuses_a_move_across_a_refused_link():
-    from app.pipeline.motion import MotionChain
+    from sonoguide.pipeline.motion import MotionChain
 
     rng = np.random.default_rng(3)
     textured = cv2.GaussianBlur(rng.gamma(2.0, 40.0, (256, 256)).clip(0, 255).astype(np.uint8),

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.pipeline.contract import DEFAULT_UNSURE_BELOW
-from app.pipeline.frames import Frame, Roi, Segmentation, Structure, Target
-from app.ui import theme
-from app.ui.overlay import contour_style, target_text
-from app.ui.snapshot import render_overlay_bgr
+from sonoguide.pipeline.contract import DEFAULT_UNSURE_BELOW
+from sonoguide.pipeline.frames import Frame, Roi, Segmentation, Structure, Target
+from sonoguide.ui import theme
+from sonoguide.ui.overlay import contour_style, target_text
+from sonoguide.ui.snapshot import render_overlay_bgr
 
 PLEXUS = ("background", "nerve", "vessel")
 
@@ -63,7 +63,7 @@ def test_target_text_shows_the_analyzers_depth_or_asks_for_a_calibration():
 
 
 def test_policy_draws_own_frame_hides_stale_and_unmeasured():
-    from app.pipeline.session import FRESH, HIDDEN, HOLD, NO_MODEL, OverlayPolicy
+    from sonoguide.pipeline.session import FRESH, HIDDEN, HOLD, NO_MODEL, OverlayPolicy
 
     hold = OverlayPolicy(budget_s=0.1, follow=HOLD)
     own = hold.decide(frame(5, 1.00), seg(5, 1.00), model_ready_since=0.0)
@@ -105,7 +105,7 @@ def view(qtbot):
 
 
 def test_overlay_items_are_reused_between_frames(view):
-    from app.ui.overlay import OverlayItems
+    from sonoguide.ui.overlay import OverlayItems
 
     overlay = OverlayItems(view)
     two = seg(1, structures=[structure("nerve", 20, 20), structure("vessel", 60, 40)],
@@ -130,7 +130,7 @@ def test_overlay_items_are_reused_between_frames(view):
 
 
 def test_depth_ruler_reads_mm_below_the_roi_top(qtbot):
-    from app.ui.overlay import DepthAxis
+    from sonoguide.ui.overlay import DepthAxis
 
     axis = DepthAxis()
     assert axis.tickValues(0, 400, 400) == []  # no spacing known: no made-up scale
@@ -144,7 +144,7 @@ def test_depth_ruler_reads_mm_below_the_roi_top(qtbot):
 def test_target_label_stays_on_the_image_side_of_the_marker(view, qtbot):
     """A target near the right edge gets its label on the left of the marker, so the depth
     text never runs off the image; near the left edge it stays on the right."""
-    from app.ui.overlay import OverlayItems, target_summary
+    from sonoguide.ui.overlay import OverlayItems, target_summary
 
     view.setRange(xRange=(0, 100), yRange=(0, 80), padding=0.0)
     overlay = OverlayItems(view)
@@ -173,9 +173,9 @@ def test_snapshot_keeps_patient_details_out_and_never_leaves_half_files(tmp_path
 
     import cv2
 
-    from app.pipeline import files
-    from app.pipeline.calibration import default_snapshot_dir
-    from app.ui import snapshot
+    from sonoguide.pipeline import files
+    from sonoguide.pipeline.calibration import default_snapshot_dir
+    from sonoguide.ui import snapshot
 
     image = np.full((120, 160), 90, np.uint8)
     image[:10, :] = 255  # the scanner's header: patient name and ID

@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from app.phantom.generator import DEPTH_RANGE_MM, generate
-from app.phantom.labels import ARTERY, NEEDLE, NERVE, VEIN
-from app.phantom.simulator import PhantomSimulator
+from sonoguide.phantom.generator import DEPTH_RANGE_MM, generate
+from sonoguide.phantom.labels import ARTERY, NEEDLE, NERVE, VEIN
+from sonoguide.phantom.simulator import PhantomSimulator
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 SMALL = (192, 192)
@@ -147,7 +147,7 @@ def test_first_rib_casts_an_acoustic_shadow():
 def test_fluid_gives_posterior_enhancement(monkeypatch):
     # the same patient twice: as built, and with blood attenuating like soft tissue. Under the
     # vein the real one is clearly brighter; above it nothing changes.
-    import app.phantom.anatomy as anatomy
+    import sonoguide.phantom.anatomy as anatomy
 
     sim = _find_patient("jugular", _lateral, size=(256, 256))
     real = sim.render(0.0).image.astype(float)
@@ -243,7 +243,7 @@ def test_bad_scene_is_a_clear_error():
 
 
 def test_phantom_source_publishes_labelled_frames():
-    from app.sources.phantom import PhantomSource
+    from sonoguide.sources.phantom import PhantomSource
 
     src = PhantomSource("plexus", fps=60.0, size=(96, 96))
     assert src.name == "phantom:supraclavicular"
@@ -263,7 +263,7 @@ def test_phantom_source_publishes_labelled_frames():
 
 
 def test_cli_writes_frames_and_clip(tmp_path):
-    from app.phantom.cli import main
+    from sonoguide.phantom.cli import main
 
     assert main(["--scene", "jugular", "--frames", "3", "--size", "64", "64",
                  "--out", str(tmp_path / "f")]) == 0
@@ -282,7 +282,7 @@ def test_cli_writes_frames_and_clip(tmp_path):
 
 
 def test_generator_index_addressable_and_patients_shared_on_request():
-    from app.phantom.generator import sample
+    from sonoguide.phantom.generator import sample
 
     frames = list(generate("jugular", 4, seed=3, size=(96, 96), frames_per_patient=2))
     alone = sample("jugular", 3, 3, size=(96, 96), frames_per_patient=2)
@@ -337,7 +337,7 @@ def test_vein_breathes_and_probe_slide_moves_the_anatomy():
 def _topmost_parts(sim: PhantomSimulator, size: int) -> np.ndarray:
     """Which anatomy part is visible at each screen pixel (probe centred, untilted): the
     painter's order of the tissue maps, on the screen grid."""
-    from app.phantom.tissue import Grid
+    from sonoguide.phantom.tissue import Grid
 
     sp = sim.depth_mm / size
     grid = Grid(sp, -size * sp / 2, size, size)
@@ -374,7 +374,7 @@ def test_dark_muscle_and_look_alikes_are_dark_background(scene):
 
 
 def test_vessel_free_training_patients_at_the_intended_rate():
-    from app.phantom.generator import VESSEL_FREE_RATE, _patient
+    from sonoguide.phantom.generator import VESSEL_FREE_RATE, _patient
 
     n = 120
     free = [_patient("jugular", 0, i, (64, 64)).anatomy.vessels == [] for i in range(n)]
@@ -426,7 +426,7 @@ def test_hypoechoic_soft_vessel_is_darker_than_tissue_and_enhances_below(monkeyp
     # a big plexus vessel with slow-flow echoes and no wall: grey rather than black, still
     # darker than the tissue round it, and the tissue below it is brighter (posterior
     # enhancement: the cue that tells it from a dark muscle belly)
-    import app.phantom.anatomy as anatomy
+    import sonoguide.phantom.anatomy as anatomy
 
     size = 320
     sim = _find_patient("supraclavicular", _hypoechoic_vessel, size=(size, size))
@@ -468,7 +468,7 @@ def test_plexus_vessels_range_from_black_ringed_to_grey_soft_and_large():
 def test_dark_muscle_distractors_are_elongated_with_fascia(scene):
     # a dark muscle belly must not look like a vessel: elongated (not a compact round blob),
     # with a bright fascial boundary; no posterior enhancement (it attenuates like tissue)
-    import app.phantom.anatomy as anatomy
+    import sonoguide.phantom.anatomy as anatomy
 
     assert anatomy.TISSUES["dmuscle"][1] >= anatomy.TISSUES["deep"][1]
     n = 0

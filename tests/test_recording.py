@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app import cli
-from app.pipeline.frames import Frame, Roi, Segmentation, Structure
-from app.pipeline.recording import FRAMES, MANIFEST, Recorder
-from app.sources.base import SourceState
-from app.sources.factory import open_source
-from app.sources.recording import RecordingSource
+from sonoguide import cli
+from sonoguide.pipeline.frames import Frame, Roi, Segmentation, Structure
+from sonoguide.pipeline.recording import FRAMES, MANIFEST, Recorder
+from sonoguide.sources.base import SourceState
+from sonoguide.sources.factory import open_source
+from sonoguide.sources.recording import RecordingSource
 from tests.clips import wait_for
 from tests.model_factory import make_model
 
@@ -170,7 +170,7 @@ def test_sigkill_while_recording_loses_at_most_the_last_second(tmp_path):
 
 
 def test_a_recording_replays_with_the_findings_recorded_with_it(tmp_path, capsys):
-    from app.pipeline.replay import segmentation_from_record
+    from sonoguide.pipeline.replay import segmentation_from_record
 
     folder = tmp_path / "rec"
     record(folder, 12)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from app.pipeline.frames import Roi
-from app.pipeline.roi import (
+from sonoguide.paths import data_root
+from sonoguide.pipeline.frames import Roi
+from sonoguide.pipeline.roi import (
     RoiSetting,
     RoiStore,
     depth_mm,
@@ -25,9 +24,7 @@ from app.pipeline.roi import (
 from tests.clips import frame_image, scanner_screen, speckle_image, write_clip
 
 # the real usgra-seg images: $SONOGUIDE_DATA_ROOT, else ../shared/data beside the repository
-DATA_ROOT = Path(os.environ.get("SONOGUIDE_DATA_ROOT")
-                 or Path(__file__).resolve().parents[2] / "shared" / "data")
-REAL_IMAGES = DATA_ROOT / "usgra-seg" / "images"
+REAL_IMAGES = data_root() / "usgra-seg" / "images"
 REAL_MASKS = REAL_IMAGES.parent / "masks"  # colour masks: any non-black pixel is labelled
 TOLERANCE_PX = 3
 

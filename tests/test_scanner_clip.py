@@ -1,4 +1,5 @@
-"""training.scanner_clip: a scanner-screen clip of labelled images, with its JSON of truth."""
+"""sonoguide.training.scanner_clip: a scanner-screen clip of labelled images, with its JSON of
+truth."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import json
 import cv2
 import numpy as np
 
-from app.pipeline.roi import detect_roi
+from sonoguide.pipeline.roi import detect_roi
+from sonoguide.training.scanner_clip import main
 from tests.clips import speckle_image
-from training.scanner_clip import main
 
 
 def _fake_usgra(root):

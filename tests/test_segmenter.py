@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from app.pipeline.contract import KEY_CLASSES, ContractError
-from app.pipeline.providers import nvidia_gpu_count
-from app.pipeline.segmenter import ModelLoadError, Segmenter
+from sonoguide.pipeline.contract import KEY_CLASSES, ContractError
+from sonoguide.pipeline.providers import nvidia_gpu_count
+from sonoguide.pipeline.segmenter import ModelLoadError, Segmenter
 from tests.clips import wait_for
 from tests.model_factory import JUGULAR, contract_for, make_model
 
@@ -144,7 +144,7 @@ def test_unknown_provider_is_refused(threshold_model):
     ("cpu", True, ["CPU"], ""),
 ])
 def test_provider_plan_when_a_gpu_answers(monkeypatch, request_name, trt_libs, want, note):
-    from app.pipeline import providers
+    from sonoguide.pipeline import providers
 
     monkeypatch.setattr(providers, "nvidia_gpu_count", lambda: 1)
     monkeypatch.setattr(providers, "tensorrt_libraries_present", lambda: trt_libs)
@@ -171,9 +171,9 @@ def test_non_finite_or_impossible_normalisation_is_refused(tmp_path, field, valu
 def test_non_finite_output_is_dropped_never_drawn(tmp_path):
     """A model whose output is NaN on bright pictures (finite on the blank warm-up input):
     the frame's result is refused with a message, and the worker counts it as an error."""
-    from app.pipeline.analysis import Analyzer
-    from app.pipeline.frames import Frame
-    from app.pipeline.worker import InferenceWorker
+    from sonoguide.pipeline.analysis import Analyzer
+    from sonoguide.pipeline.frames import Frame
+    from sonoguide.pipeline.worker import InferenceWorker
 
     segmenter = Segmenter(make_model(tmp_path / "nan.onnx", kind="nan_bright"), provider="cpu")
     image = np.full((64, 64), 200, np.uint8)
@@ -204,7 +204,7 @@ def test_every_kind_of_frame_is_read_right_or_refused_clearly(threshold_model, i
     """One definition of a frame: what can be converted is converted (and reads like the same
     picture in uint8), the rest is refused with a message saying what it is, never an OpenCV
     assertion and never a silent misreading."""
-    from app.pipeline.frames import FrameError
+    from sonoguide.pipeline.frames import FrameError
 
     segmenter = Segmenter(threshold_model, provider="cpu")
     if want == "converted":
@@ -218,7 +218,7 @@ def test_every_kind_of_frame_is_read_right_or_refused_clearly(threshold_model, i
 
 def test_a_source_hands_over_only_uint8_frames():
     """A 16-bit capture is published as uint8: nothing downstream sees another kind."""
-    from app.sources.base import FrameSource
+    from sonoguide.sources.base import FrameSource
 
     class Deep(FrameSource):
         def _run(self) -> None:

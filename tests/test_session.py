@@ -8,13 +8,13 @@ import time
 import numpy as np
 import pytest
 
-from app.pipeline.calibration import RoiStore
-from app.pipeline.frames import Frame, Roi
-from app.pipeline.image_area import ImageArea
-from app.pipeline.models import LoadedModel, analyzer_for
-from app.pipeline.segmenter import Segmenter
-from app.pipeline.session import FOLLOWED, FRESH, NO_MODEL, LiveSession
-from app.sources.base import FrameSource, SourceState
+from sonoguide.pipeline.calibration import RoiStore
+from sonoguide.pipeline.frames import Frame, Roi
+from sonoguide.pipeline.image_area import ImageArea
+from sonoguide.pipeline.models import LoadedModel, analyzer_for
+from sonoguide.pipeline.segmenter import Segmenter
+from sonoguide.pipeline.session import FOLLOWED, FRESH, NO_MODEL, LiveSession
+from sonoguide.sources.base import FrameSource, SourceState
 from tests.model_factory import make_model
 
 
@@ -174,7 +174,7 @@ def test_a_clip_that_waits_for_the_model_never_sticks_on_a_frame(tmp_path):
     """A model that arrives while a frame is already on screen analyses that frame at once (the
     clip would otherwise wait for an answer that never comes); a frozen view lets the clip
     play on underneath instead of crawling from one give-up to the next."""
-    from app.sources.file import FileSource
+    from sonoguide.sources.file import FileSource
     from tests.clips import write_clip
 
     clip = write_clip(tmp_path / "clip.avi", n_frames=120)
@@ -200,8 +200,8 @@ def test_a_clip_that_waits_for_the_model_never_sticks_on_a_frame(tmp_path):
 
 def test_a_screen_without_a_scale_gets_it_from_the_depth_ruler_kept_only_when_confirmed(
         tmp_path):
-    from app.pipeline.calibration import RoiStore
-    from app.pipeline.depth_scale import find_depth_scale
+    from sonoguide.pipeline.calibration import RoiStore
+    from sonoguide.pipeline.depth_scale import find_depth_scale
     from tests.scanner_screens import draw_screen
 
     screen = draw_screen((1280, 720), 40.0)

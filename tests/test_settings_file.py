@@ -1,4 +1,4 @@
-"""app.pipeline.settings_file and the ROI store on it: no settings file can stop the app."""
+"""sonoguide.pipeline.settings_file and the ROI store on it: no settings file can stop the app."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from app.pipeline import settings_file
-from app.pipeline.calibration import RoiSetting, RoiStore
-from app.pipeline.frames import Roi
-from app.pipeline.settings_file import (
+from sonoguide.pipeline import settings_file
+from sonoguide.pipeline.calibration import RoiSetting, RoiStore
+from sonoguide.pipeline.frames import Roi
+from sonoguide.pipeline.settings_file import (
     KEEP_ASIDE,
     SettingsRead,
     read_json_settings,
@@ -288,7 +288,7 @@ def test_a_store_tells_again_when_saving_fails_again_after_working(tmp_path, mon
         return "Cannot save settings: disk full (kept for this session only)." if failing[0] \
             else real(p, data)
 
-    monkeypatch.setattr("app.pipeline.calibration.write_json_settings", write)
+    monkeypatch.setattr("sonoguide.pipeline.calibration.write_json_settings", write)
     store.set("a", pixel_spacing_mm=0.1)
     store.set("a", pixel_spacing_mm=0.2)
     failing[0] = False

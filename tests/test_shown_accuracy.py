@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.pipeline.frames import Frame, Segmentation
-from app.pipeline.session import FOLLOW_MOTION, HIDE, HOLD, OverlayPolicy
-from app.pipeline.shown_accuracy import (
+from sonoguide.pipeline.frames import Frame, Segmentation
+from sonoguide.pipeline.session import FOLLOW_MOTION, HIDE, HOLD, OverlayPolicy
+from sonoguide.pipeline.shown_accuracy import (
     Sweep,
     overlay_masks,
     phantom_frames,

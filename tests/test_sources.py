@@ -11,11 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
-from app.sources.base import SourceState
-from app.sources.capture import CaptureSource
-from app.sources.devices import list_capture_devices
-from app.sources.factory import open_source, source_key
-from app.sources.file import FileSource
+from sonoguide.sources.base import SourceState
+from sonoguide.sources.capture import CaptureSource
+from sonoguide.sources.devices import list_capture_devices
+from sonoguide.sources.factory import open_source, source_key
+from sonoguide.sources.file import FileSource
 from tests.clips import (
     WAIT_S,
     frame_image,
@@ -407,7 +407,7 @@ def test_source_keys_identify_the_same_source(clip20):
     assert source_key("/gone/clip.mp4").startswith("file:")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("app.sources.phantom") is None,
+@pytest.mark.skipif(importlib.util.find_spec("sonoguide.sources.phantom") is None,
                     reason="phantom source not built yet")
 def test_factory_opens_phantom_scenes():
     jugular = open_source("phantom")
@@ -444,7 +444,7 @@ def test_a_file_name_too_long_for_the_disk_is_a_message_not_a_traceback(tmp_path
 
 
 def test_every_scene_the_simulator_draws_is_a_source_and_in_the_menu_list():
-    from app.phantom.scenes import ALIASES, LABELS, SCENES
+    from sonoguide.phantom.scenes import ALIASES, LABELS, SCENES
 
     for scene in (*SCENES, *ALIASES):  # interscalene was once refused though the phantom had it
         source = open_source(f"phantom:{scene}")

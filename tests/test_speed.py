@@ -1,4 +1,5 @@
-"""app.pipeline.speed: time the shipped variants, pick the fastest the card allows, cache it."""
+"""sonoguide.pipeline.speed: time the shipped variants, pick the fastest the card allows,
+cache it."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from app.pipeline import speed
-from app.pipeline.analysis import MODES
-from app.pipeline.segmenter import ModelLoadError
+from sonoguide.pipeline import speed
+from sonoguide.pipeline.analysis import MODES
+from sonoguide.pipeline.segmenter import ModelLoadError
 from tests.model_factory import make_model
 
 GOOD = {"nerve": 0.65, "vessel": 0.82}

@@ -7,8 +7,8 @@ import csv
 import numpy as np
 import pytest
 
-from app.pipeline.frames import Roi, Segmentation, Structure
-from app.pipeline.timeline import (
+from sonoguide.pipeline.frames import Roi, Segmentation, Structure
+from sonoguide.pipeline.timeline import (
     MM2,
     PX,
     AreaSample,

@@ -10,10 +10,10 @@ import time
 import numpy as np
 import pytest
 
-from app.phantom.labels import ARTERY, NERVE, VEIN
-from app.phantom.simulator import PhantomSimulator
-from app.pipeline.frames import Frame, Roi, Segmentation, Structure
-from app.pipeline.trainee import (
+from sonoguide.phantom.labels import ARTERY, NERVE, VEIN
+from sonoguide.phantom.simulator import PhantomSimulator
+from sonoguide.pipeline.frames import Frame, Roi, Segmentation, Structure
+from sonoguide.pipeline.trainee import (
     MODEL,
     SCAN_KEY,
     TARGET,
@@ -232,7 +232,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6 import QtCore, QtWidgets  # noqa: E402
 
-from app.sources.base import FrameSource, SourceState  # noqa: E402
+from sonoguide.sources.base import FrameSource, SourceState  # noqa: E402
 from tests.test_window import (  # noqa: E402, F401
     Harness,
     models,

@@ -11,8 +11,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from training.augment import AugmentConfig, augment  # noqa: E402
-from training.data import (  # noqa: E402
+from sonoguide.training.augment import AugmentConfig, augment  # noqa: E402
+from sonoguide.training.data import (  # noqa: E402
     DatasetError,
     FolderSpec,
     load_folder,
@@ -20,9 +20,9 @@ from training.data import (  # noqa: E402
     preprocess,
     read_split,
 )
-from training.losses import LOSSES, get_loss, presence_loss  # noqa: E402
-from training.nets import ARCHS, SegNet  # noqa: E402
-from training.train import Config, load_trained, train  # noqa: E402
+from sonoguide.training.losses import LOSSES, get_loss, presence_loss  # noqa: E402
+from sonoguide.training.nets import ARCHS, SegNet  # noqa: E402
+from sonoguide.training.train import Config, load_trained, train  # noqa: E402
 
 CLASSES = ("background", "nerve", "vessel")
 REPO = Path(__file__).resolve().parent.parent
@@ -134,7 +134,7 @@ def test_committed_usgra_split_is_disjoint_and_covers_204_files():
 
 
 def test_preprocess_matches_the_contract_formula():
-    from app.pipeline.contract import ModelContract
+    from sonoguide.pipeline.contract import ModelContract
 
     c = ModelContract(CLASSES, 8, 8, 1 / 255, 0.15, 0.15, "t", "t")
     img = np.full((16, 16), 51, np.uint8)
@@ -187,7 +187,7 @@ def test_networks_give_full_size_logits_and_presence(arch):
 
 
 def test_lite0_loads_imagenet_weights_for_one_channel():
-    from training.encoders import EfficientNetLite0, lite0_weights_path
+    from sonoguide.training.encoders import EfficientNetLite0, lite0_weights_path
 
     enc = EfficientNetLite0(depth=4)
     rgb = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
@@ -284,7 +284,7 @@ def test_domain_randomisation_keeps_labels_exact_and_values_in_range():
 def test_frame_dice_weighs_a_missed_small_nerve_like_a_missed_large_one():
     """Batch-pooled Dice barely notices a small structure missed beside a large one found;
     the per-frame Dice (what the evaluation and the doctor see) counts it as half the frames."""
-    from training.losses import frame_dice, soft_dice
+    from sonoguide.training.losses import frame_dice, soft_dice
 
     big, small = disc_mask(64, 32, 32, 20, 1), disc_mask(64, 10, 10, 3, 1)
     target = torch.from_numpy(np.stack([big, small])).long()
@@ -295,9 +295,9 @@ def test_frame_dice_weighs_a_missed_small_nerve_like_a_missed_large_one():
 
 
 def test_training_sees_the_roi_crop_the_app_feeds_the_model():
-    from app.pipeline.contract import ModelContract
-    from training.data import Sample
-    from training.train import to_model_size
+    from sonoguide.pipeline.contract import ModelContract
+    from sonoguide.training.data import Sample
+    from sonoguide.training.train import to_model_size
 
     image = np.zeros((40, 80), np.uint8)
     image[:, 40:] = 200  # the right half is the "image"; the ROI is there
@@ -312,8 +312,8 @@ def test_training_sees_the_roi_crop_the_app_feeds_the_model():
 def test_live_phantom_source_is_the_apps_default_patient_over_time(tmp_path):
     """The "phantom-live" evaluation set is what the app shows at start: one patient (the
     live source's seed and size) whose artery pulses from frame to frame, labels included."""
-    from app.phantom.simulator import PhantomSimulator
-    from training.train import load_sources
+    from sonoguide.phantom.simulator import PhantomSimulator
+    from sonoguide.training.train import load_sources
 
     jug = ("background", "vein", "artery")
     src = {"kind": "phantom-live", "scene": "jugular", "seed": 0, "n": 12, "fps": 30,
@@ -332,8 +332,8 @@ def test_live_phantom_source_is_the_apps_default_patient_over_time(tmp_path):
 def test_realism_figures_see_enhancement_soft_edges_and_a_bright_near_field():
     """The phantom-vs-real table must measure what it names: posterior enhancement, how sharp a
     vessel's edge is, and brightness by depth."""
-    from training.data import Sample
-    from training.realism import depth_profile, vessel_stats
+    from sonoguide.training.data import Sample
+    from sonoguide.training.realism import depth_profile, vessel_stats
 
     img = np.full((256, 256), 60, np.uint8)
     img[:26] = 120  # bright near field
@@ -357,8 +357,8 @@ def test_realism_figures_see_enhancement_soft_edges_and_a_bright_near_field():
 def test_realism_critic_reports_what_a_real_trained_model_finds_in_phantom_frames(tmp_path):
     """--critic runs a model on phantom frames of each scene: one that calls dark pixels vessel
     finds the phantom's dark lumens; one whose presence head hides vessels finds none."""
+    from sonoguide.training.realism import _critic_table, critic
     from tests.model_factory import make_model
-    from training.realism import _critic_table, critic
 
     classes = ("background", "nerve", "vessel")
     dark = make_model(tmp_path / "dark.onnx", classes, (64, 64), scale=1 / 255)
@@ -375,8 +375,8 @@ def test_realism_critic_reports_what_a_real_trained_model_finds_in_phantom_frame
 def test_an_ensemble_config_trains_members_by_seed_and_exports_their_mean(tmp_path):
     """"members": 2 trains two seeds in run/m0 and run/m1; the exported model's logits are the
     mean of theirs (what the app then runs as one model)."""
-    from training.export import export_run, ort_session
-    from training.train import member_configs, train_all
+    from sonoguide.training.export import export_run, ort_session
+    from sonoguide.training.train import member_configs, train_all
 
     write_usgra_like(tmp_path / "data" / "tiny", n=4)
     cfg = tiny_config(tmp_path, epochs=1, members=2)
@@ -395,7 +395,7 @@ def test_an_ensemble_config_trains_members_by_seed_and_exports_their_mean(tmp_pa
 
 
 def test_learning_curve_subsets_are_nested_and_keep_the_vessel_free_share():
-    from training.learning_curve import nested_subsets
+    from sonoguide.training.learning_curve import nested_subsets
 
     with_v = [f"v{i}" for i in range(80)]
     without = [f"n{i}" for i in range(20)]
@@ -407,7 +407,7 @@ def test_learning_curve_subsets_are_nested_and_keep_the_vessel_free_share():
 
 
 def test_learning_curve_trains_each_size_on_the_same_validation_split(tmp_path):
-    from training.learning_curve import learning_curve
+    from sonoguide.training.learning_curve import learning_curve
 
     write_usgra_like(tmp_path / "data" / "tiny", n=6)
     split = tmp_path / "split.json"

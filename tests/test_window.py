@@ -17,8 +17,8 @@ import pytest
 pytest.importorskip("pytestqt")
 from PySide6 import QtCore  # noqa: E402
 
-from app.pipeline.frames import Roi  # noqa: E402
-from app.sources.base import FrameSource, SourceState  # noqa: E402
+from sonoguide.pipeline.frames import Roi  # noqa: E402
+from sonoguide.sources.base import FrameSource, SourceState  # noqa: E402
 from tests.model_factory import JUGULAR, PLEXUS, make_model  # noqa: E402
 
 SIZE = (120, 160)  # h, w
@@ -75,7 +75,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
 
 class Harness:
     def __init__(self, qtbot, models: dict[str, Path], tmp_path: Path) -> None:
-        from app.ui.app import real_deps
+        from sonoguide.ui.app import real_deps
 
         self.sources: list[FakeSource] = []
         self.loaded: list[tuple[str, str | None]] = []
@@ -101,7 +101,7 @@ class Harness:
         return source
 
     def window(self, **kwargs):
-        from app.ui.window import MainWindow
+        from sonoguide.ui.window import MainWindow
 
         window = MainWindow(self.deps, source=kwargs.pop("source", "fake"), **kwargs)
         self.qtbot.addWidget(window, before_close_func=lambda w: w.shutdown())
@@ -141,7 +141,7 @@ def test_frames_are_shown_and_fresh_overlay_painted(qtbot, harness):
 
 
 def test_area_chart_fills_with_one_line_per_class_when_results_come(qtbot, harness):
-    from app.ui import theme
+    from sonoguide.ui import theme
 
     window = harness.window(mode="jugular")
     chart = window.area_chart
@@ -176,9 +176,9 @@ def test_area_chart_shows_each_class_relative_to_its_own_high(qtbot):
     """A 40 mm² artery pulsing by 5 mm² beside a 150 mm² vein: on one absolute axis the
     artery is flat; relative to its own high it swings over 10 points, and a vein pressed
     to 40 mm² reads about a quarter of its high."""
-    from app.pipeline.frames import Roi, Segmentation, Structure
-    from app.pipeline.timeline import AreaTimeline
-    from app.ui.area_chart import AreaChart
+    from sonoguide.pipeline.frames import Roi, Segmentation, Structure
+    from sonoguide.pipeline.timeline import AreaTimeline
+    from sonoguide.ui.area_chart import AreaChart
 
     def seg(i: int, vein: float, artery: float) -> Segmentation:
         structures = tuple(Structure(name, np.zeros((3, 2), np.float32), area, (0.0, 0.0), 0.9,
@@ -413,7 +413,7 @@ def test_qt_binding_survives_many_signal_emits():
 
 
 def test_file_source_gets_clip_controls_and_detected_roi(qtbot, harness, tmp_path):
-    from app.sources.factory import open_source
+    from sonoguide.sources.factory import open_source
     from tests.clips import write_clip
 
     clip = write_clip(tmp_path / "clip.avi", n_frames=90)
@@ -481,7 +481,7 @@ def test_phantom_source_gets_trainee_controls(qtbot, harness):
 
 
 def test_roi_and_calibration_are_remembered_per_source(qtbot, harness, tmp_path):
-    from app.pipeline.calibration import RoiStore
+    from sonoguide.pipeline.calibration import RoiStore
 
     harness.deps.roi_store = RoiStore(tmp_path / "rois.json")
     harness.source_kwargs = {"spacing": None}  # like a capture card: no scale of its own
@@ -519,8 +519,8 @@ def test_capture_menu_lists_devices_found_in_the_background(qtbot, harness):
 RUN_GUI_SCRIPT = """
 import argparse, sys
 from PySide6 import QtCore, QtWidgets
-from app.ui.app import run_gui
-from app.ui.window import MainWindow
+from sonoguide.ui.app import run_gui
+from sonoguide.ui.window import MainWindow
 
 def check_then_close():
     windows = [w for w in QtWidgets.QApplication.topLevelWidgets() if isinstance(w, MainWindow)]
@@ -567,7 +567,7 @@ def test_missing_model_says_so_and_video_runs(qtbot, harness, tmp_path):
 
 def test_quick_mode_switches_end_on_the_last_chosen_model():
     """Plexus loads slowly, the user already picked IJ: the late plexus model is never used."""
-    from app.ui.controller import LoadedModel, ModelLoader
+    from sonoguide.ui.controller import LoadedModel, ModelLoader
 
     release_plexus = threading.Event()
 
@@ -593,7 +593,7 @@ def test_quick_mode_switches_end_on_the_last_chosen_model():
 def test_legend_marks_the_class_the_model_is_unsure_of_not_the_least_confident(qtbot):
     """The legend follows the model's calibrated doubt: a 90 % vessel can be unsure while an
     85 % nerve is not (each class has its own level)."""
-    from app.ui.panels import Legend
+    from sonoguide.ui.panels import Legend
 
     legend = Legend()
     qtbot.addWidget(legend)
@@ -607,7 +607,7 @@ def test_legend_marks_the_class_the_model_is_unsure_of_not_the_least_confident(q
 def test_clip_replay_waits_for_a_slow_model_on_every_frame(qtbot, harness, models, tmp_path):
     """A recorded clip is analysed frame by frame: with a model far slower than the clip, every
     frame still gets its own overlay, in order, and the panel says how fast it really plays."""
-    from app.sources.factory import open_source
+    from sonoguide.sources.factory import open_source
     from tests.clips import frame_index_of, write_clip
 
     clip = write_clip(tmp_path / "clip.avi", n_frames=10)
@@ -645,9 +645,9 @@ def test_headless_and_window_give_the_same_roi_scale_and_areas(qtbot, harness, m
     measure the same areas."""
     import cv2
 
-    from app import cli
-    from app.pipeline.calibration import RoiStore
-    from app.sources.factory import open_source, source_key
+    from sonoguide import cli
+    from sonoguide.pipeline.calibration import RoiStore
+    from sonoguide.sources.factory import open_source, source_key
 
     path = tmp_path / "disc.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (160, 120))
@@ -683,7 +683,7 @@ def test_headless_and_window_give_the_same_roi_scale_and_areas(qtbot, harness, m
 
 def test_a_bad_settings_file_and_a_failing_save_are_told_in_the_window(qtbot, harness,
                                                                        tmp_path):
-    from app.pipeline.calibration import RoiStore
+    from sonoguide.pipeline.calibration import RoiStore
 
     bad = tmp_path / "rois.json"
     bad.write_text("[" * 100_000)  # once a RecursionError that stopped the app starting
@@ -704,7 +704,7 @@ def test_a_bad_settings_file_and_a_failing_save_are_told_in_the_window(qtbot, ha
 
 
 def test_r_records_the_image_area_and_stops_with_the_folder_kept(qtbot, harness, tmp_path):
-    from app.sources.recording import RecordingSource
+    from sonoguide.sources.recording import RecordingSource
 
     window = harness.window(mode="plexus")
     wait_model(qtbot, window)
@@ -722,7 +722,7 @@ def test_r_records_the_image_area_and_stops_with_the_folder_kept(qtbot, harness,
 
 
 def test_a_recording_that_stops_by_itself_says_why(qtbot, harness, tmp_path, monkeypatch):
-    from app.pipeline import recording
+    from sonoguide.pipeline import recording
 
     monkeypatch.setattr(recording, "MIN_FREE_BYTES", 2**62)  # "the disk is nearly full"
     window = harness.window(mode="plexus")
@@ -733,8 +733,8 @@ def test_a_recording_that_stops_by_itself_says_why(qtbot, harness, tmp_path, mon
 
 
 def test_a_recording_replays_in_the_window_with_its_recorded_findings(qtbot, harness, tmp_path):
-    from app.pipeline.replay import RecordedFindings
-    from app.sources.factory import open_source
+    from sonoguide.pipeline.replay import RecordedFindings
+    from sonoguide.sources.factory import open_source
 
     window = harness.window(mode="plexus")
     wait_model(qtbot, window)
@@ -773,8 +773,8 @@ def test_snapshots_hold_the_image_area_unless_the_whole_screen_is_asked_for(qtbo
 
 def test_a_scale_read_from_the_depth_ruler_is_shown_and_kept_on_the_users_word(qtbot, harness,
                                                                               tmp_path):
-    from app.pipeline.calibration import RoiStore
-    from app.pipeline.depth_scale import find_depth_scale
+    from sonoguide.pipeline.calibration import RoiStore
+    from sonoguide.pipeline.depth_scale import find_depth_scale
     from tests.scanner_screens import draw_screen
 
     screen = draw_screen((1280, 720), 60.0)

@@ -10,10 +10,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from app.pipeline.analysis import Analyzer
-from app.pipeline.frames import Frame, Roi, Segmentation
-from app.pipeline.segmenter import Segmenter
-from app.pipeline.worker import InferenceWorker
+from sonoguide.pipeline.analysis import Analyzer
+from sonoguide.pipeline.frames import Frame, Roi, Segmentation
+from sonoguide.pipeline.segmenter import Segmenter
+from sonoguide.pipeline.worker import InferenceWorker
 from tests.model_factory import JUGULAR, make_model
 
 H, W = 240, 320

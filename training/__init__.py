@@ -1,3 +1,2 @@
-"""SonoGuide training: datasets, networks, training, evaluation and ONNX export."""
-
-import app  # noqa: F401  (turns ONNX Runtime's telemetry off before onnxruntime loads)
+"""SonoGuide training: datasets, networks, training, evaluation and ONNX export (sonoguide.training;
+importing it imports sonoguide first, which turns ONNX Runtime's telemetry off)."""

@@ -1,4 +1,5 @@
-"""python -m training {split,train,evaluate,export,calibrate,compare,curve,bench,ship} (--help)."""
+"""python -m sonoguide.training
+{split,train,evaluate,export,calibrate,compare,curve,bench,ship} (--help)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def _override(cfg, a: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m sonoguide.training", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
 
     t = sub.add_parser("train", help="train (or resume) from a config")
@@ -98,45 +99,45 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--data-root")
 
     a = p.parse_args(argv)
-    from training.train import Config
+    from sonoguide.training.train import Config
 
     cfg = Config.load(a.config) if getattr(a, "config", None) else None
     if a.cmd == "train":
-        from training.train import train_all
+        from sonoguide.training.train import train_all
 
         _override(cfg, a)
         if a.out:
             cfg.raw["out"] = a.out
         print(*train_all(cfg, a.data_root, a.device), sep="\n")
     elif a.cmd == "export":
-        from training.export import export_run
+        from sonoguide.training.export import export_run
 
         print(export_run(cfg, a.run, a.output, a.data_root))
     elif a.cmd == "evaluate":
-        from training.evaluate import evaluate_config
+        from sonoguide.training.evaluate import evaluate_config
 
         report = evaluate_config(cfg, a.model, a.data_root, a.output)
         print(report["markdown"])
     elif a.cmd == "calibrate":
-        from training.calibrate import calibrate_config, report_lines
+        from sonoguide.training.calibrate import calibrate_config, report_lines
 
         report = calibrate_config(cfg, a.model, a.set, a.budget, a.data_root,
                                   write=not a.dry_run)
         print("\n".join(report_lines(report)))
     elif a.cmd == "compare":
-        from training.compare import compare
+        from sonoguide.training.compare import compare
 
         if a.threads:
             cfg.raw["threads"] = a.threads
         if a.rebench:
-            from training.compare import rebench
+            from sonoguide.training.compare import rebench
 
             print(rebench(Path(a.out), cfg.get("name", "")))
             return 0
         print(compare(cfg, a.nets.split(","), a.losses.split(","), a.epochs, Path(a.out),
                       a.data_root, a.device))
     elif a.cmd == "curve":
-        from training.learning_curve import learning_curve, markdown
+        from sonoguide.training.learning_curve import learning_curve, markdown
 
         _override(cfg, a)
         target = {k: float(v) for k, v in (t.split("=") for t in a.target.split(",") if t)}
@@ -144,19 +145,19 @@ def main(argv: list[str] | None = None) -> int:
                                 a.data_root, a.device, target, a.seed)
         print(markdown(report))
     elif a.cmd == "bench":
-        from training.bench import bench_models
+        from sonoguide.training.bench import bench_models
 
         calib = Config.load(a.int8_config) if a.int8_config else None
         bench_models(a.models, a.threads, a.runs, cfg=calib, data_root=a.data_root)
     elif a.cmd == "ship":
-        from training.ship import ship
-        from training.train import train_all
+        from sonoguide.training.ship import ship
+        from sonoguide.training.train import train_all
 
         train_all(cfg, a.data_root, a.device)
         print(json.dumps(ship(cfg, a.data_root), indent=1))
     elif a.cmd == "split":
-        from training.data import FolderSpec, load_folder, make_split
-        from training.train import data_root
+        from sonoguide.training.data import FolderSpec, load_folder, make_split
+        from sonoguide.training.train import data_root
 
         src = cfg["train"][0]
         samples = load_folder(FolderSpec.from_config(src, base=data_root(a.data_root)),

@@ -19,7 +19,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from training.export import check_contract, ort_session
+from sonoguide.training.export import check_contract, ort_session
 
 
 def bench(path: str | Path, runs: int = 200, warmup: int = 20, threads: int = 2) -> dict:
@@ -105,8 +105,8 @@ def format_row(r: dict) -> str:
 
 def calibration_inputs(cfg, root=None, n: int = 32) -> np.ndarray:
     """Preprocessed training inputs (never validation ones) for int8 calibration."""
-    from training.data import preprocess
-    from training.train import data_root, load_sources
+    from sonoguide.training.data import preprocess
+    from sonoguide.training.train import data_root, load_sources
 
     c = cfg.contract()
     samples = load_sources(cfg["train"], c.classes, data_root(root), (c.height, c.width))

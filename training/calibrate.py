@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from app.pipeline.contract import KEY_UNSURE, ModelContract
-from training.export import check_contract, ort_session
-from training.outlines import Outline, app_outlines, dashed_counts, dashed_text
+from sonoguide.pipeline.contract import KEY_UNSURE, ModelContract
+from sonoguide.training.export import check_contract, ort_session
+from sonoguide.training.outlines import Outline, app_outlines, dashed_counts, dashed_text
 
 BUDGET = 0.10  # share of correct outlines a level may draw unsure
 MIN_TRUE = 10  # fewer correct outlines of a class than this: no level, the app's default stays
@@ -73,7 +73,7 @@ def calibrate_config(cfg, model: str | Path, set_name: str | None = None,
     """Levels for `model` from one of the config's evaluation sets (by name: "validation" or an
     evaluate_extra set); written into the model unless write=False. Set and budget not given:
     the config's "calibrate" {"set", "budget"}, else the validation data and BUDGET."""
-    from training.train import data_root, load_sources
+    from sonoguide.training.train import data_root, load_sources
 
     spec = cfg.get("calibrate", {})
     set_name = set_name or spec.get("set", "validation")

@@ -10,10 +10,10 @@ import copy
 import json
 from pathlib import Path
 
-from training.bench import bench
-from training.evaluate import evaluate_config
-from training.export import export_run
-from training.train import Config, repo_path, train
+from sonoguide.training.bench import bench
+from sonoguide.training.evaluate import evaluate_config
+from sonoguide.training.export import export_run
+from sonoguide.training.train import Config, repo_path, train
 
 
 def compare(cfg: Config, nets: list[str], losses: list[str], epochs: int, out: Path,
@@ -54,7 +54,7 @@ def compare(cfg: Config, nets: list[str], losses: list[str], epochs: int, out: P
 
 def rebench(out: Path, title: str = "") -> list[dict]:
     """Time all compared models again in interleaved rounds (fair on a shared machine)."""
-    from training.bench import bench_interleaved
+    from sonoguide.training.bench import bench_interleaved
 
     rows = json.loads((out / "compare.json").read_text())
     tags = {f"{r['net']}-{r['loss'].replace('+', '_')}": r for r in rows}

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.pipeline.contract import ModelContract
+from sonoguide.pipeline.contract import ModelContract
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 

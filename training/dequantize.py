@@ -1,6 +1,6 @@
 """QDQ int8 ONNX model -> float32 model on the same (rounded) weights.
 
-    python -m training.dequantize models/plexus.onnx models/plexus.fp32.onnx
+    python -m sonoguide.training.dequantize models/plexus.onnx models/plexus.fp32.onnx
 
 DequantizeLinear nodes of constant tensors (int8 weights, int32 biases) are folded into float32
 initializers, exactly as ONNX Runtime computes them ((q - zero_point) * scale, per channel along
@@ -177,7 +177,8 @@ def dequantize_model(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
 
 
 def _session(path: str | Path):
-    """A CPU session as training.export makes one (that module needs torch; this one does not)."""
+    """A CPU session as sonoguide.training.export makes one (that module needs torch; this one
+    does not)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -200,7 +201,7 @@ def compare_models(int8: str | Path, fp32: str | Path,
                    inputs: np.ndarray | None = None) -> dict:
     """Run both models on the same inputs; max / mean |difference| of the class probabilities
     and of the presence probabilities, and the share of pixels with the same argmax class."""
-    from app.pipeline.contract import ModelContract
+    from sonoguide.pipeline.contract import ModelContract
 
     a, b = _session(int8), _session(fp32)
     contract = ModelContract.from_metadata(b.get_modelmeta().custom_metadata_map)
@@ -290,7 +291,7 @@ def dequantize_file(src: str | Path, dst: str | Path, inputs: np.ndarray | None 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.dequantize", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m sonoguide.training.dequantize", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", help="QDQ int8 ONNX model")
     p.add_argument("output", help="float32 ONNX model to write")

@@ -22,10 +22,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from app.pipeline.contract import ModelContract
-from training.data import Sample, preprocess
-from training.export import check_contract, ort_session
-from training.outlines import app_outlines, dashed_counts, dashed_text, map_classes
+from sonoguide.pipeline.contract import ModelContract
+from sonoguide.training.data import Sample, preprocess
+from sonoguide.training.export import check_contract, ort_session
+from sonoguide.training.outlines import app_outlines, dashed_counts, dashed_text, map_classes
 
 MIN_AREA_FRAC = 0.002  # app/pipeline/analysis.py drops components smaller than this
 PRESENCE_THRESHOLD = 0.5
@@ -171,7 +171,7 @@ def markdown_table(report: dict, title: str = "") -> str:
 def evaluate_config(cfg, model: str | Path, root: str | Path | None = None,
                     output: str | Path | None = None, quiet: bool = False) -> dict:
     """Evaluate on the config's "val" sources and any "evaluate_extra" sets."""
-    from training.train import data_root, load_sources
+    from sonoguide.training.train import data_root, load_sources
 
     root = data_root(root)
     size = (cfg.contract().height, cfg.contract().width)

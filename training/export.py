@@ -17,7 +17,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from app.pipeline.contract import PRESENCE_OUTPUT, ContractError, ModelContract
+from sonoguide.pipeline.contract import PRESENCE_OUTPUT, ContractError, ModelContract
 
 INPUT_NAME, LOGITS_NAME = "image", "logits"
 
@@ -126,9 +126,15 @@ def export_run(cfg, run: str | Path | None = None, output: str | Path | None = N
                root: str | Path | None = None) -> Path:
     """Export a training run's last checkpoint (an ensemble config: the mean of its members'),
     verified on real validation inputs."""
-    from training.data import preprocess
-    from training.nets import MemberMean
-    from training.train import data_root, load_sources, load_trained, member_runs, repo_path
+    from sonoguide.training.data import preprocess
+    from sonoguide.training.nets import MemberMean
+    from sonoguide.training.train import (
+        data_root,
+        load_sources,
+        load_trained,
+        member_runs,
+        repo_path,
+    )
 
     nets = [load_trained(r)[0] for r in member_runs(cfg, run)]
     net = nets[0] if len(nets) == 1 else MemberMean(nets)

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data import read_split
-from training.evaluate import evaluate_config
-from training.export import export_run
-from training.train import Config, data_root, load_sources, repo_path, train
+from sonoguide.training.data import read_split
+from sonoguide.training.evaluate import evaluate_config
+from sonoguide.training.export import export_run
+from sonoguide.training.train import Config, data_root, load_sources, repo_path, train
 
 
 def nested_subsets(names_with: list[str], names_without: list[str], sizes: list[int],

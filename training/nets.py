@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.encoders import build_encoder, conv_bn_relu
+from sonoguide.training.encoders import build_encoder, conv_bn_relu
 
 ARCHS = ("unet", "linknet", "fcn")
 

@@ -18,12 +18,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from app.pipeline.analysis import TARGET_CLASS
-from app.pipeline.contract import DEFAULT_UNSURE_BELOW
-from app.pipeline.frames import Roi
-from app.pipeline.models import analyzer_for
-from app.pipeline.segmenter import Segmenter
-from training.data import Sample
+from sonoguide.pipeline.analysis import TARGET_CLASS
+from sonoguide.pipeline.contract import DEFAULT_UNSURE_BELOW
+from sonoguide.pipeline.frames import Roi
+from sonoguide.pipeline.models import analyzer_for
+from sonoguide.pipeline.segmenter import Segmenter
+from sonoguide.training.data import Sample
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,11 @@
-"""Phantom scenes as labelled samples, generated on the fly from app.phantom.generator."""
+"""Phantom scenes as labelled samples, generated on the fly from sonoguide.phantom.generator."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from app.phantom.labels import ARTERY, VEIN, to_model_classes
-from training.data import Sample
+from sonoguide.phantom.labels import ARTERY, VEIN, to_model_classes
+from sonoguide.training.data import Sample
 
 
 def vessels_overlap(labels: np.ndarray, min_share: float = 0.5) -> bool:
@@ -36,7 +36,7 @@ def phantom_samples(scene: str, n: int, seed: int, classes: tuple[str, ...],
                     size: tuple[int, int] = (256, 256), stride: int = 1) -> list[Sample]:
     """`n` labelled frames of one scene, each a different phantom patient (seeded); the group
     is the scene."""
-    from app.phantom.generator import generate  # imported late: only phantom configs need it
+    from sonoguide.phantom.generator import generate  # imported late: only phantom configs need it
 
     out = []
     for i, frame in enumerate(generate(scene, n * stride, seed, size=size)):
@@ -49,7 +49,7 @@ def live_samples(scene: str, seed: int, n: int, classes: tuple[str, ...],
                  size: tuple[int, int] = (512, 512), fps: float = 30.0) -> list[Sample]:
     """`n` frames of one phantom patient as the app's live source plays it (the same
     simulator, seed and frame size), at `fps`: what a user sees first when the app starts."""
-    from app.phantom.simulator import PhantomSimulator
+    from sonoguide.phantom.simulator import PhantomSimulator
 
     sim = PhantomSimulator(scene, seed=seed, size=size)
     return [_sample(sim.render(i / fps), f"{sim.scene}-live{seed}-{i:04d}", f"{sim.scene}-live",

@@ -13,11 +13,11 @@ nerves, they share what real ones look like; what it misses or mistakes (a nerve
 vessel) points at what the phantom draws wrong. Minutes per run, where the phantom-only probe
 (training/configs/phantom_plexus.json) takes a quarter of an hour to train.
 
-    python -m training.realism [--part train] [--frames 80]
-    python -m training.realism --critic runs/plexus4/plexus.fp32.onnx [--frames 40]
+    python -m sonoguide.training.realism [--part train] [--frames 80]
+    python -m sonoguide.training.realism --critic runs/plexus4/plexus.fp32.onnx [--frames 40]
 
-(the critic: `python -m training train` then `python -m training export`, both with
-`--config training/configs/plexus_real_only.json`)
+(the critic: `python -m sonoguide.training train` then `python -m sonoguide.training export`,
+both with `--config training/configs/plexus_real_only.json`)
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from training.data import Sample, resize_mask
+from sonoguide.training.data import Sample, resize_mask
 
 SIDE = 256  # every frame is compared at this size, so the pixel distances below mean the same
 RING_PX = (7, 25)  # surrounding tissue: between these dilations of the vessel (px)
@@ -159,9 +159,10 @@ def critic(model: str | Path, scenes: list[str], frames: int, seed: int = 1001,
            size: int = SIDE) -> dict[str, dict[str, float | None]]:
     """A real-trained model's figures on `frames` phantom frames of each scene (held-out
     seed): vessel Dice, share of vessels found, share of vessel-free frames where it draws a
-    vessel, nerve Dice (training.evaluate's definitions, presence-gated as the app runs)."""
-    from training.evaluate import evaluate_samples
-    from training.phantom_data import phantom_samples
+    vessel, nerve Dice (sonoguide.training.evaluate's definitions, presence-gated as the app
+    runs)."""
+    from sonoguide.training.evaluate import evaluate_samples
+    from sonoguide.training.phantom_data import phantom_samples
 
     classes = ("background", "nerve", "vessel")
     out = {}
@@ -190,9 +191,9 @@ def _mean(table: dict[str, dict[str, float | None]], key: str) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from app.phantom.scenes import VIEWS
-    from training.phantom_data import phantom_samples
-    from training.train import data_root, load_sources
+    from sonoguide.phantom.scenes import VIEWS
+    from sonoguide.training.phantom_data import phantom_samples
+    from sonoguide.training.train import data_root, load_sources
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--part", default="train", help="usgra-seg split part (default train)")

@@ -1,7 +1,7 @@
 """A scanner-screen clip made of real labelled images, to benchmark the live app on real texture.
 
-    python -m training.scanner_clip --out clip.mp4 [--data-root DIR] [--split val|train|all]
-        [--hold 15] [--fps 30] [--seconds 20] [--seed 0]
+    python -m sonoguide.training.scanner_clip --out clip.mp4 [--data-root DIR]
+        [--split val|train|all] [--hold 15] [--fps 30] [--seconds 20] [--seed 0]
 
 Each usgra-seg image (the split's images, in order, cycled) is held for `--hold` frames inside a
 1280x720 scanner-like screen: grey UI with a top bar, menu and parameter text, a depth ruler
@@ -22,6 +22,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from sonoguide.paths import training_file
+
 SCREEN = (1280, 720)  # (width, height)
 IMAGE_AREA = (320, 80, 640, 560)  # (x, y, w, h) of the ultrasound image (usgra-seg's aspect)
 PANEL_MARGIN = 16  # black around the image area, as scanners draw it
@@ -30,14 +32,14 @@ DEPTH_MM = 50.0  # what the depth ruler says the image area spans (usgra-seg: ~0
 LETTERBOX_MAX = 10  # edge rows/columns no brighter than this are the export's padding
 NOISE_SIGMA = 2.5  # grey levels of fresh noise per frame inside the image area
 FONT = cv2.FONT_HERSHEY_SIMPLEX
-SPLIT_FILE = Path(__file__).resolve().parent / "splits" / "usgra-seg.json"
+SPLIT_FILE = training_file("splits", "usgra-seg.json")
 
 
 def load_images(root: str | Path | None = None, split: str = "val") -> list[tuple[str, np.ndarray]]:
     """(name, grey image) of usgra-seg under the data root; the split's part when the split
     file lists it, else every image. Data root and reading as training does."""
-    from training.data import USGRA_PALETTE, FolderSpec, load_folder, read_split
-    from training.train import data_root
+    from sonoguide.training.data import USGRA_PALETTE, FolderSpec, load_folder, read_split
+    from sonoguide.training.train import data_root
 
     spec = FolderSpec.from_config({"kind": "usgra-seg", "root": "usgra-seg"}, base=data_root(root))
     names = None

@@ -16,12 +16,12 @@ import json
 import shutil
 from pathlib import Path
 
-from app.pipeline.speed import DEFAULT_MAX_DICE_DROP
-from training.bench import bench_interleaved, calibration_inputs, quantize_int8
-from training.calibrate import calibrate_config
-from training.evaluate import evaluate_config
-from training.export import export_run
-from training.train import REPO, Config, member_runs, repo_path, run_dir
+from sonoguide.pipeline.speed import DEFAULT_MAX_DICE_DROP
+from sonoguide.training.bench import bench_interleaved, calibration_inputs, quantize_int8
+from sonoguide.training.calibrate import calibrate_config
+from sonoguide.training.evaluate import evaluate_config
+from sonoguide.training.export import export_run
+from sonoguide.training.train import REPO, Config, member_runs, repo_path, run_dir
 
 MAX_DICE_LOSS = 0.01
 

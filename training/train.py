@@ -25,15 +25,22 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from app.pipeline.contract import ModelContract
-from training.augment import AugmentConfig, augment
-from training.data import FolderSpec, Sample, load_folder, preprocess, read_split, resize_mask
-from training.losses import get_loss, presence_loss
-from training.nets import SegNet, build_net
+from sonoguide.paths import data_root, repository
+from sonoguide.pipeline.contract import ModelContract
+from sonoguide.training.augment import AugmentConfig, augment
+from sonoguide.training.data import (
+    FolderSpec,
+    Sample,
+    load_folder,
+    preprocess,
+    read_split,
+    resize_mask,
+)
+from sonoguide.training.losses import get_loss, presence_loss
+from sonoguide.training.nets import SegNet, build_net
 
-DATA_ROOT_ENV = "SONOGUIDE_DATA_ROOT"
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_ROOT = REPO.parent / "shared" / "data"  # ../shared/data beside the checkout
+# run folders and relative config paths hang off the checkout (the current folder when installed)
+REPO = repository() or Path.cwd()
 
 
 @dataclass
@@ -63,10 +70,6 @@ class Config:
         return self.raw.get(key, default)
 
 
-def data_root(override: str | Path | None = None) -> Path:
-    return Path(override or os.environ.get(DATA_ROOT_ENV) or DEFAULT_DATA_ROOT)
-
-
 def load_sources(sources: list[dict], classes: tuple[str, ...], root: Path,
                  size: tuple[int, int]) -> list[Sample]:
     """Read each source of a config's "train" or "val" list.
@@ -79,14 +82,14 @@ def load_sources(sources: list[dict], classes: tuple[str, ...], root: Path,
     out: list[Sample] = []
     for src in sources:
         if src["kind"] == "phantom":
-            from training.phantom_data import phantom_samples
+            from sonoguide.training.phantom_data import phantom_samples
 
             out += phantom_samples(src["scene"], int(src["n"]), int(src["seed"]), classes,
                                    size=tuple(src.get("size", size)),
                                    stride=int(src.get("stride", 1)))
             continue
         if src["kind"] == "phantom-live":
-            from training.phantom_data import live_samples
+            from sonoguide.training.phantom_data import live_samples
 
             out += live_samples(src["scene"], int(src.get("seed", 0)), int(src["n"]), classes,
                                 size=tuple(src.get("size", (512, 512))),
@@ -104,11 +107,12 @@ def load_sources(sources: list[dict], classes: tuple[str, ...], root: Path,
 
 
 def _roi(image: np.ndarray, src: dict) -> tuple[int, int, int, int] | None:
-    """With "roi": "detect", the ROI the app would find on this image (app.pipeline.roi), so the
-    model trains and is judged on what the app feeds it; labels outside it stay in the truth."""
+    """With "roi": "detect", the ROI the app would find on this image (sonoguide.pipeline.roi),
+    so the model trains and is judged on what the app feeds it; labels outside it stay in the
+    truth."""
     if src.get("roi") != "detect":
         return None
-    from app.pipeline.roi import detect_roi
+    from sonoguide.pipeline.roi import detect_roi
 
     r = detect_roi(image)
     return (r.x, r.y, r.w, r.h)

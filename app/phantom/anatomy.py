@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from app.phantom.labels import ARTERY, BACKGROUND, NERVE, VEIN
+from sonoguide.phantom.labels import ARTERY, BACKGROUND, NERVE, VEIN
 
 # name -> (mean backscatter, round-trip attenuation dB/cm, texture)
 # Backscatter is relative to generic soft tissue (1.0). Attenuation is what is left after the

@@ -1,4 +1,4 @@
-"""Phantom speed on one thread: python -m app.phantom.bench [--frames N] [--samples N]
+"""Phantom speed on one thread: python -m sonoguide.phantom.bench [--frames N] [--samples N]
 
 Prints median / p95 ms per rendered 512x512 frame per scene (static maps built beforehand, as
 in the live source) with controls moving every frame, and generator samples/s at 256x256
@@ -13,9 +13,9 @@ import time
 import cv2
 import numpy as np
 
-from app.phantom.generator import generate
-from app.phantom.scenes import VIEWS
-from app.phantom.simulator import PhantomSimulator
+from sonoguide.phantom.generator import generate
+from sonoguide.phantom.scenes import VIEWS
+from sonoguide.phantom.simulator import PhantomSimulator
 
 SCENES = VIEWS
 

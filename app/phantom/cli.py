@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from app.phantom.generator import generate
-from app.phantom.simulator import PhantomFrame, PhantomSimulator
+from sonoguide.phantom.generator import generate
+from sonoguide.phantom.simulator import PhantomFrame, PhantomSimulator
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

@@ -1,4 +1,4 @@
-"""python -m app.phantom.gallery [--out assets/phantom_gallery.png] [--real DIR]
+"""python -m sonoguide.phantom.gallery [--out assets/phantom_gallery.png] [--real DIR]
 
 Writes a gallery: rows of rendered phantom frames per scene (different patients and settings:
 a compressed IJV, a needle, a deeper view; one row of the limb views) beside a row of real
@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from app.phantom.simulator import PhantomSimulator
+from sonoguide.paths import data_root, training_file
+from sonoguide.phantom.simulator import PhantomSimulator
 
 TILE = 320
 COLS = 4
-REAL_DIR = Path(os.environ.get("SONOGUIDE_DATA_ROOT")
-                or Path(__file__).resolve().parents[3] / "shared" / "data") / "usgra-seg" / "images"
-SPLIT = Path(__file__).resolve().parents[2] / "training" / "splits" / "usgra-seg.json"
+REAL_DIR = data_root() / "usgra-seg" / "images"
+SPLIT = training_file("splits", "usgra-seg.json")
 REAL_SHOWN = ("0001", "0037", "0062", "0145")  # train-split images with large hypoechoic vessels
 
 

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from app.phantom.anatomy import without_vessels
-from app.phantom.simulator import PhantomFrame, PhantomSimulator, patient_anatomy
+from sonoguide.phantom.anatomy import without_vessels
+from sonoguide.phantom.simulator import PhantomFrame, PhantomSimulator, patient_anatomy
 
 DEPTH_RANGE_MM = {"jugular": (30.0, 50.0), "supraclavicular": (30.0, 50.0),
                   "plexus": (30.0, 50.0), "interscalene": (25.0, 40.0), "axillary": (20.0, 40.0),

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from app.phantom.anatomy import (
+from sonoguide.phantom.anatomy import (
     Anatomy,
     Line,
     Part,
@@ -41,7 +41,7 @@ from app.phantom.anatomy import (
     plexus_vessel_look,
     wavy,
 )
-from app.phantom.labels import ARTERY, VEIN
+from sonoguide.phantom.labels import ARTERY, VEIN
 
 
 def _artery(rng: np.random.Generator, x: float, y: float, r: float) -> Vessel:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from app.phantom.anatomy import Vessel
+from sonoguide.phantom.anatomy import Vessel
 
 
 @dataclass

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from app.phantom.labels import NEEDLE
+from sonoguide.phantom.labels import NEEDLE
 
 _SHIFT = 4
 _ONE = 1 << _SHIFT

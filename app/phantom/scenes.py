@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.phantom.anatomy import NECK_SCENES, Anatomy, roughen
-from app.phantom.limbs import LIMB_SCENES
+from sonoguide.phantom.anatomy import NECK_SCENES, Anatomy, roughen
+from sonoguide.phantom.limbs import LIMB_SCENES
 
 SCENES = {**NECK_SCENES, **LIMB_SCENES}
 ALIASES = {"plexus": "supraclavicular"}  # the nerve-block mode's default view

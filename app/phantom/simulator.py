@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from app.phantom.anatomy import Anatomy
-from app.phantom.motion import Pose, VeinChains, inverse_map
-from app.phantom.needle import NeedleState, draw_needle
-from app.phantom.scenes import ALIASES, make_anatomy
-from app.phantom.scenes import SCENES as ALL_SCENES
-from app.phantom.tissue import Grid, TissueMaps, build_tissue
+from sonoguide.phantom.anatomy import Anatomy
+from sonoguide.phantom.motion import Pose, VeinChains, inverse_map
+from sonoguide.phantom.needle import NeedleState, draw_needle
+from sonoguide.phantom.scenes import ALIASES, make_anatomy
+from sonoguide.phantom.scenes import SCENES as ALL_SCENES
+from sonoguide.phantom.tissue import Grid, TissueMaps, build_tissue
 
 _DB = 20.0 / math.log(10.0)
 _TISSUE_GREY_DB = 16.0  # display offset: generic tissue lands at a dark grey at 0 dB gain
@@ -33,7 +33,7 @@ NOISE_FIELDS, NOISE_PAD = 3, 64  # receiver-noise patterns kept per view, and th
 @dataclass
 class PhantomFrame:
     image: np.ndarray  # (H, W) uint8 B-mode
-    labels: np.ndarray  # (H, W) uint8 phantom label codes (app.phantom.labels)
+    labels: np.ndarray  # (H, W) uint8 phantom label codes (sonoguide.phantom.labels)
     needle_tip: tuple[float, float] | None  # (x, y) px
     pixel_spacing_mm: float
     t: float

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from app.phantom.anatomy import TISSUES, Anatomy, Line, Part
+from sonoguide.phantom.anatomy import TISSUES, Anatomy, Line, Part
 
 _SHIFT = 4  # sub-pixel bits for cv2 drawing
 # Anatomy brightnesses are relative; specular interfaces return 25-50 dB more than tissue

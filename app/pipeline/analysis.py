@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from app.pipeline.contract import DEFAULT_UNSURE_BELOW
-from app.pipeline.frames import Roi, Structure, Target, most_confident
-from app.pipeline.roi import depth_mm, map_model_to_full
-from app.pipeline.segmenter import Prediction
+from sonoguide.pipeline.contract import DEFAULT_UNSURE_BELOW
+from sonoguide.pipeline.frames import Roi, Structure, Target, most_confident
+from sonoguide.pipeline.roi import depth_mm, map_model_to_full
+from sonoguide.pipeline.segmenter import Prediction
 
 # The procedures, once: what the user calls them, what they target, the phantom scene that
 # shows their anatomy. The window, the command line, the trainee and the speed check read these.
@@ -51,7 +51,7 @@ class Analyzer:
       30-60 fps video. A slower model's results are 70-100 ms apart, and blending them smears
       an outline over anatomy that has moved since (on a 1.5 cm/s phantom sweep at 15
       inferences/s, shown-overlay Dice 0.897 / 0.870 with a 250 ms gap, 0.909 / 0.901 with
-      50 ms; python -m app.pipeline.shown_accuracy). Between a slow model's results the
+      50 ms; python -m sonoguide.pipeline.shown_accuracy). Between a slow model's results the
       overlay follows the measured motion instead.
     unsure_below: class -> mean probability under which a structure (and the target) is marked
       unsure, the model's calibrated levels (ModelContract.unsure_below); others get

@@ -1,11 +1,11 @@
 """Benchmark: what each stage costs per frame, then the live session headless at 30 fps.
 
-    python -m app.pipeline.bench --mode plexus --frames 600
-    taskset -c 0 python -m app.pipeline.bench --mode plexus --frames 600   # a slow laptop
+    python -m sonoguide.pipeline.bench --mode plexus --frames 600
+    taskset -c 0 python -m sonoguide.pipeline.bench --mode plexus --frames 600   # a slow laptop
 
 Prints medians and p95s (no pass/fail). Stage costs are measured one after another on the
 phantom's frames on this thread: phantom render, ROI crop, preprocess, model run, analysis,
-motion measurement and the warp of a result (the window's paint is in app.ui.bench). The
+motion measurement and the warp of a result (the window's paint is in sonoguide.ui.bench). The
 pipeline run drives the same LiveSession as the window and prints the share of frames inferred,
 capture-to-result latency, and the share of frames shown with a fresh or motion-followed
 overlay. Figures depend on machine load: the 1-minute load average is printed with them.
@@ -20,13 +20,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from app.pipeline.analysis import MODES
-from app.pipeline.frames import Frame, Segmentation
-from app.pipeline.models import LoadedModel, analyzer_for, default_model_path
-from app.pipeline.providers import configure_cv2_threads
-from app.pipeline.runner import run_headless
-from app.pipeline.segmenter import Segmenter
-from app.pipeline.session import FOLLOW_MOTION, HIDE, HOLD, LiveSession, OverlayPolicy
+from sonoguide.pipeline.analysis import MODES
+from sonoguide.pipeline.frames import Frame, Segmentation
+from sonoguide.pipeline.models import LoadedModel, analyzer_for, default_model_path
+from sonoguide.pipeline.providers import configure_cv2_threads
+from sonoguide.pipeline.runner import run_headless
+from sonoguide.pipeline.segmenter import Segmenter
+from sonoguide.pipeline.session import FOLLOW_MOTION, HIDE, HOLD, LiveSession, OverlayPolicy
 
 
 def _stats(values: list[float]) -> str:
@@ -46,9 +46,9 @@ def _timed(fn: Callable[[], object], runs: list[float]) -> object:
 def stage_costs(mode: str, model: str, threads: int, frames: int = 60,
                 provider: str = "cpu") -> dict[str, list[float]]:
     """ms per frame of each stage, measured in turn on `frames` phantom frames of a sweep."""
-    from app.phantom.simulator import PhantomSimulator
-    from app.pipeline.motion import MotionEstimator, warp_segmentation
-    from app.pipeline.roi import detect_roi
+    from sonoguide.phantom.simulator import PhantomSimulator
+    from sonoguide.pipeline.motion import MotionEstimator, warp_segmentation
+    from sonoguide.pipeline.roi import detect_roi
 
     sim = PhantomSimulator(mode, seed=0)
     segmenter = Segmenter(model, provider=provider, intra_op_threads=threads)
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"per-stage cost, ms median / p95 (intra-op threads {args.threads[0]}):")
         for name, values in costs.items():
             print(f"  {name:26s} {_stats(values)}")
-    from app.sources.factory import open_source, source_key
+    from sonoguide.sources.factory import open_source, source_key
 
     for threads in args.threads:
         for follow in args.follow:

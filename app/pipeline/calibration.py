@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.pipeline.frames import Roi
-from app.pipeline.settings_file import read_json_settings, write_json_settings
+from sonoguide.pipeline.frames import Roi
+from sonoguide.pipeline.settings_file import read_json_settings, write_json_settings
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def _spacing_from_json(value: object) -> float | None:
 class RoiStore:
     """ROI and pixel spacing per source key, kept in a JSON file; never raises on bad files.
 
-    A file that cannot be used (see app.pipeline.settings_file) or a failed save becomes a
+    A file that cannot be used (see sonoguide.pipeline.settings_file) or a failed save becomes a
     sentence for the user: kept in `problems` (so one found while loading, before any window
     listened, is not lost) and passed to `say` when set. A failed save is told once, not on
     every save, until a save works again; the values stay in memory for the session.

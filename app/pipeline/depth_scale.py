@@ -42,7 +42,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from app.pipeline.frames import Roi
+from sonoguide.pipeline.frames import Roi
 
 DEFAULT_MAJOR_MM = 10.0  # scanners put a major tick every centimetre
 ASKABLE_MM = (2.0, 5.0, 10.0)  # what ticks all alike may be apart: worth asking the user
@@ -129,7 +129,7 @@ class DepthScale:
 
 def valid_spacing(mm_per_px: float) -> bool:
     """The image area's own plausibility check (imported late: image_area may use this module)."""
-    from app.pipeline.image_area import valid_spacing as plausible
+    from sonoguide.pipeline.image_area import valid_spacing as plausible
 
     return plausible(mm_per_px)
 

@@ -10,7 +10,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from app.pipeline.frames import Segmentation
+from sonoguide.pipeline.frames import Segmentation
 
 
 def overlay_record(seg: Segmentation | None, *, contours: bool = False) -> dict | None:

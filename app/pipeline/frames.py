@@ -82,7 +82,7 @@ class Frame:
     t_capture: time.monotonic() seconds when the frame was captured (or rendered/decoded).
     pixel_spacing_mm: mm per pixel: the source's own (phantom) as published; the live session
       fills in the user's calibration for sources that do not know it.
-    truth: phantom ground-truth label map (H, W) uint8 in app.phantom label codes, else None.
+    truth: phantom ground-truth label map (H, W) uint8 in sonoguide.phantom label codes, else None.
     roi: the image area the model analyses, in full-frame pixels; None as a source publishes
       it, set by the live session (LiveSession.prepare) before the frame goes anywhere else.
     """
@@ -152,7 +152,7 @@ class Segmentation:
     structures: tuple[Structure, ...] = ()
     target: Target | None = None
     present: dict[str, float] = field(default_factory=dict)  # class -> presence probability
-    # Set on a result moved by measured motion onto a newer frame (app.pipeline.motion): the
+    # Set on a result moved by measured motion onto a newer frame (sonoguide.pipeline.motion): the
     # id of the frame the model actually saw. frame_id is then the frame it is drawn on, and
     # t_capture stays the analysed frame's, so latency_s is the true age of the analysis.
     warped_from: int | None = None

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from app.pipeline.frames import Frame, Roi
+from sonoguide.pipeline.frames import Frame, Roi
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +44,13 @@ def valid_spacing(spacing: float | None) -> bool:
 class ImageArea:
     """ROI and pixel spacing of the current source.
 
-    detect_roi: image -> Roi (app.pipeline.roi.detect_roi); a failure falls back to the full
+    detect_roi: image -> Roi (sonoguide.pipeline.roi.detect_roi); a failure falls back to the full
       frame, which is always usable.
-    store: app.pipeline.calibration.RoiStore (get(key) -> setting, set(key, roi=, pixel_
+    store: sonoguide.pipeline.calibration.RoiStore (get(key) -> setting, set(key, roi=, pixel_
       spacing_mm=)) or None. Entries are keyed by source *and* frame size: a capture card that
       switches resolution is another screen layout.
     say: short user-facing message (status bar / report), e.g. why a stored area was refused.
-    find_scale: (screen, roi) -> app.pipeline.depth_scale.DepthScale, or None: a screen whose
+    find_scale: (screen, roi) -> sonoguide.pipeline.depth_scale.DepthScale, or None: a screen whose
       source gives no scale and that has no remembered calibration gets its mm per pixel read
       from the scanner's depth ruler; used at once (the status says so) and remembered only
       when the user keeps it (confirm_scale), or corrected by a two-point calibration.
@@ -129,7 +129,7 @@ class ImageArea:
     def calibrate(self, p1: tuple[float, float], p2: tuple[float, float], mm: float) -> float:
         """mm per pixel from two ruler marks `mm` apart; ValueError (readable) if implausible.
         Remembered, so the next session with this scanner starts calibrated."""
-        from app.pipeline.calibration import spacing_from_two_points
+        from sonoguide.pipeline.calibration import spacing_from_two_points
 
         spacing = spacing_from_two_points(p1, p2, mm)
         if not valid_spacing(spacing):

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import app
-from app.pipeline.analysis import MODES, TARGET_CLASS, Analyzer
-from app.pipeline.segmenter import ModelLoadError, Segmenter
+from sonoguide.paths import models_dir
+from sonoguide.pipeline.analysis import MODES, TARGET_CLASS, Analyzer
+from sonoguide.pipeline.segmenter import ModelLoadError, Segmenter
 
-# models/ at the repository root (next to the app package); SONOGUIDE_MODELS_DIR overrides it.
-MODELS_DIR = Path(os.environ.get("SONOGUIDE_MODELS_DIR")
-                  or Path(app.__file__).resolve().parents[1] / "models")
+# the shipped models (package data); SONOGUIDE_MODELS_DIR overrides it
+MODELS_DIR = models_dir()
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +45,14 @@ def load_for_machine(mode: str, model_path: str | Path | None = None, provider: 
                      progress=None) -> LoadedModel:
     """The mode's model as this machine runs it best: on the CPU, the shipped variant (int8 or
     float32) and thread count measured fastest here among those the model card allows
-    (app.pipeline.speed, cached per CPU and model hash); an explicit model path or thread
+    (sonoguide.pipeline.speed, cached per CPU and model hash); an explicit model path or thread
     count, or a GPU, is used as given. ModelLoadError (naming the file) if unusable."""
-    from app.pipeline.providers import CPU, default_intra_op_threads, provider_plan
+    from sonoguide.pipeline.providers import CPU, default_intra_op_threads, provider_plan
 
     note, settings_problem = "", ""
     on_cpu = provider_plan(provider)[0] == [CPU]
     if model_path is None and on_cpu:
-        from app.pipeline.speed import choose_speed
+        from sonoguide.pipeline.speed import choose_speed
 
         options = None if threads is None else (threads,)
         choice = choose_speed(mode, models_dir=MODELS_DIR, thread_options=options,

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from app.pipeline.frames import Frame, Roi, Segmentation, Structure, Target
-from app.pipeline.roi import depth_mm
+from sonoguide.pipeline.frames import Frame, Roi, Segmentation, Structure, Target
+from sonoguide.pipeline.roi import depth_mm
 
 BLANK = "blank image"
 SIZE_CHANGED = "frame size changed"
@@ -418,11 +418,11 @@ def _clip_to_box(poly: np.ndarray, box: tuple[float, float, float, float]) -> np
 # --- benchmark ------------------------------------------------------------------------------
 
 def _benchmark(n: int = 240) -> None:
-    """python -m app.pipeline.motion [taskset -c 0 ...]: ms per estimate, cv2 on one thread,
+    """python -m sonoguide.pipeline.motion [taskset -c 0 ...]: ms per estimate, cv2 on one thread,
     on a phantom probe sweep (1.5 cm/s back and forth at 30 fps, the model a result every
     third frame, each result drawn on the next three frames), as the 512 px phantom and as a
     1080p RGB capture-card screen with a 900x860 image area."""
-    from app.phantom.simulator import PhantomSimulator  # dev tool only
+    from sonoguide.phantom.simulator import PhantomSimulator  # dev tool only
 
     cv2.setNumThreads(1)
     sim = PhantomSimulator("jugular", seed=3)

@@ -13,7 +13,7 @@ segment being written (about a second) and never damages an earlier one. The wri
 its own thread and never holds up the picture: if the disk cannot keep up, frames are dropped
 and counted. Recording stops by itself, saying why, when the disk is nearly full.
 
-Replay: app.sources.recording.RecordingSource plays a recording folder like a clip.
+Replay: sonoguide.sources.recording.RecordingSource plays a recording folder like a clip.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.pipeline.files import write_atomically
-from app.pipeline.findings import overlay_record
-from app.pipeline.frames import Frame, Segmentation
+from sonoguide.pipeline.files import write_atomically
+from sonoguide.pipeline.findings import overlay_record
+from sonoguide.pipeline.frames import Frame, Segmentation
 
 log = logging.getLogger(__name__)
 
@@ -292,6 +292,6 @@ def _json_line(line: dict) -> str:
 
 def default_recording_dir() -> Path:
     """Where recordings go unless told otherwise: beside the snapshots."""
-    from app.pipeline.calibration import default_snapshot_dir
+    from sonoguide.pipeline.calibration import default_snapshot_dir
 
     return default_snapshot_dir() / "recordings" / time.strftime("%Y%m%d_%H%M%S")

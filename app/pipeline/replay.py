@@ -3,7 +3,7 @@
 RecordedFindings is a stand-in for a loaded model: the live session runs it like any model,
 but its worker (RecordedWorker) does not infer; it rebuilds each frame's Segmentation from the
 overlay recorded with that frame (frames.jsonl, carried in frame.meta["recorded"] by
-app.sources.recording.RecordingSource). So a trainer sees exactly what the doctor saw, drawn
+sonoguide.sources.recording.RecordingSource). So a trainer sees exactly what the doctor saw, drawn
 by the same view, with no model installed.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from app.pipeline.frames import Frame, Roi, Segmentation, Structure, Target
+from sonoguide.pipeline.frames import Frame, Roi, Segmentation, Structure, Target
 
 RECORDED = "recorded"
 
@@ -157,7 +157,7 @@ class RecordedWorker:
             self._latest = None
 
     def stats(self) -> Any:
-        from app.pipeline.worker import WorkerStats
+        from sonoguide.pipeline.worker import WorkerStats
 
         return WorkerStats(self.frames_submitted, self.frames_inferred, 0, 0, None, None, None,
                            0.0, RECORDED, RECORDED)

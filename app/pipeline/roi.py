@@ -24,13 +24,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from app.pipeline.calibration import (  # noqa: F401 (re-exported: one import for the ROI stage)
+from sonoguide.pipeline.calibration import (  # noqa: F401 (re-exported: one import for the ROI stage)
     RoiSetting,
     RoiStore,
     default_config_dir,
     spacing_from_two_points,
 )
-from app.pipeline.frames import Roi
+from sonoguide.pipeline.frames import Roi
 
 STD_WINDOW = 5  # local standard deviation window (px, odd)
 TEXTURE_STD = 2.0  # grey levels: speckle is above, flat screen areas are below

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from app.pipeline.frames import Frame, Segmentation
-from app.pipeline.session import STATS_KEPT, LiveSession, percentiles
-from app.pipeline.timeline import AreaSample, AreaSummary, area_sample
-from app.sources.base import SourceState, SourceStatus
+from sonoguide.pipeline.frames import Frame, Segmentation
+from sonoguide.pipeline.session import STATS_KEPT, LiveSession, percentiles
+from sonoguide.pipeline.timeline import AreaSample, AreaSummary, area_sample
+from sonoguide.sources.base import SourceState, SourceStatus
 
 SOURCE_START_TIMEOUT_S = 5.0  # no first frame within this: the source counts as failed
 STALL_TIMEOUT_S = 3.0  # no new frame for this long after the first: stop and report

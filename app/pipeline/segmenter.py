@@ -14,9 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.pipeline.contract import PRESENCE_OUTPUT, ContractError, ModelContract
-from app.pipeline.frames import FrameError, as_frame_image
-from app.pipeline.providers import ORT_LOG_SEVERITY, provider_plan, short_name
+from sonoguide.pipeline.contract import PRESENCE_OUTPUT, ContractError, ModelContract
+from sonoguide.pipeline.frames import FrameError, as_frame_image
+from sonoguide.pipeline.providers import ORT_LOG_SEVERITY, provider_plan, short_name
 
 
 class ModelLoadError(ContractError):

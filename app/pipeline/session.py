@@ -25,23 +25,23 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from app.pipeline.frames import Frame, Segmentation
-from app.pipeline.image_area import ImageArea
-from app.pipeline.timeline import AreaTimeline
-from app.sources.base import FrameSource
+from sonoguide.pipeline.frames import Frame, Segmentation
+from sonoguide.pipeline.image_area import ImageArea
+from sonoguide.pipeline.timeline import AreaTimeline
+from sonoguide.sources.base import FrameSource
 
 FRESH, FOLLOWED, HIDDEN, NO_MODEL = "fresh", "followed", "hidden", "no model"
 FOLLOW_MOTION, HOLD, HIDE = "motion", "hold", "hide"  # what a result does on a newer frame
 # A result older than this is never drawn. At 10-15 inferences/s results land 70-130 ms after
 # their frame and are shown up to ~200 ms: with 150 ms the plexus overlay was hidden on a third
-# of a 10/s sweep (shown Dice 0.59), with 250 ms on none (0.89; app.pipeline.shown_accuracy).
+# of a 10/s sweep (shown Dice 0.59), with 250 ms on none (0.89; sonoguide.pipeline.shown_accuracy).
 DEFAULT_BUDGET_S = 0.25
 STATS_KEPT = 20_000  # per-frame figures kept for reports (about 11 minutes at 30 fps)
 SUBMITTED_KEPT = 32  # frames given to the model, kept to tell a clip which one is done
 
 
 class Worker(Protocol):
-    """What the session needs from app.pipeline.worker.InferenceWorker."""
+    """What the session needs from sonoguide.pipeline.worker.InferenceWorker."""
 
     def submit(self, frame: Frame) -> None: ...
     def latest(self) -> Segmentation | None: ...
@@ -89,7 +89,7 @@ class OverlayPolicy:
         self.follow = follow
         self.warmup_s = warmup_s
         if chain is None and follow == FOLLOW_MOTION:
-            from app.pipeline.motion import MotionChain
+            from sonoguide.pipeline.motion import MotionChain
 
             chain = MotionChain()
         self.chain = chain  # frame-to-frame motion of the frames decided on
@@ -119,7 +119,7 @@ class OverlayPolicy:
             return Shown(shown, None, HIDDEN, age_s=age, reason="waiting for this frame")
         if self.follow == HOLD:
             return Shown(shown, result, FOLLOWED, age_s=age)
-        from app.pipeline.motion import warp_segmentation
+        from sonoguide.pipeline.motion import warp_segmentation
 
         check = self.chain.motion((shown.source, result.frame_id), shown)
         if check.motion is None:
@@ -185,7 +185,7 @@ class LiveSession:
         self.on_frame = on_frame
         self.area_timeline = AreaTimeline(window_s=timeline_window_s)
         self.source: FrameSource | None = None
-        self.model: Any = None  # app.ui.controller.LoadedModel-like: .segmenter, .analyzer
+        self.model: Any = None  # sonoguide.ui.controller.LoadedModel-like: .segmenter, .analyzer
         self.worker: Worker | None = None
         self._worker_made_by: Callable | None = None
         self.frozen = False
@@ -199,7 +199,7 @@ class LiveSession:
         self._decision_key: tuple | None = None
         self._best_kind: str | None = None  # best overlay the current frame got so far
         self._best_shown: Shown | None = None  # ... and what it was
-        self.recorder: Any = None  # app.pipeline.recording.Recorder while recording
+        self.recorder: Any = None  # sonoguide.pipeline.recording.Recorder while recording
         self._last_result_id: int | None = None
         self._landed_id: int | None = None  # the worker's newest result (worker thread)
         self._stop = threading.Event()
@@ -450,7 +450,7 @@ class LiveSession:
 
     # --- recording ----------------------------------------------------------------------
     def start_recording(self, recorder: Any) -> None:
-        """Record every frame shown from now on (app.pipeline.recording.Recorder)."""
+        """Record every frame shown from now on (sonoguide.pipeline.recording.Recorder)."""
         self.stop_recording()
         self.recorder = recorder
 
@@ -494,7 +494,7 @@ class LiveSession:
 
 
 def _default_worker(segmenter: Any, analyzer: Any) -> Worker:
-    from app.pipeline.worker import InferenceWorker
+    from sonoguide.pipeline.worker import InferenceWorker
 
     return InferenceWorker(segmenter, analyzer)
 

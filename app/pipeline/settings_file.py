@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.pipeline.files import write_atomically
+from sonoguide.pipeline.files import write_atomically
 
 MAX_BYTES = 1 << 20  # settings files are a few KiB; anything near this is not ours
 MAX_DEPTH = 32  # ours nest 5 deep; deeper data would only trouble later recursive code

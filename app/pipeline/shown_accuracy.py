@@ -1,7 +1,7 @@
 """Is the overlay right where the doctor looks? Dice of the overlay *shown on each frame*.
 
-    python -m app.pipeline.shown_accuracy --mode plexus --rates natural 15 10
-    python -m app.pipeline.shown_accuracy --mode jugular --speed-mm-s 15 --seconds 10
+    python -m sonoguide.pipeline.shown_accuracy --mode plexus --rates natural 15 10
+    python -m sonoguide.pipeline.shown_accuracy --mode jugular --speed-mm-s 15 --seconds 10
 
 The phantom knows the truth of every frame it renders, so the overlay a user would see on each
 displayed frame can be scored against that frame's own labels while the probe sweeps (a slide
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from app.pipeline.frames import Frame, Roi, Segmentation
-from app.pipeline.session import FOLLOW_MOTION, HIDE, HOLD, OverlayPolicy
+from sonoguide.pipeline.frames import Frame, Roi, Segmentation
+from sonoguide.pipeline.session import FOLLOW_MOTION, HIDE, HOLD, OverlayPolicy
 
 # A model stand-in for the tests: frame -> (classes, labels in ROI coordinates) via the analyzer
 Analyse = Callable[[Frame], Segmentation]
@@ -58,7 +58,7 @@ def phantom_frames(scene: str, seconds: float, fps: float = 30.0, sweep: Sweep =
                    seed: int = 0, size: tuple[int, int] = (512, 512)) -> list[Frame]:
     """Frames of a phantom sweep, each with its truth labels, ROI (the whole picture) and
     mm per pixel, as the live session would hand them on."""
-    from app.phantom.simulator import PhantomSimulator
+    from sonoguide.phantom.simulator import PhantomSimulator
 
     sim = PhantomSimulator(scene, seed=seed, size=size)
     frames = []
@@ -114,7 +114,7 @@ def overlay_masks(seg: Segmentation | None, shape: tuple[int, int],
 
 
 def truth_masks(frame: Frame, classes: Sequence[str]) -> dict[str, np.ndarray]:
-    from app.phantom.labels import to_model_classes
+    from sonoguide.phantom.labels import to_model_classes
 
     index = to_model_classes(frame.truth, tuple(classes))
     return {name: index == i for i, name in enumerate(classes) if i}
@@ -163,8 +163,8 @@ def model_analyser(mode: str, model: str | None, threads: int = 2) -> tuple[Anal
                                                                              float]:
     """The mode's model as an Analyse function, its classes, a reset, and its measured time
     per frame on this machine (ms -> s) for the 'natural' rate."""
-    from app.pipeline.models import analyzer_for, default_model_path
-    from app.pipeline.segmenter import Segmenter
+    from sonoguide.pipeline.models import analyzer_for, default_model_path
+    from sonoguide.pipeline.segmenter import Segmenter
 
     segmenter = Segmenter(model or default_model_path(mode), provider="cpu",
                           intra_op_threads=threads)

@@ -11,7 +11,7 @@ cached in the settings folder (speed.json), keyed by the CPU, the ONNX Runtime v
 hash of every variant file, so only the first start on a machine (or after a model or ONNX
 Runtime update) pays for the measurement (a few seconds: 4 x 33 plexus runs on 2 cores).
 
-    python -m app.pipeline.speed [--mode plexus|jugular|all] [--recalibrate]
+    python -m sonoguide.pipeline.speed [--mode plexus|jugular|all] [--recalibrate]
 
 prints the table (median, p95 and inferences/s of every variant x thread count): the benchmark.
 Qt-free and torch-free.
@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from app.pipeline.analysis import MODES
-from app.pipeline.calibration import default_config_dir
-from app.pipeline.segmenter import ModelLoadError, Segmenter
-from app.pipeline.settings_file import read_json_settings, write_json_settings
+from sonoguide.pipeline.analysis import MODES
+from sonoguide.pipeline.calibration import default_config_dir
+from sonoguide.pipeline.segmenter import ModelLoadError, Segmenter
+from sonoguide.pipeline.settings_file import read_json_settings, write_json_settings
 
 CACHE_NAME = "speed.json"
 CACHE_FORMAT = 1
@@ -84,7 +84,7 @@ class SpeedChoice:
 
 
 def _default_models_dir() -> Path:
-    from app.pipeline.models import MODELS_DIR  # late: models.py may import this module
+    from sonoguide.pipeline.models import MODELS_DIR  # late: models.py may import this module
 
     return MODELS_DIR
 
@@ -440,7 +440,7 @@ def format_table(mode: str, choice: SpeedChoice) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m app.pipeline.speed",
+    p = argparse.ArgumentParser(prog="python -m sonoguide.pipeline.speed",
                                 description="Time each shipped model variant x thread count "
                                 "on this CPU and pick the fastest one the model card allows.")
     p.add_argument("--mode", default="all", choices=(*MODES, "all"))

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app.pipeline.files import replace_atomically
-from app.pipeline.frames import Segmentation
+from sonoguide.pipeline.files import replace_atomically
+from sonoguide.pipeline.frames import Segmentation
 
 MM2, PX = "mm2", "px"
 

@@ -2,7 +2,7 @@
 
 Qt-free. A question is asked about one frame (the view freezes it), so the click is judged on
 the very image it was made on. What a click is scored against, in order:
-1. the frame's truth (`Frame.truth`: the phantom's label map, in app.phantom label codes);
+1. the frame's truth (`Frame.truth`: the phantom's label map, in sonoguide.phantom label codes);
 2. where no truth exists, the model's *sure* outline of that frame (a structure under the
    model's calibrated unsure level is no reference), and the verdict says so;
 3. neither: the click is not scored, and the verdict says why.
@@ -29,7 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from app.phantom.labels import (
+from sonoguide.phantom.labels import (
     ARTERY,
     JUGULAR_CLASSES,
     LABEL_NAMES,
@@ -37,9 +37,9 @@ from app.phantom.labels import (
     VEIN,
     to_model_classes,
 )
-from app.pipeline.analysis import MODES, TARGET_CLASS, Analyzer
-from app.pipeline.files import write_atomically
-from app.pipeline.frames import Frame, Roi, Segmentation
+from sonoguide.pipeline.analysis import MODES, TARGET_CLASS, Analyzer
+from sonoguide.pipeline.files import write_atomically
+from sonoguide.pipeline.frames import Frame, Roi, Segmentation
 
 TARGET = "target"  # the mode's puncture / injection target, asked beside the structures
 TRUTH = "phantom truth"

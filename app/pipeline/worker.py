@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.pipeline.analysis import Analyzer
-from app.pipeline.frames import Frame, Roi, Segmentation
-from app.pipeline.segmenter import Segmenter
-from app.pipeline.slot import LatestSlot
+from sonoguide.pipeline.analysis import Analyzer
+from sonoguide.pipeline.frames import Frame, Roi, Segmentation
+from sonoguide.pipeline.segmenter import Segmenter
+from sonoguide.pipeline.slot import LatestSlot
 
 log = logging.getLogger(__name__)
 Listener = Callable[[Segmentation], None]

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.pipeline.frames import Frame, as_frame_image
-from app.pipeline.slot import LatestSlot
+from sonoguide.pipeline.frames import Frame, as_frame_image
+from sonoguide.pipeline.slot import LatestSlot
 
 
 class SourceState(enum.Enum):

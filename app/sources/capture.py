@@ -20,7 +20,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from app.sources.base import FrameSource, SourceState, SourceStatus
+from sonoguide.sources.base import FrameSource, SourceState, SourceStatus
 
 log = logging.getLogger(__name__)
 

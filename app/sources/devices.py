@@ -8,7 +8,7 @@ from pathlib import Path
 
 import cv2
 
-from app.sources.capture import (
+from sonoguide.sources.capture import (
     Opener,
     VideoCaptureLike,
     backend_name,

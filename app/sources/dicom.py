@@ -44,9 +44,9 @@ from pydicom.pixels import get_decoder, iter_pixels, pixel_array
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi_lut
 from pydicom.uid import UID
 
-from app.pipeline.frames import Frame, Roi
-from app.pipeline.image_area import valid_roi, valid_spacing
-from app.sources.file import FALLBACK_FPS, MAX_PLAUSIBLE_FPS, FileSource
+from sonoguide.pipeline.frames import Frame, Roi
+from sonoguide.pipeline.image_area import valid_roi, valid_spacing
+from sonoguide.sources.file import FALLBACK_FPS, MAX_PLAUSIBLE_FPS, FileSource
 
 log = logging.getLogger(__name__)
 

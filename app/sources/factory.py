@@ -1,6 +1,6 @@
 """One place that turns a source spec string (command line, settings, UI) into a FrameSource.
 
-Specs: "phantom" (jugular scene), "phantom:SCENE" (any scene of app.phantom.scenes),
+Specs: "phantom" (jugular scene), "phantom:SCENE" (any scene of sonoguide.phantom.scenes),
 "camera:N" (capture card N; "camera" alone is 0), a path to a video file or a DICOM file
 (ultrasound cine or image), or a SonoGuide recording folder.
 """
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.phantom.scenes import SCENES, SOURCE_SCENES
-from app.sources.base import FrameSource
+from sonoguide.phantom.scenes import SCENES, SOURCE_SCENES
+from sonoguide.sources.base import FrameSource
 
-PHANTOM_SCENES = SOURCE_SCENES  # every scene the simulator draws (app.phantom.scenes)
+PHANTOM_SCENES = SOURCE_SCENES  # every scene the simulator draws (sonoguide.phantom.scenes)
 DEFAULT_PHANTOM_SCENE = "jugular"
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".wmv", ".mpg", ".mpeg")
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -75,23 +75,23 @@ def open_source(spec: str) -> FrameSource:
     kind, arg = _parse(spec)
     if kind == "phantom":
         try:
-            from app.sources.phantom import PhantomSource
+            from sonoguide.sources.phantom import PhantomSource
         except ImportError as exc:
             raise ValueError(f"the phantom source is not available in this build: {exc}") from exc
         return PhantomSource(scene=arg)
     if kind == "camera":
-        from app.sources.capture import CaptureSource
+        from sonoguide.sources.capture import CaptureSource
 
         return CaptureSource(index=int(arg))
     if kind == "recording":
-        from app.sources.recording import RecordingSource
+        from sonoguide.sources.recording import RecordingSource
 
         return RecordingSource(arg)
     if is_dicom_file(arg):
-        from app.sources.dicom import DicomSource
+        from sonoguide.sources.dicom import DicomSource
 
         return DicomSource(arg)
-    from app.sources.file import FileSource
+    from sonoguide.sources.file import FileSource
 
     return FileSource(arg)
 

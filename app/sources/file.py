@@ -27,8 +27,8 @@ from stat import S_ISREG
 
 import cv2
 
-from app.sources.base import FrameSource, SourceState
-from app.sources.capture import to_rgb
+from sonoguide.sources.base import FrameSource, SourceState
+from sonoguide.sources.capture import to_rgb
 
 # FFmpeg prints every decode hiccup of a damaged clip to stderr (once per loop); the status
 # message already says what is wrong. Read once, when OpenCV first opens a file; a user's own

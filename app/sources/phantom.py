@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 
-from app.phantom.simulator import PhantomSimulator
-from app.sources.base import FrameSource, SourceState
+from sonoguide.phantom.simulator import PhantomSimulator
+from sonoguide.sources.base import FrameSource, SourceState
 
 
 class PhantomSource(FrameSource):

@@ -1,4 +1,4 @@
-"""Replay a SonoGuide recording folder (app.pipeline.recording) like a clip.
+"""Replay a SonoGuide recording folder (sonoguide.pipeline.recording) like a clip.
 
 The folder's segments play as one clip: pause, seek, step, loop and "analyse every frame" are
 FileSource's own; only reading differs (SegmentsCapture joins the segments behind the small
@@ -19,11 +19,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.pipeline.frames import Frame
-from app.pipeline.recording import FRAMES, MANIFEST, SEGMENT
-from app.pipeline.replay import RecordedFindings
-from app.sources.base import SourceState
-from app.sources.file import FileSource
+from sonoguide.pipeline.frames import Frame
+from sonoguide.pipeline.recording import FRAMES, MANIFEST, SEGMENT
+from sonoguide.pipeline.replay import RecordedFindings
+from sonoguide.sources.base import SourceState
+from sonoguide.sources.file import FileSource
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.pipeline.analysis import DEFAULT_MODE
-from app.pipeline.models import LoadedModel
-from app.sources.base import FrameSource
-from app.ui.controller import Deps
+from sonoguide.pipeline.analysis import DEFAULT_MODE
+from sonoguide.pipeline.models import LoadedModel
+from sonoguide.sources.base import FrameSource
+from sonoguide.ui.controller import Deps
 
 
 def make_model_loader(provider: str = "auto", threads: int | None = None,
@@ -24,11 +24,11 @@ def make_model_loader(provider: str = "auto", threads: int | None = None,
 
     default_path: where a mode's model lives when no path is given (tests point it at their
     own models); None = the shipped models, in the variant and thread count measured fastest
-    on this machine (app.pipeline.models.load_for_machine).
+    on this machine (sonoguide.pipeline.models.load_for_machine).
     """
 
     def load(mode: str, path: str | None, recalibrate: bool = False) -> LoadedModel:
-        from app.pipeline.models import load_for_machine
+        from sonoguide.pipeline.models import load_for_machine
 
         if path is None and default_path is not None:
             path = str(default_path(mode))
@@ -38,7 +38,7 @@ def make_model_loader(provider: str = "auto", threads: int | None = None,
 
 
 def make_worker(segmenter: Any, analyzer: Any) -> Any:
-    from app.pipeline.worker import InferenceWorker
+    from sonoguide.pipeline.worker import InferenceWorker
 
     return InferenceWorker(segmenter, analyzer)
 
@@ -49,20 +49,20 @@ def real_deps(provider: str = "auto", threads: int | None = None, *,
               snapshot_dir: Path | None = None) -> Deps:
     """The app's real dependencies; tests swap single pieces (e.g. open_source) for fakes."""
     if open_source is None:
-        from app.sources.factory import open_source
+        from sonoguide.sources.factory import open_source
     deps = Deps(open_source=open_source,
                 load_model=make_model_loader(provider, threads, default_path),
                 make_worker=make_worker)
     if snapshot_dir is not None:
         deps.snapshot_dir = snapshot_dir
-    from app.pipeline.calibration import RoiStore
-    from app.pipeline.depth_scale import find_depth_scale
-    from app.pipeline.roi import detect_roi
+    from sonoguide.pipeline.calibration import RoiStore
+    from sonoguide.pipeline.depth_scale import find_depth_scale
+    from sonoguide.pipeline.roi import detect_roi
 
     deps.detect_roi, deps.roi_store = detect_roi, RoiStore()
     deps.find_scale = find_depth_scale
     try:
-        from app.sources.devices import list_capture_devices
+        from sonoguide.sources.devices import list_capture_devices
 
         deps.list_devices = list_capture_devices
     except ImportError:
@@ -88,7 +88,7 @@ def run_gui(args: argparse.Namespace) -> int:
         print("sonoguide: no display found (set DISPLAY, or run under xvfb-run)", file=sys.stderr)
         return 2
     app = ensure_app()
-    from app.ui.window import MainWindow
+    from sonoguide.ui.window import MainWindow
 
     deps = real_deps(getattr(args, "provider", None) or "auto", getattr(args, "threads", None))
     try:

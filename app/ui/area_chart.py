@@ -15,8 +15,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.pipeline.timeline import MM2, AreaTimeline
-from app.ui import theme
+from sonoguide.pipeline.timeline import MM2, AreaTimeline
+from sonoguide.ui import theme
 
 REDRAW_HZ = 10.0
 REFERENCE_PERCENTILE = 95.0  # not the max: one glitchy frame must not squash 10 s of line

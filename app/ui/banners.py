@@ -8,7 +8,7 @@ import logging
 
 from PySide6 import QtCore, QtWidgets
 
-from app.ui import theme
+from sonoguide.ui import theme
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """GUI benchmark: run the real window for a while and measure what the user sees.
 
-    QT_QPA_PLATFORM=offscreen python -m app.ui.bench --mode plexus --seconds 10
-    QT_QPA_PLATFORM=offscreen python -m app.ui.bench --source clip.mp4 --follow hold
+    QT_QPA_PLATFORM=offscreen python -m sonoguide.ui.bench --mode plexus --seconds 10
+    QT_QPA_PLATFORM=offscreen python -m sonoguide.ui.bench --source clip.mp4 --follow hold
 
 Per frame shown (the session's display counts): the share with a fresh overlay (the model's
 result for that very frame), with a motion-followed one (an older result moved onto it) and
@@ -46,7 +46,7 @@ def _pump(app, seconds: float, until=None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from app.pipeline.session import DEFAULT_BUDGET_S, FOLLOW_MOTION, HIDE, HOLD
+    from sonoguide.pipeline.session import DEFAULT_BUDGET_S, FOLLOW_MOTION, HIDE, HOLD
 
     parser = argparse.ArgumentParser(description="SonoGuide GUI benchmark (what the user sees)")
     parser.add_argument("--source", default="phantom",
@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-    from app.ui.app import ensure_app, real_deps
-    from app.ui.window import MainWindow
+    from sonoguide.ui.app import ensure_app, real_deps
+    from sonoguide.ui.window import MainWindow
 
     app = ensure_app()
     window = MainWindow(real_deps(args.provider, args.threads), source=args.source,

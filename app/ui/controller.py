@@ -1,6 +1,6 @@
 """Qt-free pieces of the window: its dependencies, background model loading, rates.
 
-What to draw on a frame is decided by the live session (app.pipeline.session), which the
+What to draw on a frame is decided by the live session (sonoguide.pipeline.session), which the
 window and the headless runner share; the window owns Qt only.
 """
 
@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from app.pipeline.analysis import MODE_LABELS, MODE_SCENES
-from app.pipeline.calibration import default_snapshot_dir
-from app.pipeline.frames import Roi
-from app.pipeline.models import LoadedModel
-from app.pipeline.session import Worker
-from app.sources.base import FrameSource
+from sonoguide.pipeline.analysis import MODE_LABELS, MODE_SCENES
+from sonoguide.pipeline.calibration import default_snapshot_dir
+from sonoguide.pipeline.frames import Roi
+from sonoguide.pipeline.models import LoadedModel
+from sonoguide.pipeline.session import Worker
+from sonoguide.sources.base import FrameSource
 
-MODES = MODE_LABELS  # the window's name for them (app.pipeline.analysis is the registry)
+MODES = MODE_LABELS  # the window's name for them (sonoguide.pipeline.analysis is the registry)
 PHANTOM_SCENE_FOR_MODE = MODE_SCENES
 
 
@@ -35,7 +35,7 @@ class Deps:
     make_worker: Callable[[Any, Any], Worker]  # (segmenter, analyzer) -> inference thread
     detect_roi: Callable[[np.ndarray], Roi] = Roi.full
     find_scale: Callable[[np.ndarray, Roi], Any] | None = None  # depth ruler -> DepthScale
-    roi_store: Any = None  # app.pipeline.calibration.RoiStore: get(key), set(key, roi=, ...)
+    roi_store: Any = None  # sonoguide.pipeline.calibration.RoiStore: get(key), set(key, roi=, ...)
     list_devices: Callable[[], list] = field(default=lambda: [])
     snapshot_dir: Path = field(default_factory=default_snapshot_dir)
 

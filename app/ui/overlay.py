@@ -14,8 +14,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.pipeline.frames import Roi, Segmentation, Structure, Target
-from app.ui import theme
+from sonoguide.pipeline.frames import Roi, Segmentation, Structure, Target
+from sonoguide.ui import theme
 
 FILL_ALPHA = 0.28  # fill opacity at full overlay opacity: the image under it must stay readable
 UNSURE_FADE = 0.7  # unsure structures are drawn at this fraction of the normal opacity

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 from PySide6 import QtCore, QtWidgets
 
-from app.ui import theme
-from app.ui.controller import MODES
+from sonoguide.ui import theme
+from sonoguide.ui.controller import MODES
 
 
 def _slider(lo: int, hi: int, value: int) -> QtWidgets.QSlider:

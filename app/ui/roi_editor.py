@@ -1,6 +1,6 @@
 """The image area sent to the model as a draggable pg.RectROI, and the two-click calibration.
 
-A view of app.pipeline.image_area.ImageArea, which owns the ROI and the scale (detected,
+A view of sonoguide.pipeline.image_area.ImageArea, which owns the ROI and the scale (detected,
 remembered per source and frame size, validated): this only draws the rectangle, hands the
 user's drag and ruler clicks to it, and follows its changes.
 """
@@ -12,9 +12,9 @@ from collections.abc import Callable
 import pyqtgraph as pg
 from PySide6 import QtCore
 
-from app.pipeline.frames import Frame, Roi
-from app.pipeline.image_area import ImageArea
-from app.ui import theme
+from sonoguide.pipeline.frames import Frame, Roi
+from sonoguide.pipeline.image_area import ImageArea
+from sonoguide.ui import theme
 
 
 class RoiEditor:

@@ -1,7 +1,7 @@
 """Snapshot files: the raw frame, the frame with the overlay, and a JSON of what was found.
 
 Qt-free: the overlay PNG is rendered with OpenCV at the frame's full resolution using the same
-style rules as the screen (app.ui.overlay.contour_style / target_text).
+style rules as the screen (sonoguide.ui.overlay.contour_style / target_text).
 
 By default the PNGs hold the image area only: the scanner's burned-in patient name, ID and
 menus stay off the files. Each file is written under a temporary name and renamed when
@@ -20,11 +20,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.pipeline.files import write_atomically
-from app.pipeline.findings import overlay_record
-from app.pipeline.frames import Frame, Segmentation
-from app.ui import theme
-from app.ui.overlay import contour_style, target_text
+from sonoguide.pipeline.files import write_atomically
+from sonoguide.pipeline.findings import overlay_record
+from sonoguide.pipeline.frames import Frame, Segmentation
+from sonoguide.ui import theme
+from sonoguide.ui.overlay import contour_style, target_text
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 A question freezes the live image and hides the overlay; one click on the image answers it; the
 verdict comes with the overlay revealed, a green (hit) or red (miss) mark at the click and the
 outline that was scored against; then the image runs again and the next question follows.
-The logic (what to ask, scoring, the scanning task) is Qt-free in app.pipeline.trainee.
+The logic (what to ask, scoring, the scanning task) is Qt-free in sonoguide.pipeline.trainee.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.pipeline.trainee import SCAN_KEY, Question, TraineeSession, Verdict
-from app.ui import theme
+from sonoguide.pipeline.trainee import SCAN_KEY, Question, TraineeSession, Verdict
+from sonoguide.ui import theme
 
 HIT_COLOUR = "#009E73"  # Okabe-Ito green
 MISS_COLOUR = theme.ALARM

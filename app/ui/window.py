@@ -1,4 +1,4 @@
-"""The SonoGuide main window: a view of the live session (app.pipeline.session).
+"""The SonoGuide main window: a view of the live session (sonoguide.pipeline.session).
 
 Threading: Qt objects are touched from the GUI thread only. A ~60 Hz QTimer asks the session
 for the newest frame (never blocking; the session hands it to the inference worker) and for
@@ -19,24 +19,24 @@ from pathlib import Path
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.phantom.scenes import LABELS as SCENE_LABELS
-from app.pipeline.analysis import DEFAULT_MODE
-from app.pipeline.frames import Frame, Roi, Segmentation, most_confident
-from app.pipeline.image_area import ImageArea
-from app.pipeline.models import LoadedModel
-from app.pipeline.session import (
+from sonoguide.phantom.scenes import LABELS as SCENE_LABELS
+from sonoguide.pipeline.analysis import DEFAULT_MODE
+from sonoguide.pipeline.frames import Frame, Roi, Segmentation, most_confident
+from sonoguide.pipeline.image_area import ImageArea
+from sonoguide.pipeline.models import LoadedModel
+from sonoguide.pipeline.session import (
     DEFAULT_BUDGET_S,
     LiveSession,
     OverlayPolicy,
     Shown,
     Worker,
 )
-from app.pipeline.timeline import AreaTimeline
-from app.sources.base import FrameSource, SourceState
-from app.ui import theme
-from app.ui.area_chart import AreaChart
-from app.ui.banners import Banners
-from app.ui.controller import (
+from sonoguide.pipeline.timeline import AreaTimeline
+from sonoguide.sources.base import FrameSource, SourceState
+from sonoguide.ui import theme
+from sonoguide.ui.area_chart import AreaChart
+from sonoguide.ui.banners import Banners
+from sonoguide.ui.controller import (
     MODES,
     PHANTOM_SCENE_FOR_MODE,
     Deps,
@@ -44,11 +44,11 @@ from app.ui.controller import (
     RateMeter,
     median,
 )
-from app.ui.overlay import DepthAxis, OverlayItems, target_summary
-from app.ui.panels import FileControls, Legend, ModeSwitch, OverlayControls, PhantomControls
-from app.ui.roi_editor import RoiEditor
-from app.ui.snapshot import SnapshotPaths, save_snapshot
-from app.ui.trainee_panel import TraineeController
+from sonoguide.ui.overlay import DepthAxis, OverlayItems, target_summary
+from sonoguide.ui.panels import FileControls, Legend, ModeSwitch, OverlayControls, PhantomControls
+from sonoguide.ui.roi_editor import RoiEditor
+from sonoguide.ui.snapshot import SnapshotPaths, save_snapshot
+from sonoguide.ui.trainee_panel import TraineeController
 
 
 def _short_paths(message: str) -> str:
@@ -62,7 +62,7 @@ SETTINGS_BANNER_S = 20.0  # a settings notice is read once, then it makes room
 
 def _source_key(spec: str) -> str:
     try:
-        from app.sources.factory import source_key
+        from sonoguide.sources.factory import source_key
 
         return source_key(spec)
     except Exception:  # unknown spec or factory missing: the spec itself is a fine key
@@ -383,8 +383,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._follow_recorded_findings()
 
     def _follow_recorded_findings(self) -> None:
-        from app.pipeline.replay import RecordedFindings
-        from app.sources.recording import RecordingSource, recorded_findings
+        from sonoguide.pipeline.replay import RecordedFindings
+        from sonoguide.sources.recording import RecordingSource, recorded_findings
 
         want = (self.recorded_findings_action.isChecked()
                 and isinstance(self.source, RecordingSource))
@@ -418,7 +418,7 @@ class MainWindow(QtWidgets.QMainWindow):
         can take seconds, and the live image must not wait for it."""
         self.capture_menu.clear()
         devices, error = self._devices
-        for device in devices:  # app.sources.devices.CaptureDeviceInfo (label, spec)
+        for device in devices:  # sonoguide.sources.devices.CaptureDeviceInfo (label, spec)
             index = getattr(device, "index", device)
             spec = str(getattr(device, "spec", f"camera:{index}"))
             label = str(getattr(device, "label", f"Capture device {index}"))
@@ -775,7 +775,7 @@ class MainWindow(QtWidgets.QMainWindow):
                                   f"{status.frames} frames, {status.seconds:.0f} s  in  "
                                   f"{status.folder}")
             return None
-        from app.pipeline.recording import Recorder
+        from sonoguide.pipeline.recording import Recorder
 
         folder = self.deps.snapshot_dir / "recordings" / time.strftime("%Y%m%d_%H%M%S")
         segmenter = self.model.segmenter if self.model is not None else None

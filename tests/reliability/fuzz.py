@@ -510,7 +510,7 @@ class _Env:
 
     def segmenter(self) -> Any:
         if self._segmenter is None:
-            from app.pipeline.segmenter import Segmenter
+            from sonoguide.pipeline.segmenter import Segmenter
 
             self._segmenter = Segmenter(self.asset("threshold.onnx"), provider="cpu",
                                         intra_op_threads=1)
@@ -545,9 +545,9 @@ def _child_main(conn: Any, work: str) -> None:
     os.dup2(log, 1)
     os.dup2(log, 2)
     try:
-        import app  # noqa: F401  (telemetry off before onnxruntime loads)
-        import app.pipeline.segmenter  # noqa: F401
-        import app.sources.factory  # noqa: F401
+        import sonoguide  # noqa: F401  (telemetry off before onnxruntime loads)
+        import sonoguide.pipeline.segmenter  # noqa: F401
+        import sonoguide.sources.factory  # noqa: F401
 
         env = _Env(work_dir)
         for name in ("threshold.onnx", "clip.avi", "clip.mp4"):
@@ -778,7 +778,7 @@ def _check_prediction(pred: Any, n_classes: int, size: tuple[int, int]) -> str |
 def _frames_case(case: Case, env: _Env, described: list[str]) -> tuple[str, str]:
     import numpy as np
 
-    from app.pipeline.frames import as_frame_image
+    from sonoguide.pipeline.frames import as_frame_image
 
     src = _make_frame(case)
     described[0] = _describe_frame(src, case)
@@ -931,7 +931,7 @@ def _watch(source: Any, case: Case, damage: Path | None, rng: Any,
     """Pull frames until the source ends or fails (plus a moment for a last frame), it has
     played the clip through and looped, or CLIP_WATCH_S pass: (frames, first problem, last
     status)."""
-    from app.sources.base import SourceState
+    from sonoguide.sources.base import SourceState
 
     terminal = (SourceState.ERROR, SourceState.ENDED)
     frames, last_id, problem, ended_at, cut = 0, -1, None, None, False
@@ -959,8 +959,8 @@ def _watch(source: Any, case: Case, damage: Path | None, rng: Any,
 def _clips_case(case: Case, env: _Env, described: list[str]) -> tuple[str, str]:
     import numpy as np
 
-    from app.sources.base import SourceState
-    from app.sources.factory import open_source
+    from sonoguide.sources.base import SourceState
+    from sonoguide.sources.factory import open_source
 
     rng = np.random.default_rng(case.params["seed"])
     d = env.case_dir(case)
@@ -1103,7 +1103,7 @@ _INPUT_TOKENS = {"height": "32", "width": "32", "scale": "0.00392156862745098", 
 def _meta(classes: str = '["background", "nerve", "vessel"]', **tokens: str) -> dict[str, str]:
     """Contract metadata with raw JSON tokens, so NaN, 1e400 or "64" go in exactly as written;
     a token None leaves that field out."""
-    from app.pipeline.contract import KEY_CLASSES, KEY_INPUT, KEY_TRAINED_ON, KEY_VERSION
+    from sonoguide.pipeline.contract import KEY_CLASSES, KEY_INPUT, KEY_TRAINED_ON, KEY_VERSION
 
     merged = {**_INPUT_TOKENS, **tokens}
     spec = ", ".join(f'"{k}": {v}' for k, v in merged.items() if v is not None)
@@ -1131,7 +1131,7 @@ def _meta_case(name: str, rng: Any,
                variant: int) -> tuple[dict[str, str], str, dict, Callable | None]:
     """(metadata, expectation, graph options, check of a loaded contract) for a mutation.
     expectation: refuse (ModelLoadError), load (must load and work) or either."""
-    from app.pipeline.contract import KEY_CLASSES, KEY_INPUT, KEY_UNSURE, REQUIRED_KEYS
+    from sonoguide.pipeline.contract import KEY_CLASSES, KEY_INPUT, KEY_UNSURE, REQUIRED_KEYS
 
     meta = _meta()
     graph: dict[str, Any] = {}
@@ -1225,7 +1225,7 @@ def _meta_case(name: str, rng: Any,
         return meta, "load", graph, (lambda c: None if c.unsure_threshold("nerve") == 0.3
                                      else "unsure level not read")
     if name == "text_garbage":
-        from app.pipeline.contract import KEY_TRAINED_ON, KEY_VERSION
+        from sonoguide.pipeline.contract import KEY_TRAINED_ON, KEY_VERSION
 
         meta[KEY_VERSION], meta[KEY_TRAINED_ON] = _garbage_text(rng), _garbage_text(rng)
         return meta, "load", graph, None
@@ -1234,7 +1234,7 @@ def _meta_case(name: str, rng: Any,
                      "sonoguide.classes ": "[]"})
         return meta, "load", graph, None
     if name == "huge_value":
-        from app.pipeline.contract import KEY_VERSION
+        from sonoguide.pipeline.contract import KEY_VERSION
 
         meta[KEY_VERSION] = "v" * 1_000_000
         return meta, "load", graph, None
@@ -1278,13 +1278,13 @@ def _test_pictures(rng: Any) -> list:
 
 
 def _load(path: Path) -> Any:
-    from app.pipeline.segmenter import Segmenter
+    from sonoguide.pipeline.segmenter import Segmenter
 
     return Segmenter(path, provider="cpu", intra_op_threads=1)
 
 
 def _judge_refusal(exc: Exception, path: Path, expect: str) -> tuple[str, str]:
-    from app.pipeline.segmenter import ModelLoadError
+    from sonoguide.pipeline.segmenter import ModelLoadError
 
     text = str(exc)
     if not _clear(exc, (ModelLoadError,)):
@@ -1402,9 +1402,9 @@ def _sometimes_case(path: Path, name: str, rng: Any) -> tuple[str, str]:
     worker every bright frame's result must be dropped and counted, never delivered."""
     import numpy as np
 
-    from app.pipeline.frames import Frame
-    from app.pipeline.models import analyzer_for
-    from app.pipeline.worker import InferenceWorker
+    from sonoguide.pipeline.frames import Frame
+    from sonoguide.pipeline.models import analyzer_for
+    from sonoguide.pipeline.worker import InferenceWorker
 
     try:
         seg = _load(path)
@@ -1589,7 +1589,7 @@ def _store_problems(store: Any, env_warnings: list[str]) -> list[str]:
 
 
 def _entry_problem(key: str, setting: Any) -> str | None:
-    from app.pipeline.frames import Roi
+    from sonoguide.pipeline.frames import Roi
 
     roi, spacing = setting.roi, setting.pixel_spacing_mm
     if roi is not None and not (isinstance(roi, Roi) and all(
@@ -1604,8 +1604,8 @@ def _entry_problem(key: str, setting: Any) -> str | None:
 
 def _rois_case(env: _Env, d: Path, config: Path, content: str, default: bool, rng: Any,
                variant: int) -> tuple[str, str]:
-    from app.pipeline.calibration import RoiSetting, RoiStore
-    from app.pipeline.frames import Roi
+    from sonoguide.pipeline.calibration import RoiSetting, RoiStore
+    from sonoguide.pipeline.frames import Roi
 
     warnings = env.capture.warnings
     path = config / "sonoguide" / "rois.json" if default else d / "rois.json"
@@ -1690,9 +1690,9 @@ def _roi_outside_case(path: Path, rng: Any, variant: int) -> tuple[str, str]:
     """A remembered image area and scale that do not fit the picture must not be used."""
     import numpy as np
 
-    from app.pipeline.calibration import RoiStore
-    from app.pipeline.frames import Frame, Roi
-    from app.pipeline.image_area import SPACING_RANGE_MM, ImageArea
+    from sonoguide.pipeline.calibration import RoiStore
+    from sonoguide.pipeline.frames import Frame, Roi
+    from sonoguide.pipeline.image_area import SPACING_RANGE_MM, ImageArea
 
     w, h = ROI_FRAME
     roi = _cycle(variant, ([100000, 100000, 50, 50], [600, 400, 100, 100], [0, 0, 3, 3],
@@ -1733,7 +1733,7 @@ def _roi_outside_case(path: Path, rng: Any, variant: int) -> tuple[str, str]:
 
 def _speed_case(env: _Env, d: Path, config: Path, target: str, content: str, default: bool,
                 rng: Any, variant: int) -> tuple[str, str]:
-    from app.pipeline.speed import choose_speed
+    from sonoguide.pipeline.speed import choose_speed
 
     models = d / "models"
     models.mkdir()

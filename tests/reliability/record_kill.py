@@ -22,8 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.sources.base import SourceState
-from app.sources.recording import RecordingSource
+from sonoguide.sources.base import SourceState
+from sonoguide.sources.recording import RecordingSource
 
 LOSS_LIMIT_S = 1.0  # one segment
 SLACK_S = 0.3  # the kill and the first-frame moment are seen by polling from outside
@@ -50,7 +50,7 @@ def record_and_kill(folder: Path, after_s: float, extra_args: list[str] = (),
                     env: dict | None = None, start_timeout_s: float = 120.0) -> KillResult:
     """Record into `folder` (must not exist) and SIGKILL the run `after_s` after its first
     frame; then replay what is there."""
-    command = [sys.executable, "-m", "app.cli", "--headless", "--source", "phantom",
+    command = [sys.executable, "-m", "sonoguide.cli", "--headless", "--source", "phantom",
                "--record", str(folder), *extra_args]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

@@ -40,13 +40,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.pipeline.calibration import RoiStore
-from app.pipeline.frames import Frame, Roi
-from app.pipeline.image_area import ImageArea
-from app.pipeline.roi import detect_roi
-from app.pipeline.session import LiveSession
-from app.sources.base import SourceState
-from app.sources.capture import CaptureSource
+from sonoguide.pipeline.calibration import RoiStore
+from sonoguide.pipeline.frames import Frame, Roi
+from sonoguide.pipeline.image_area import ImageArea
+from sonoguide.pipeline.roi import detect_roi
+from sonoguide.pipeline.session import LiveSession
+from sonoguide.sources.base import SourceState
+from sonoguide.sources.capture import CaptureSource
 from tests.clips import scanner_screen
 
 # screen size -> where the ultrasound image lies on it (x, y, w, h)
@@ -463,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no line per cycle")
     args = parser.parse_args(argv)
     # the source logs every raising read; here they are the read-raises cycles, on purpose
-    logging.getLogger("app.sources.capture").setLevel(logging.ERROR)
+    logging.getLogger("sonoguide.sources.capture").setLevel(logging.ERROR)
     report = run(args.cycles, args.resize_every, args.time_scale, args.seed,
                  progress=not args.quiet, unplug_range_s=tuple(args.unplug))
     print(report.summary())

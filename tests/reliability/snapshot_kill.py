@@ -3,7 +3,7 @@
     python -m tests.reliability.snapshot_kill [--kills 30] [--seed 0] [--max-delay 1.5]
 
 Each round starts a child process that writes snapshots without pause through the app's own
-writer (app.ui.snapshot.save_snapshot: raw PNG, overlay PNG, JSON) into a fresh folder, waits
+writer (sonoguide.ui.snapshot.save_snapshot: raw PNG, overlay PNG, JSON) into a fresh folder, waits
 until it is writing, lets it run for a random (seeded) moment and SIGKILLs it. Then every file
 under a final name in that folder is checked: a PNG must be whole (signature, every chunk's CRC,
 IEND as the last bytes) and decode with cv2.imread; a JSON must parse, name its frame and have
@@ -35,7 +35,7 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-TEMP_NAME = re.compile(r"^\..+\.part$")  # app.ui.snapshot's temporary names
+TEMP_NAME = re.compile(r"^\..+\.part$")  # sonoguide.ui.snapshot's temporary names
 STEM = re.compile(r"^sonoguide_\d{8}_\d{6}_f(\d+)$")
 FRAME_SIZE = (1280, 720)  # (w, h): noisy pictures of this size take ~0.1 s each to write
 READY = "writing"
@@ -45,8 +45,8 @@ READY_TIMEOUT_S = 60.0
 # --- child: write snapshots until killed ---------------------------------------------------------
 
 def child(folder: Path, first_id: int, seed: int) -> None:
-    from app.pipeline.frames import Frame, Roi
-    from app.ui.snapshot import save_snapshot
+    from sonoguide.pipeline.frames import Frame, Roi
+    from sonoguide.ui.snapshot import save_snapshot
 
     rng = np.random.default_rng(seed)
     w, h = FRAME_SIZE

@@ -117,7 +117,7 @@ def write_outputs(out: Path, samples: list[tuple[float, float, int]], title: str
 
 
 def soak_headless(args: argparse.Namespace) -> tuple[list, list[float], str]:
-    from app import cli
+    from sonoguide import cli
 
     sampler = Sampler(args.sample_every).start()
     report = args.out / "report.json"
@@ -130,8 +130,8 @@ def soak_headless(args: argparse.Namespace) -> tuple[list, list[float], str]:
 
 
 def soak_window(args: argparse.Namespace) -> tuple[list, list[float], str]:
-    from app.ui.app import ensure_app, real_deps
-    from app.ui.window import MainWindow
+    from sonoguide.ui.app import ensure_app, real_deps
+    from sonoguide.ui.window import MainWindow
 
     app = ensure_app()
     window = MainWindow(real_deps(), source="phantom", mode=args.mode)

@@ -1,0 +1,1 @@
+"""The shipped ONNX models with their cards and ship records (package data of sonoguide)."""
