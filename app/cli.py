@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from sonoguide.logs import LEVELS, configure_logging, log_start
+from sonoguide.logs import LEVELS, app_version, configure_logging, log_start
 from sonoguide.phantom.scenes import SOURCE_SCENES
 from sonoguide.pipeline.analysis import DEFAULT_MODE, MODE_SCENES, MODES
 from sonoguide.pipeline.providers import (
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sonoguide",
         description="Real-time ultrasound guidance overlays (research and training use, "
                     "not a medical device).")
+    parser.add_argument("--version", action="version", version=f"sonoguide {app_version()}")
     parser.add_argument("--source", default=None,
                         help=f"phantom | phantom:SCENE ({', '.join(SOURCE_SCENES)}) | camera:N | "
                              "VIDEO_PATH | DICOM_PATH | RECORDING_FOLDER (default: the phantom "

@@ -74,15 +74,19 @@ def configure_logging(level: str = "INFO", log_dir: Path | None = None) -> Path 
     return path
 
 
-def log_start(argv: list[str]) -> None:
-    """The first lines of a run: what ran, where, with which arguments."""
+def app_version() -> str:
+    """SonoGuide's installed version (from its package metadata, also inside the bundle)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        own = version("sonoguide")
+        return version("sonoguide")
     except PackageNotFoundError:
-        own = "not installed"
+        return "not installed"
+
+
+def log_start(argv: list[str]) -> None:
+    """The first lines of a run: what ran, where, with which arguments."""
     log = logging.getLogger("sonoguide")
-    log.info("SonoGuide %s, Python %s, %s %s", own, platform.python_version(),
+    log.info("SonoGuide %s, Python %s, %s %s", app_version(), platform.python_version(),
              platform.platform(), platform.machine())
     log.info("arguments: %s", " ".join(argv) or "(none)")
