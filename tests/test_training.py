@@ -11,6 +11,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+pytestmark = pytest.mark.torch  # the training package
+
 from sonoguide.training.augment import AugmentConfig, augment  # noqa: E402
 from sonoguide.training.data import (  # noqa: E402
     DatasetError,
@@ -424,3 +426,24 @@ def test_learning_curve_trains_each_size_on_the_same_validation_split(tmp_path):
     assert "per_doubling" in report["fits"]["nerve"]
     assert (tmp_path / "curve" / "curve.png").exists()
     assert "real training images" in (tmp_path / "curve" / "curve.md").read_text()
+
+
+def test_a_split_with_a_file_in_val_and_test_is_refused(tmp_path):
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps({"train": ["0000"], "val": ["0001"], "test": ["0001", "0002"]}))
+    with pytest.raises(DatasetError, match="both val and test.*0001"):
+        read_split(path)
+
+
+def test_split_command_still_splits_a_config_source_by_file(tmp_path):
+    from sonoguide.training.__main__ import main
+
+    write_usgra_like(tmp_path / "data" / "tiny", n=5)
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(tiny_config(tmp_path).raw))
+    out = tmp_path / "split.json"
+    assert main(["split", "--config", str(cfg), "--output", str(out),
+                 "--data-root", str(tmp_path / "data")]) == 0
+    split = read_split(out)
+    assert sorted(split["train"] + split["val"]) == [f"{i:04d}" for i in range(5)]
+    assert "test" not in split and "by" not in split

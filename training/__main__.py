@@ -1,5 +1,5 @@
 """python -m sonoguide.training
-{split,train,evaluate,export,calibrate,compare,curve,bench,ship} (--help)."""
+{split,train,evaluate,region,export,calibrate,compare,curve,bench,ship} (--help)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--model", required=True)
     v.add_argument("--data-root")
     v.add_argument("--output", help="JSON path; a Markdown table is written beside it")
+    v.add_argument("--steadiness", action="store_true",
+                   help="also the steadiness figure: mean IoU of each class's drawn mask between "
+                   "consecutive frames of small-motion clips and phantom sweeps (slower)")
+    v.add_argument("--steadiness-frames", type=int, default=8, help="frames per motion clip")
+    v.add_argument("--steadiness-smoothing", type=float, default=1.0,
+                   help="the app's temporal smoothing while playing a clip (1.0 = off, each "
+                   "frame on its own; the live app uses 0.5)")
 
     k = sub.add_parser("calibrate", help="set the model's unsure levels from held-out outlines "
                        "(written into the ONNX metadata the app reads)")
@@ -91,12 +98,29 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--data-root")
     r.add_argument("--device")
 
-    s = sub.add_parser("split", help="write a seeded train/val split file (once; never change it)")
-    s.add_argument("--config", required=True)
+    s = sub.add_parser("split", help="write a seeded train/val split file (once; never change "
+                       "it); uns-nerve is split by subject into train/val/test")
+    s.add_argument("--config", help="config whose first training source is split")
+    s.add_argument("--dataset", choices=["uns-nerve"],
+                   help="split this dataset by subject instead of a config's source")
+    s.add_argument("--root", help="dataset folder under the data root (default: --dataset)")
     s.add_argument("--output", required=True)
     s.add_argument("--stratify", default="vessel")
+    s.add_argument("--fractions", default="0.7,0.15,0.15",
+                   help="train,val,test shares of the subjects (by-subject splits)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--data-root")
+
+    g = sub.add_parser("region", help="how an ONNX model's drawn nerve sits in a region-labelled "
+                       "set (uns-nerve: one outline around the whole plexus)")
+    g.add_argument("--model", required=True)
+    g.add_argument("--dataset", default="uns-nerve", help="folder under the data root")
+    g.add_argument("--split", default="training/splits/uns-nerve.json")
+    g.add_argument("--part", default="test")
+    g.add_argument("--target", default="nerve", help="model class compared with the region")
+    g.add_argument("--threads", type=int, default=1)
+    g.add_argument("--output", help="JSON path; a Markdown table is written beside it")
+    g.add_argument("--data-root")
 
     a = p.parse_args(argv)
     from sonoguide.training.train import Config
@@ -116,7 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     elif a.cmd == "evaluate":
         from sonoguide.training.evaluate import evaluate_config
 
-        report = evaluate_config(cfg, a.model, a.data_root, a.output)
+        steady = None
+        if a.steadiness:
+            from sonoguide.training.steadiness import SteadinessOptions
+
+            steady = SteadinessOptions(frames=a.steadiness_frames,
+                                       smoothing=a.steadiness_smoothing)
+        report = evaluate_config(cfg, a.model, a.data_root, a.output, steadiness=steady)
         print(report["markdown"])
     elif a.cmd == "calibrate":
         from sonoguide.training.calibrate import calibrate_config, report_lines
@@ -156,14 +186,36 @@ def main(argv: list[str] | None = None) -> int:
         train_all(cfg, a.data_root, a.device)
         print(json.dumps(ship(cfg, a.data_root), indent=1))
     elif a.cmd == "split":
-        from sonoguide.training.data import FolderSpec, load_folder, make_split
+        from sonoguide.training.data import (
+            FolderSpec,
+            list_pairs,
+            load_folder,
+            make_split,
+            make_subject_split,
+        )
         from sonoguide.training.train import data_root
 
-        src = cfg["train"][0]
-        samples = load_folder(FolderSpec.from_config(src, base=data_root(a.data_root)),
-                              cfg.classes)
-        split = make_split(samples, cfg.classes.index(a.stratify), seed=a.seed)
-        Path(a.output).write_text(json.dumps(split, indent=1))
+        if cfg is None and not a.dataset:
+            p.error("split needs --config or --dataset")
+        src = ({"kind": a.dataset, "root": a.root or a.dataset} if a.dataset
+               else cfg["train"][0])
+        spec = FolderSpec.from_config(src, base=data_root(a.data_root))
+        if spec.layout == "uns-nerve":
+            fractions = tuple(float(f) for f in a.fractions.split(","))
+            split = make_subject_split([n for n, _, _ in list_pairs(spec)], fractions, a.seed,
+                                       dataset=src.get("root", "uns-nerve"))
+        else:
+            split = make_split(load_folder(spec, cfg.classes), cfg.classes.index(a.stratify),
+                               seed=a.seed)
+        Path(a.output).write_text(json.dumps(split, indent=1) + "\n")
+        print(f"{a.output}: " + ", ".join(f"{k} {len(split[k])}" for k in
+                                          ("train", "val", "test") if k in split))
+    elif a.cmd == "region":
+        from sonoguide.training.evaluate import region_markdown, region_report_split
+
+        report = region_report_split(a.model, a.dataset, a.split, a.part, a.target,
+                                     a.data_root, a.threads, a.output)
+        print(region_markdown(report, f"{a.dataset} {a.part} part"))
     return 0
 
 

@@ -11,6 +11,9 @@ and the false-positive rate on frames without it. From the outlines the app itse
 one touching none of that structure (a false vein beside the real one, which Dice barely
 shows), and how many true and stray outlines are drawn unsure (dashed, by the model's calibrated
 levels): whether the user can see the doubt. Artery/vein swaps are counted separately.
+With steadiness options, each set also gets the steadiness figure (training/steadiness.py).
+A set with "region" (a region-labelled set such as uns-nerve) is reported the region way
+instead (region_report: how the drawn target structure sits in the labelled region).
 """
 
 from __future__ import annotations
@@ -168,9 +171,102 @@ def markdown_table(report: dict, title: str = "") -> str:
     return "\n".join(line for line in lines if line is not None)
 
 
+def region_report(model: str | Path, samples: list[Sample], target: str = "nerve",
+                  region_class: int = 1, threads: int = 1, quiet: bool = False) -> dict:
+    """How the structure the app draws sits in a region label (one outline around the whole
+    plexus, as uns-nerve marks it), per frame, from the app's drawn outlines (filled):
+
+    - drawn_share: frames where the app draws `target` at all;
+    - inside_share: of the drawn target pixels, the share inside the region (mean over frames
+      where it is drawn): 1.0 = never outside the region;
+    - coverage: of the region, the share covered by drawn target (mean over all frames; the
+      region also holds tissue between the nerves, so well under 1 even when right);
+    - hull_dice: Dice of the convex hull of all drawn target pixels with the region (mean over
+      all frames, 0 where nothing is drawn): the region-style comparison;
+    - touches_share: frames where some drawn target lies inside the region;
+    - aim_inside_share: frames where the app's target point (centroid of the largest cluster of
+      drawn target, where the guidance aims) lies inside the region.
+    """
+    from sonoguide.training.steadiness import DrawnPredictor
+
+    predict = DrawnPredictor(model, threads=threads)
+    idx = predict.segmenter.classes.index(target)
+    rows = {k: [] for k in ("drawn", "inside", "coverage", "hull_dice", "touches", "aim")}
+    for s in tqdm(samples, desc=f"region {Path(model).name}", disable=quiet, leave=False):
+        labels, analysis = predict.analyze(s.image, s.roi)
+        drawn, region = labels == idx, s.mask == region_class
+        rows["drawn"].append(bool(drawn.any()))
+        rows["coverage"].append(np.sum(drawn & region) / max(int(region.sum()), 1))
+        rows["touches"].append(bool(np.any(drawn & region)))
+        hull = np.zeros_like(labels)
+        if drawn.any():
+            rows["inside"].append(np.sum(drawn & region) / drawn.sum())
+            pts = cv2.findNonZero(drawn.astype(np.uint8))
+            cv2.fillConvexPoly(hull, cv2.convexHull(pts), 1)
+        hull = hull.astype(bool)
+        denom = int(hull.sum() + region.sum())
+        rows["hull_dice"].append(2 * np.sum(hull & region) / denom if denom else 1.0)
+        t = analysis.target
+        inside = False
+        if t is not None and t.class_name == target:
+            x, y = int(round(t.x)), int(round(t.y))
+            inside = 0 <= y < region.shape[0] and 0 <= x < region.shape[1] and bool(region[y, x])
+        rows["aim"].append(inside)
+    return {"model": str(model), "target": target, "frames": len(samples),
+            "drawn_share": _mean(rows["drawn"]), "inside_share": _mean(rows["inside"]),
+            "coverage": _mean(rows["coverage"]), "hull_dice": _mean(rows["hull_dice"]),
+            "hull_dice_sd": _sd(rows["hull_dice"]), "touches_share": _mean(rows["touches"]),
+            "aim_inside_share": _mean(rows["aim"])}
+
+
+def region_markdown(report: dict, title: str = "") -> str:
+    def f(v, pct=False):
+        return "n/a" if v is None else (f"{v:.1%}" if pct else f"{v:.3f}")
+
+    r = report
+    return "\n".join([
+        f"**{title or 'Region'}** ({r['frames']} frames; drawn {r['target']} vs the labelled "
+        "region)",
+        "| drawn | inside region | region covered | hull Dice (mean ± sd) | touches region "
+        "| aim point inside |",
+        "|---|---|---|---|---|---|",
+        f"| {f(r['drawn_share'], True)} | {f(r['inside_share'], True)} "
+        f"| {f(r['coverage'], True)} | {f(r['hull_dice'])} ± {f(r['hull_dice_sd'])} "
+        f"| {f(r['touches_share'], True)} | {f(r['aim_inside_share'], True)} |"])
+
+
+def region_report_split(model: str | Path, dataset: str = "uns-nerve",
+                        split: str | Path = "training/splits/uns-nerve.json", part: str = "test",
+                        target: str = "nerve", root: str | Path | None = None, threads: int = 1,
+                        output: str | Path | None = None, quiet: bool = False) -> dict:
+    """region_report on one part of a region-labelled set's split (uns-nerve's held-out
+    subjects by default), written as JSON plus a Markdown table when `output` is given."""
+    import time
+
+    from sonoguide.training.data import UNS_REGION_CLASS, FolderSpec, load_folder, read_split
+    from sonoguide.training.train import data_root, repo_path
+
+    spec = FolderSpec.from_config({"kind": "uns-nerve", "root": dataset}, base=data_root(root))
+    names = read_split(repo_path(split))[part]
+    samples = load_folder(spec, ("background", UNS_REGION_CLASS), names)
+    t0 = time.perf_counter()
+    report = region_report(model, samples, target, 1, threads, quiet)
+    report |= {"dataset": dataset, "split": str(split), "part": part,
+               "seconds": round(time.perf_counter() - t0, 1)}
+    if output:
+        out = Path(output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=1))
+        out.with_suffix(".md").write_text(
+            region_markdown(report, f"{dataset} {part} part") + "\n")
+    return report
+
+
 def evaluate_config(cfg, model: str | Path, root: str | Path | None = None,
-                    output: str | Path | None = None, quiet: bool = False) -> dict:
-    """Evaluate on the config's "val" sources and any "evaluate_extra" sets."""
+                    output: str | Path | None = None, quiet: bool = False,
+                    steadiness=None) -> dict:
+    """Evaluate on the config's "val" sources and any "evaluate_extra" sets; with `steadiness`
+    (SteadinessOptions) each set also gets the steadiness figure."""
     from sonoguide.training.train import data_root, load_sources
 
     root = data_root(root)
@@ -182,11 +278,27 @@ def evaluate_config(cfg, model: str | Path, root: str | Path | None = None,
     for spec in sets:
         classes = tuple(spec["classes"])
         samples = load_sources(spec["sources"], classes, root, size)
+        if "region" in spec:  # {"target": "nerve", "class": "plexus_region"}
+            reg = spec["region"]
+            r = region_report(model, samples, reg.get("target", "nerve"),
+                              classes.index(reg.get("class", classes[1])), quiet=quiet)
+            report["sets"][spec["name"]] = r
+            md.append(region_markdown(r, spec["name"]))
+            continue
         r = evaluate_samples(model, samples, classes, spec.get("merge"), quiet)
         if "report_classes" in spec:  # e.g. only "vessel" when a model has no nerve class
             r["classes"] = {k: v for k, v in r["classes"].items() if k in spec["report_classes"]}
         report["sets"][spec["name"]] = r
         md.append(markdown_table(r, spec["name"]))
+        if steadiness is not None:
+            from sonoguide.training import steadiness as st
+
+            r["steadiness"] = st.steadiness_of_samples(model, samples, classes,
+                                                       spec.get("merge"), steadiness, quiet)
+            if "report_classes" in spec:
+                r["steadiness"]["classes"] = {k: v for k, v in r["steadiness"]["classes"].items()
+                                              if k in spec["report_classes"]}
+            md.append(st.markdown(r["steadiness"], spec["name"]))
     report["markdown"] = "\n\n".join(md)
     if output:
         out = Path(output)
