@@ -7,13 +7,11 @@ the bottom-right corner tells whether a source delivered RGB (red in channel 0) 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-WAIT_S = 3.0  # generous upper bound for anything that should happen "soon"
 BITS = 8  # frame indices 0..255
 BLOCK = 16  # px per bit block; big enough to survive mp4v/MJPG compression
 
@@ -134,11 +132,9 @@ def scanner_screen(size: tuple[int, int] = (1920, 1080), roi: tuple[int, int, in
     return scr
 
 
-def wait_for(predicate, timeout: float = WAIT_S, interval: float = 0.005) -> bool:
-    """Poll `predicate` until it holds or `timeout` s pass; its last answer."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
+def published(source) -> list:
+    """Every frame `source` publishes from now on, in order (a reader of `latest()` only ever
+    gets the newest, and may miss one however the test waits)."""
+    frames: list = []
+    source.add_publish_listener(lambda: frames.append(source.latest()))  # on the producer thread
+    return frames

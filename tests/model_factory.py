@@ -18,6 +18,10 @@ Kinds:
   nan_bright   threshold model whose logits are NaN when the picture is mostly bright (mean
                input > 0.5): finite on the blank warm-up input, non-finite on such frames.
 
+A model that must be slow for a test (busy while frames arrive, later than the overlay's
+budget) is a real one behind a GatedSegmenter: busy until the test releases it, so no test
+depends on how fast this machine runs a model.
+
 CLI (for benchmarks): python -m tests.model_factory OUT.onnx --kind conv --size 256 256
 """
 
@@ -25,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -178,6 +184,49 @@ def _add_heavy_branch(nodes: list, init, logits: str, out_c: int, layers: int,
                                   ["h_zeroed"]))
     nodes.append(helper.make_node("Add", [logits, "h_zeroed"], ["heavy_logits"]))
     return "heavy_logits"
+
+
+class GatedSegmenter:
+    """A Segmenter (everything but predict() passes through) whose predict() waits at a gate:
+    each call needs one release() by the test (open() lets every call through, for teardown),
+    and with `at_least_s` it also takes at least that long (`gated=False`: only that). So "the
+    model is busy" is a state the test sets, and "slower than the clip" holds on any machine."""
+
+    def __init__(self, segmenter, *, gated: bool = True, at_least_s: float = 0.0) -> None:
+        self._segmenter = segmenter
+        self._gated = gated
+        self._permits = threading.Semaphore(0)
+        self._open = threading.Event()
+        self._lock = threading.Lock()
+        self.at_least_s = at_least_s
+        self.entered = 0  # predict() calls begun
+        self.finished = 0  # and ended
+
+    def __getattr__(self, name: str):
+        return getattr(self._segmenter, name)
+
+    def predict(self, image: np.ndarray):
+        t0 = time.monotonic()
+        with self._lock:
+            self.entered += 1
+        try:
+            while self._gated and not (self._open.is_set()
+                                       or self._permits.acquire(timeout=0.05)):
+                pass
+            result = self._segmenter.predict(image)
+            self._open.wait(max(0.0, t0 + self.at_least_s - time.monotonic()))
+            return result
+        finally:
+            with self._lock:
+                self.finished += 1
+
+    def release(self, n: int = 1) -> None:
+        """Let `n` more predict() calls through."""
+        self._permits.release(n)
+
+    def open(self) -> None:
+        """Let every call through from now on (and end an at_least_s wait)."""
+        self._open.set()
 
 
 def main(argv: list[str] | None = None) -> int:

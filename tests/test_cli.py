@@ -24,6 +24,7 @@ from sonoguide.pipeline.session import LiveSession
 from sonoguide.sources.base import FrameSource, SourceState
 from tests.clips import truncate_copy, write_clip
 from tests.model_factory import JUGULAR, make_model
+from tests.waiting import wait_until
 
 REPORT_KEYS = {"source", "source_state", "ended_by", "frames_in", "frames_seen",
                "frames_inferred", "frames_dropped", "inferred_fraction", "input_fps",
@@ -179,7 +180,8 @@ def test_cli_help_mentions_the_timeline(capsys):
 
 
 class BurstSource(FrameSource):
-    """Publishes frames three at a time: a reader can only ever see the last of each burst."""
+    """Publishes frames three at a time: a reader can only ever see the last of each burst
+    (the burst goes out under the mailbox's lock, so no reader gets in between)."""
 
     def __init__(self, bursts: int, fail: bool = False) -> None:
         super().__init__("burst", nominal_fps=30)
@@ -189,8 +191,9 @@ class BurstSource(FrameSource):
         self._set_status(SourceState.LIVE)
         image = np.full((64, 64), 250, np.uint8)
         for _ in range(self.bursts):
-            for _ in range(3):
-                self._publish(image)
+            with self._slot._cond:
+                for _ in range(3):
+                    self._publish(image)
             if not self._sleep_until(time.monotonic() + 0.03):
                 return
         if self.fail:
@@ -216,9 +219,9 @@ def test_runner_counts_frames_it_never_saw_as_dropped(plexus_model):
     report = run_headless(session, max_frames=None)
 
     assert report["frames_in"] == 18
-    assert report["frames_seen"] <= 6 + 1
+    assert report["frames_seen"] <= 6
     assert report["frames_inferred"] <= report["frames_seen"]
-    assert report["frames_dropped"] == 18 - report["frames_inferred"] >= 11
+    assert report["frames_dropped"] == 18 - report["frames_inferred"] >= 12
     assert report["ended_by"] == "source ended" and not worker.running
 
 
@@ -291,8 +294,9 @@ def test_a_capture_dropout_longer_than_the_stall_limit_is_waited_for(monkeypatch
     report = run_headless(session_on(DropoutSource(gap_s=1.0), segmenter), max_frames=None)
     assert report["ended_by"] == "source ended"  # not "source stalled" during the gap
     assert report["frames_in"] == 10  # the frames after the reconnect were analysed too
-    assert report["signal_lost"]["count"] == 1
-    assert 0.8 <= report["signal_lost"]["longest_s"] <= 2.0
+    lost = report["signal_lost"]
+    assert lost["count"] == 1 and lost["total_s"] == lost["longest_s"]
+    assert 0.8 <= lost["longest_s"] <= report["wall_s"]  # the 1 s gap, within the run
 
 
 def test_a_clip_cut_short_says_so_in_the_report(tmp_path, plexus_model, capsys):
@@ -322,18 +326,21 @@ def test_a_single_png_runs_headless_as_one_still_frame(tmp_path, plexus_model, c
 
 def test_sigterm_ends_a_headless_run_with_its_report_and_timeline(tmp_path, plexus_model):
     report_path, timeline_path = tmp_path / "r.json", tmp_path / "t.csv"
+    recording = tmp_path / "rec"  # frames.jsonl there: frames have gone through the run
     env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"), "HOME": str(tmp_path)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "sonoguide.cli", "--headless", "--source", "phantom:plexus",
          "--mode", "plexus", "--model", str(plexus_model), "--provider", "cpu",
-         "--threads", "1", "--report", str(report_path), "--timeline", str(timeline_path)],
+         "--threads", "1", "--report", str(report_path), "--timeline", str(timeline_path),
+         "--record", str(recording)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         said = [proc.stderr.readline() for _ in range(1)]
         while "until stopped" not in said[-1] and said[-1] and len(said) < 50:
             said.append(proc.stderr.readline())  # e.g. a library's warning came first
         assert "until stopped" in said[-1], said  # the run is under way
-        time.sleep(1.0)
+        frames = recording / "frames.jsonl"
+        assert wait_until(lambda: frames.is_file() and frames.stat().st_size > 0, timeout=60)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     finally:

@@ -22,6 +22,8 @@ from sonoguide.training.dequantize import (
 )
 from tests.model_factory import IR_VERSION, OPSET, PLEXUS, contract_for
 
+pytestmark = pytest.mark.torch  # the training package
+
 SIZE = (32, 32)
 
 

@@ -7,6 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+pytestmark = pytest.mark.torch  # the training package
+
 from sonoguide.pipeline.contract import ContractError, ModelContract  # noqa: E402
 from sonoguide.training.bench import bench, quantize_int8  # noqa: E402
 from sonoguide.training.evaluate import (  # noqa: E402

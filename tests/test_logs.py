@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 
+import pytest
+
 from sonoguide import cli
 from sonoguide.logs import configure_logging
 from tests.model_factory import make_model
@@ -23,6 +25,7 @@ def test_a_headless_run_logs_what_ran_with_which_model(tmp_path, capsys):
     assert "mode plexus: model plexus-test (version test-1)" in log and " on CPU" in log
 
 
+@pytest.mark.gui
 def test_banners_shown_in_the_window_are_logged(qtbot, tmp_path):
     from sonoguide.ui.banners import Banners
 

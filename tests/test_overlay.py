@@ -104,6 +104,7 @@ def view(qtbot):
     widget.close()  # keeps the widget (and so the view) alive through the test
 
 
+@pytest.mark.gui
 def test_overlay_items_are_reused_between_frames(view):
     from sonoguide.ui.overlay import OverlayItems
 
@@ -129,6 +130,7 @@ def test_overlay_items_are_reused_between_frames(view):
     assert not overlay.visible and overlay.visible_contours() == []
 
 
+@pytest.mark.gui
 def test_depth_ruler_reads_mm_below_the_roi_top(qtbot):
     from sonoguide.ui.overlay import DepthAxis
 
@@ -141,6 +143,7 @@ def test_depth_ruler_reads_mm_below_the_roi_top(qtbot):
     assert set(axis.tickStrings(minors, 1.0, major_step / 2)) == {""}
 
 
+@pytest.mark.gui
 def test_target_label_stays_on_the_image_side_of_the_marker(view, qtbot):
     """A target near the right edge gets its label on the left of the marker, so the depth
     text never runs off the image; near the left edge it stays on the right."""

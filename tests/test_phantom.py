@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import os
-import time
 
 import cv2
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 from sonoguide.phantom.generator import DEPTH_RANGE_MM, generate
 from sonoguide.phantom.labels import ARTERY, NEEDLE, NERVE, VEIN
 from sonoguide.phantom.simulator import PhantomSimulator
+from tests.waiting import wait_until
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 SMALL = (192, 192)
@@ -300,12 +300,8 @@ def test_live_depth_change_shows_the_new_depth_at_once_and_sharpens_later():
     f = sim.render(0.1)  # no waiting for the rebuild: old maps, new geometry
     assert f.pixel_spacing_mm == pytest.approx(55 / 128)
     assert _area(f, ARTERY) > 0
-    for i in range(500):  # the background rebuild lands within a few frames
-        f = sim.render(0.1 + i / 30)
-        if f.info["maps_depth_mm"] == 55:
-            break
-        time.sleep(0.01)
-    assert f.info["maps_depth_mm"] == 55
+    t = iter(0.1 + i / 30 for i in range(1, 1 << 30))  # the background rebuild lands a few
+    assert wait_until(lambda: sim.render(next(t)).info["maps_depth_mm"] == 55)  # frames later
 
 
 def test_curvilinear_probe_draws_a_sector_with_matching_labels():

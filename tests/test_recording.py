@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +16,9 @@ from sonoguide.pipeline.recording import FRAMES, MANIFEST, Recorder
 from sonoguide.sources.base import SourceState
 from sonoguide.sources.factory import open_source
 from sonoguide.sources.recording import RecordingSource
-from tests.clips import wait_for
+from tests.clips import published
 from tests.model_factory import make_model
+from tests.waiting import wait_until
 
 
 def screen(i: int, size: tuple[int, int] = (120, 160)) -> np.ndarray:
@@ -49,21 +49,13 @@ def record(folder: Path, n: int, *, fps: float = 30.0, segment_s: float = 0.25,
     return recorder
 
 
-def replay_all(folder: Path, timeout: float = 10.0) -> tuple[RecordingSource, list[Frame]]:
+def replay_all(folder: Path) -> tuple[RecordingSource, list[Frame]]:
+    """Play a recording once through; every frame it publishes, in order."""
     source = RecordingSource(folder, loop=False)
-    frames: list[Frame] = []
+    frames = published(source)
     source.start()
     try:
-        deadline = time.monotonic() + timeout
-        last = -1
-        while time.monotonic() < deadline:
-            frame = source.wait_frame(last, 0.2)
-            if frame is not None:
-                frames.append(frame)
-                last = frame.frame_id
-                source.frame_done(frame.frame_id)
-            elif source.status.state in (SourceState.ENDED, SourceState.ERROR):
-                break
+        assert wait_until(lambda: source.status.state in (SourceState.ENDED, SourceState.ERROR))
     finally:
         source.stop()
     return source, frames
@@ -119,7 +111,7 @@ def test_a_nearly_full_disk_stops_the_recording_and_keeps_what_was_written(tmp_p
     told: list[str] = []
     recorder = Recorder(tmp_path / "rec", min_free_bytes=2**62, on_stop=told.append)
     recorder.add(Frame(screen(0), 0, 0.0, "t", roi=Roi(40, 20, 100, 80)), "hidden", None)
-    assert wait_for(lambda: not recorder.recording)
+    assert wait_until(lambda: not recorder.recording)
     assert told and "disk is nearly full" in told[0]
     status = recorder.stop()
     assert "nearly full" in status.stopped_because

@@ -7,10 +7,13 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 
 from sonoguide.pipeline.roi import detect_roi
 from sonoguide.training.scanner_clip import main
 from tests.clips import speckle_image
+
+pytestmark = pytest.mark.torch  # the training package
 
 
 def _fake_usgra(root):

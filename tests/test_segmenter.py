@@ -9,8 +9,8 @@ import pytest
 from sonoguide.pipeline.contract import KEY_CLASSES, ContractError
 from sonoguide.pipeline.providers import nvidia_gpu_count
 from sonoguide.pipeline.segmenter import ModelLoadError, Segmenter
-from tests.clips import wait_for
 from tests.model_factory import JUGULAR, contract_for, make_model
+from tests.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +182,7 @@ def test_non_finite_output_is_dropped_never_drawn(tmp_path):
     worker = InferenceWorker(segmenter, Analyzer(segmenter.classes, "plexus"))
     try:
         worker.submit(Frame(image, 0, 0.0, "test"))
-        assert wait_for(lambda: worker.error_count > 0)
+        assert wait_until(lambda: worker.error_count > 0)
     finally:
         worker.stop()
     assert worker.error_count == 1 and worker.latest() is None

@@ -16,6 +16,7 @@ from sonoguide.pipeline.segmenter import Segmenter
 from sonoguide.pipeline.session import FOLLOWED, FRESH, NO_MODEL, LiveSession
 from sonoguide.sources.base import FrameSource, SourceState
 from tests.model_factory import make_model
+from tests.waiting import wait_until, wait_value
 
 
 def screen(w: int = 320, h: int = 240) -> np.ndarray:
@@ -120,11 +121,10 @@ def test_session_draws_fresh_or_followed_and_never_an_unmoved_old_result(tmp_pat
         for _ in range(20):
             if session.wait_pull(1.0) is None:
                 break
-            deadline = time.monotonic() + 0.5
-            shown = session.show()
-            while shown.kind not in (FRESH, FOLLOWED) and time.monotonic() < deadline:
-                time.sleep(0.005)
-                shown = session.show()
+            # drawn with this frame's own result, or one moved onto it, once it comes
+            shown = wait_value(lambda: (lambda s: s if s.kind in (FRESH, FOLLOWED) else None)(
+                session.show()))
+            assert shown is not None, "no overlay came for the frame on screen"
             kinds.append(shown.kind)
             if shown.kind == FOLLOWED:
                 # moved onto this frame: it is this frame's overlay, made from an older one
@@ -149,8 +149,8 @@ def test_freezing_stops_new_frames_and_a_new_source_starts_afresh():
         assert session.wait_pull(2.0) is not None
         session.frozen = True
         held = session.current
-        time.sleep(0.1)
-        assert session.pull() is None and session.current is held
+        assert wait_until(lambda: session.source.frames_published > held.frame_id + 3)
+        assert session.pull() is None and session.current is held  # newer ones wait
         session.frozen = False
         old = session.set_source(StillSource(n=100), "still-2")
         old.stop()
@@ -161,13 +161,14 @@ def test_freezing_stops_new_frames_and_a_new_source_starts_afresh():
         session.stop()
 
 
-def _drive(session: LiveSession, seconds: float) -> None:
-    """What the window's timer does: pull the newest frame, decide what to draw."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
+def _drive_until(session: LiveSession, done) -> bool:
+    """What the window's timer does (pull the newest frame, decide what to draw) until `done()`."""
+    def step() -> bool:
         session.pull()
         session.show()
-        time.sleep(0.005)
+        return done()
+
+    return wait_until(step)
 
 
 def test_a_clip_that_waits_for_the_model_never_sticks_on_a_frame(tmp_path):
@@ -181,18 +182,19 @@ def test_a_clip_that_waits_for_the_model_never_sticks_on_a_frame(tmp_path):
     segmenter = Segmenter(make_model(tmp_path / "m.onnx"), provider="cpu")
     session = LiveSession()
     source = FileSource(clip)
+    source.analysis_wait_s = 3600.0  # a frame left waiting would stop the clip for good
     session.set_source(source, "clip")
     source.start()
     try:
         assert session.wait_pull(2.0) is not None  # on screen before any model
         session.set_model(LoadedModel(segmenter, analyzer_for(segmenter, "plexus")))
         assert source.analyse_every_frame
-        _drive(session, 1.0)
-        assert session.results_seen >= 10 and source.frames_not_analysed == 0
+        assert _drive_until(session, lambda: session.results_seen >= 10)
+        assert source.frames_not_analysed == 0
         session.frozen = True
-        published = source.frames_published
-        _drive(session, 0.5)
-        assert source.frames_published >= published + 8  # ~real time, not one per 3 s
+        published, results = source.frames_published, session.results_seen
+        assert _drive_until(session, lambda: source.frames_published >= published + 8)
+        assert session.results_seen <= results + 1  # played on underneath, not analysed
         assert source.frames_not_analysed == 0
     finally:
         session.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -19,9 +18,10 @@ from sonoguide.pipeline.settings_file import (
     read_json_settings,
     write_json_settings,
 )
+from tests.waiting import WAIT_S
 
 
-def promptly(fn, timeout_s: float = 2.0):
+def promptly(fn, timeout_s: float = WAIT_S):
     """fn() in a thread; fails (instead of hanging the suite) when it blocks."""
     out: list = []
     worker = threading.Thread(target=lambda: out.append(fn()), daemon=True)
@@ -110,11 +110,9 @@ def test_a_huge_file_is_refused_without_being_read(tmp_path, monkeypatch):
     reads: list[int] = []
     real_read = os.read
     monkeypatch.setattr(os, "read", lambda fd, n: reads.append(n) or real_read(fd, n))
-    t0 = time.perf_counter()
     read = read_json_settings(path)
-    assert time.perf_counter() - t0 < 1.0
     assert_refused(read, path, "too large: 200.0 MiB")
-    assert reads == []  # refused on its size alone
+    assert reads == []  # refused on its size alone: not one byte read
 
 
 def test_a_file_that_grows_after_the_size_check_is_cut_off(tmp_path, monkeypatch):

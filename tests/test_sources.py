@@ -17,14 +17,14 @@ from sonoguide.sources.devices import list_capture_devices
 from sonoguide.sources.factory import open_source, source_key
 from sonoguide.sources.file import FileSource
 from tests.clips import (
-    WAIT_S,
     frame_image,
     frame_index_of,
+    published,
     red_corner_rgb,
     truncate_copy,
-    wait_for,
     write_clip,
 )
+from tests.waiting import WAIT_S, FakeClock, wait_until
 
 # --- a fake capture card ----------------------------------------------------------------------
 
@@ -123,13 +123,12 @@ def test_capture_reports_what_the_driver_granted(started):
 def test_slow_reader_gets_the_newest_frame_not_a_backlog(started):
     card = FakeCard(fps=300.0)
     source = started(CaptureSource(opener=card.opener))
-    assert source.wait_frame(-1, WAIT_S) is not None
-    seen = []
-    for _ in range(4):
-        time.sleep(0.1)  # a reader much slower than the card
+    seen = [source.wait_frame(-1, WAIT_S).frame_id]
+    for _ in range(4):  # the reader comes back only after the card has sent five more frames
+        assert wait_until(lambda: source.frames_published >= seen[-1] + 6)
         seen.append(source.latest().frame_id)
     gaps = np.diff(seen)
-    assert (gaps > 1).all(), f"reader saw every frame ({seen}): a backlog, not the newest"
+    assert (gaps >= 5).all(), f"reader got {seen}: a backlog, not the newest frame"
 
 
 def test_unplug_keeps_last_frame_says_no_signal_and_reconnects(started):
@@ -137,15 +136,15 @@ def test_unplug_keeps_last_frame_says_no_signal_and_reconnects(started):
     source = started(fast_backoff(CaptureSource(opener=card.opener)))
     assert source.wait_frame(-1, WAIT_S) is not None
     card.plugged = False
-    assert wait_for(lambda: source.status.state is SourceState.NO_SIGNAL)
+    assert wait_until(lambda: source.status.state is SourceState.NO_SIGNAL)
     assert source.status.message == "no signal"
     last = source.latest()
     assert last is not None  # the last image stays on screen
     opens_while_unplugged = card.opens
-    assert wait_for(lambda: card.opens >= opens_while_unplugged + 2)  # it keeps retrying
+    assert wait_until(lambda: card.opens >= opens_while_unplugged + 2)  # it keeps retrying
     assert source.latest().frame_id == last.frame_id
     card.plugged = True
-    assert wait_for(lambda: source.status.state is SourceState.LIVE)
+    assert wait_until(lambda: source.status.state is SourceState.LIVE)
     fresh = source.wait_frame(last.frame_id, WAIT_S)
     assert fresh is not None and fresh.frame_id > last.frame_id
     assert source.reconnects >= 1
@@ -156,9 +155,9 @@ def test_driver_exceptions_become_no_signal_not_crashes(started):
     source = started(fast_backoff(CaptureSource(opener=card.opener)))
     assert source.wait_frame(-1, WAIT_S) is not None
     card.raise_on_read = True
-    assert wait_for(lambda: source.status.state is SourceState.NO_SIGNAL)
+    assert wait_until(lambda: source.status.state is SourceState.NO_SIGNAL)
     card.raise_on_read = False
-    assert wait_for(lambda: source.status.state is SourceState.LIVE)
+    assert wait_until(lambda: source.status.state is SourceState.LIVE)
     assert source.running
 
 
@@ -167,25 +166,24 @@ def test_a_driver_hanging_in_read_shows_no_signal_instead_of_a_frozen_live_image
     source = started(CaptureSource(opener=card.opener))
     assert source.wait_frame(-1, WAIT_S) is not None
     card.hang.set()
-    assert wait_for(lambda: source.status.state is SourceState.NO_SIGNAL)
+    assert wait_until(lambda: source.status.state is SourceState.NO_SIGNAL)
     assert source.status.message == "no signal" and source.latest() is not None
     card.hang.clear()
     card.release_hang.set()
-    assert wait_for(lambda: source.status.state is SourceState.LIVE)
+    assert wait_until(lambda: source.status.state is SourceState.LIVE)
 
 
 def test_missing_device_says_no_signal_and_stop_is_prompt_mid_backoff(started):
     card = FakeCard()
     card.plugged = False
     source = CaptureSource(index=5, opener=card.opener)
-    source.backoff_start_s, source.backoff_max_s = 2.0, 4.0
+    source.backoff_start_s = source.backoff_max_s = 3600.0  # an hour between attempts
     started(source)
-    assert wait_for(lambda: source.status.state is SourceState.NO_SIGNAL)
+    assert wait_until(lambda: source.status.state is SourceState.NO_SIGNAL)
     assert "5" in source.status.info["detail"]
-    t0 = time.monotonic()
-    source.stop()
-    assert time.monotonic() - t0 < 1.0  # far less than the 2 s backoff it was sleeping in
-    assert not source.running
+    thread = source._thread
+    source.stop(timeout=WAIT_S)  # ends the hour's wait at once, else the thread lives on
+    assert not thread.is_alive() and not source.running
 
 
 class RecordingStop(threading.Event):
@@ -212,17 +210,17 @@ def test_reopen_delays_double_from_a_quarter_second_and_stop_at_two_seconds(star
     source = CaptureSource(opener=card.opener)  # the shipped schedule
     stop = source._stop_event = RecordingStop()
     started(source)
-    assert wait_for(lambda: len(stop.waits) >= 8)
+    assert wait_until(lambda: len(stop.waits) >= 8)
     assert stop.waits[:8] == [0.25, 0.5, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0]
     assert source.status.state is SourceState.NO_SIGNAL and source.status.info["retry_in_s"] == 2.0
     slow_open_s = 1.0
     assert max(stop.waits) + 2 * slow_open_s <= 4.0
 
     card.plugged = True
-    assert wait_for(lambda: source.status.state is SourceState.LIVE)
+    assert wait_until(lambda: source.status.state is SourceState.LIVE)
     stop.waits.clear()  # nothing waits while frames flow
     card.plugged = False
-    assert wait_for(lambda: len(stop.waits) >= 3)
+    assert wait_until(lambda: len(stop.waits) >= 3)
     assert stop.waits[:3] == [0.25, 0.5, 1.0]  # it worked a moment ago: the schedule starts over
     assert source.latest() is not None and source.status.message == "no signal"
 
@@ -257,52 +255,54 @@ def clip20(tmp_path_factory) -> Path:
     return write_clip(tmp_path_factory.mktemp("clips") / "scan.mp4", n_frames=40, fps=20.0)
 
 
-def collect(source, seconds: float) -> list:
-    frames, last, end = [], -1, time.monotonic() + seconds
-    while time.monotonic() < end:
-        frame = source.wait_frame(last, 0.05)
-        if frame is not None:
-            frames.append(frame)
-            last = frame.frame_id
-    return frames
-
-
 def test_file_plays_at_its_own_frame_rate_in_order(started, clip20):
-    source = FileSource(clip20, loop=False)
+    clock = FakeClock()
+    source = clock.drive(FileSource(clip20, loop=False))
     assert source.duration_s == pytest.approx(2.0)
     assert source.status.info["fps"] == pytest.approx(20.0)
+    frames = published(source)
     started(source)
-    frames = collect(source, 1.0)
-    # 20 fps for 1 s: about 20 frames; generous bounds for a busy machine
-    assert 12 <= len(frames) <= 24
+    clock.run(0.99)
+    # 20 fps for (just under) 1 s: frames 0..19, one every 50 ms of the source's clock
     shown = [frame_index_of(f.image) for f in frames]
-    assert shown == sorted(shown) and shown[0] == 0
+    assert shown == list(range(20))
     assert all(f.meta["frame_index"] == s for f, s in zip(frames, shown, strict=True))
+    assert np.diff([f.t_capture for f in frames]) == pytest.approx(0.05, abs=1e-9)
     assert red_corner_rgb(frames[0].image)[0] > 150  # RGB, not BGR
     assert source.status.state is SourceState.LIVE
+    clock.run(2.0)  # and no further than its last frame
+    assert frame_index_of(frames[-1].image) == 39 and len(frames) == 40
+    assert source.status.state is SourceState.ENDED
 
 
 def test_pause_seek_and_step(started, clip20):
-    source = started(FileSource(clip20))
-    assert source.wait_frame(-1, WAIT_S) is not None
+    clock = FakeClock()
+    source = clock.drive(FileSource(clip20))
+    started(source)
+    clock.run(0.2)
     source.pause()
-    assert wait_for(lambda: source.status.state is SourceState.PAUSED)
+    clock.settle()
+    assert source.status.state is SourceState.PAUSED
     still = source.latest().frame_id
-    time.sleep(0.3)
+    clock.run(1.0)  # twenty frame periods
     assert source.latest().frame_id == still  # nothing moves while paused
 
     source.seek(1.0)  # shows the frame at 1 s even while paused
-    assert wait_for(lambda: frame_index_of(source.latest().image) == 20)
+    clock.settle()
+    assert frame_index_of(source.latest().image) == 20
     assert source.position_s == pytest.approx(1.0)
     source.step(1)
-    assert wait_for(lambda: frame_index_of(source.latest().image) == 21)
+    clock.settle()
+    assert frame_index_of(source.latest().image) == 21
     source.step(-3)
-    assert wait_for(lambda: frame_index_of(source.latest().image) == 18)
+    clock.settle()
+    assert frame_index_of(source.latest().image) == 18
     assert source.paused and source.status.state is SourceState.PAUSED
 
+    frames = published(source)
     source.toggle_pause()
-    frames = collect(source, 0.4)
-    assert frames and frame_index_of(frames[-1].image) > 18
+    clock.run(0.38)  # on from where it stood, at the clip's pace
+    assert [frame_index_of(f.image) for f in frames] == list(range(19, 27))
 
 
 def test_step_and_seek_stay_inside_the_clip(started, clip20):
@@ -310,27 +310,29 @@ def test_step_and_seek_stay_inside_the_clip(started, clip20):
     assert source.wait_frame(-1, WAIT_S) is not None
     source.seek(0)
     source.step(-5)
-    assert wait_for(lambda: source.paused and frame_index_of(source.latest().image) == 0)
+    assert wait_until(lambda: source.paused and frame_index_of(source.latest().image) == 0)
     source.seek(99.0)
-    assert wait_for(lambda: frame_index_of(source.latest().image) == 39)
+    assert wait_until(lambda: frame_index_of(source.latest().image) == 39)
 
 
 def test_without_loop_the_clip_ends_on_its_last_frame(started, tmp_path):
     clip = write_clip(tmp_path / "short.avi", n_frames=8, fps=40.0)
     source = started(FileSource(clip, loop=False))
-    assert wait_for(lambda: source.status.state is SourceState.ENDED)
+    assert wait_until(lambda: source.status.state is SourceState.ENDED)
     assert frame_index_of(source.latest().image) == 7
     assert "short.avi" in source.status.message
     source.loop = True  # turning loop on at the end plays it again
-    assert wait_for(lambda: source.status.state is SourceState.LIVE)
+    assert wait_until(lambda: source.status.state is SourceState.LIVE)
 
 
 def test_loop_starts_over_with_rising_frame_ids(started, tmp_path):
     clip = write_clip(tmp_path / "short.mkv", n_frames=8, fps=40.0)
-    source = started(FileSource(clip, loop=True))
-    frames = collect(source, 0.6)
-    shown = [frame_index_of(f.image) for f in frames]
-    assert any(b < a for a, b in zip(shown, shown[1:], strict=False)), shown  # wrapped around
+    source = FileSource(clip, loop=True)
+    frames = published(source)
+    started(source)
+    assert wait_until(lambda: len(frames) >= 20)
+    shown = [frame_index_of(f.image) for f in frames[:20]]
+    assert shown == [i % 8 for i in range(20)]  # wrapped around, twice
     ids = [f.frame_id for f in frames]
     assert ids == sorted(set(ids))
     assert source.status.state is SourceState.LIVE
@@ -350,7 +352,7 @@ def test_unplayable_files_give_a_clear_error_and_never_raise(started, tmp_path, 
     source.pause()
     source.seek(1.0)
     source.step(1)
-    time.sleep(0.1)
+    assert wait_until(lambda: not source.running)  # done: it will never publish a frame
     assert source.latest() is None and source.status.state is SourceState.ERROR
 
 
@@ -358,7 +360,7 @@ def test_truncated_clip_plays_what_is_readable_then_ends(started, tmp_path):
     full = write_clip(tmp_path / "full.avi", n_frames=30, fps=60.0)
     cut = truncate_copy(full, tmp_path / "cut.avi", 0.5)
     source = started(FileSource(cut, loop=False))
-    assert wait_for(lambda: source.status.state is SourceState.ENDED)
+    assert wait_until(lambda: source.status.state is SourceState.ENDED)
     assert "cut.avi" in source.status.message and "cut off" in source.status.message
     last = frame_index_of(source.latest().image)
     assert 0 < last < 29  # the readable part was shown, its last frame stays
@@ -368,10 +370,10 @@ def test_truncated_clip_plays_what_is_readable_then_ends(started, tmp_path):
 def test_clip_emptied_while_playing_says_so_and_keeps_its_last_frame(started, tmp_path):
     clip = write_clip(tmp_path / "live.avi", n_frames=20, fps=60.0, size=(640, 480))
     source = started(FileSource(clip, loop=True))
-    assert wait_for(lambda: source.latest() is not None)
+    assert wait_until(lambda: source.latest() is not None)
     # it must not loop what FFmpeg still has buffered as if that were the clip
     clip.write_bytes(b"")  # the recording is wiped while the app plays it
-    assert wait_for(lambda: source.status.state is SourceState.ERROR)
+    assert wait_until(lambda: source.status.state is SourceState.ERROR)
     assert "can no longer be read" in source.status.message
     assert source.latest() is not None  # the last image stays for the window
 
@@ -426,9 +428,10 @@ def test_a_single_picture_is_shown_as_a_still_not_an_error(started, tmp_path, na
         cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     else:
         write_clip(path, n_frames=1, fps=30.0, size=(160, 120))
-    source = started(FileSource(path, loop=True))  # the window's default: loop
-    assert wait_for(lambda: source.status.state is SourceState.ENDED)
-    time.sleep(0.3)  # a still is published once, not looped as a one-frame film
+    clock = FakeClock()
+    source = started(clock.drive(FileSource(path, loop=True)))  # the window's default: loop
+    clock.run(1.0)  # a still is published once, not looped as a one-frame film
+    assert source.status.state is SourceState.ENDED
     assert source.frames_published == 1 and source.latest() is not None
     assert source.status.info.get("still") and "still image" in source.status.message
     if name.endswith(".png"):

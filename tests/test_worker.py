@@ -14,7 +14,8 @@ from sonoguide.pipeline.analysis import Analyzer
 from sonoguide.pipeline.frames import Frame, Roi, Segmentation
 from sonoguide.pipeline.segmenter import Segmenter
 from sonoguide.pipeline.worker import InferenceWorker
-from tests.model_factory import JUGULAR, make_model
+from tests.model_factory import JUGULAR, GatedSegmenter, make_model
+from tests.waiting import wait_until
 
 H, W = 240, 320
 
@@ -22,12 +23,6 @@ H, W = 240, 320
 @pytest.fixture(scope="module")
 def fast_segmenter(tmp_path_factory):
     return Segmenter(make_model(tmp_path_factory.mktemp("m") / "thr.onnx"), provider="cpu")
-
-
-@pytest.fixture(scope="module")
-def slow_segmenter(tmp_path_factory):
-    return Segmenter(make_model(tmp_path_factory.mktemp("m") / "slow.onnx", kind="slow"),
-                     provider="cpu")
 
 
 def _bright_x(frame_id: int) -> int:
@@ -42,23 +37,10 @@ def _frame(frame_id: int) -> Frame:
     return Frame(image, frame_id, time.monotonic(), source="test", pixel_spacing_mm=0.1)
 
 
-def _wait_for(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
-
-
-def _idle(worker: InferenceWorker) -> bool:
-    return (worker.frames_inferred + worker.frames_dropped + worker.error_count
-            >= worker.frames_submitted)
-
-
-def test_slow_model_drops_frames_keeps_memory_flat_and_results_match_their_frames(
-        slow_segmenter):
-    worker = InferenceWorker(slow_segmenter, Analyzer(slow_segmenter.classes, "plexus",
-                                                      smoothing=1.0))
+def test_a_busy_model_drops_frames_keeps_memory_flat_and_results_match_their_frames(
+        fast_segmenter):
+    model = GatedSegmenter(fast_segmenter)  # busy with each frame until the test releases it
+    worker = InferenceWorker(model, Analyzer(model.classes, "plexus", smoothing=1.0))
     results: list[Segmentation] = []
     worker.add_listener(results.append)
     alive = [0]
@@ -67,28 +49,37 @@ def test_slow_model_drops_frames_keeps_memory_flat_and_results_match_their_frame
     def gone() -> None:
         alive[0] -= 1
 
+    def submit(frame_id: int) -> None:
+        nonlocal most_alive
+        frame = _frame(frame_id)
+        alive[0] += 1
+        weakref.finalize(frame, gone)
+        worker.submit(frame)
+        del frame
+        most_alive = max(most_alive, alive[0])
+
+    bursts = [1, 4, 1, 7, 2, 12, 3, 10]  # frames arriving during each inference: 40 in all
+    newest = [int(i) for i in np.cumsum(bursts) - 1]  # what the model takes after each burst
     try:
-        for i in range(40):  # ~1.3 s at 30 fps while one inference takes ~150-300 ms
-            frame = _frame(i)
-            alive[0] += 1
-            weakref.finalize(frame, gone)
-            worker.submit(frame)
-            del frame
-            most_alive = max(most_alive, alive[0])
-            time.sleep(1 / 30)
-        _wait_for(lambda: _idle(worker))
+        submit(0)
+        assert wait_until(lambda: model.entered == 1)  # the model is busy with frame 0
+        for n in range(1, len(bursts)):
+            for frame_id in range(newest[n - 1] + 1, newest[n] + 1):
+                submit(frame_id)  # each replaces the one waiting before it
+            model.release()  # the inference ends: the worker takes the newest waiting frame
+            assert wait_until(lambda n=n: model.entered == n + 1)
+        model.release()
+        assert wait_until(lambda: len(results) == len(bursts))
     finally:
+        model.open()
         worker.stop()
 
-    # Nothing queued: at most the waiting frame and the one in the model are alive.
-    assert most_alive <= 3
+    # Nothing queued: at most the waiting frame and the one in the model were alive.
+    assert most_alive <= 2
     assert worker.frames_submitted == 40
-    assert worker.frames_dropped > 0
-    assert worker.frames_inferred + worker.frames_dropped == 40
-    assert len(results) == worker.frames_inferred < 40
-    assert results[-1].frame_id == 39, "the newest frame is always processed"
-    ids = [r.frame_id for r in results]
-    assert ids == sorted(set(ids))
+    assert worker.frames_dropped == 40 - len(bursts)
+    assert worker.frames_inferred == len(results) == len(bursts)
+    assert [r.frame_id for r in results] == newest, "the newest frame is always processed"
     for result in results:  # each overlay shows its own frame's structure, not a neighbour's
         nerve = [s for s in result.structures if s.class_name == "nerve"]
         assert len(nerve) == 1
@@ -106,9 +97,9 @@ def test_an_error_is_recorded_and_the_worker_keeps_going(fast_segmenter):
     worker.add_listener(results.append)
     try:
         worker.submit(Frame(np.zeros((0, 0), np.uint8), 7, time.monotonic()))  # broken frame
-        _wait_for(lambda: worker.error_count == 1)
+        assert wait_until(lambda: worker.error_count == 1)
         worker.submit(_frame(8))
-        _wait_for(lambda: len(results) == 1)
+        assert wait_until(lambda: len(results) == 1)
     finally:
         worker.stop()
     assert results[0].frame_id == 8
@@ -128,7 +119,7 @@ def test_a_failing_listener_does_not_stop_other_listeners(fast_segmenter):
     try:
         for i in range(3):
             worker.submit(_frame(i))
-            _wait_for(lambda i=i: i in got)
+            assert wait_until(lambda i=i: i in got)
     finally:
         worker.stop()
     assert got == [0, 1, 2]
@@ -140,10 +131,10 @@ def test_the_frames_roi_decides_what_the_model_sees(fast_segmenter):
     worker = InferenceWorker(fast_segmenter, Analyzer(fast_segmenter.classes, "plexus"))
     try:
         worker.submit(replace(_frame(0), roi=roi))  # bright square at x = 20..60: left of ROI
-        _wait_for(lambda: worker.latest() is not None)
+        assert wait_until(lambda: worker.latest() is not None)
         left = worker.latest()
         worker.submit(replace(_frame(15), roi=roi))  # x = 200..240: inside the ROI
-        _wait_for(lambda: worker.latest().frame_id == 15)
+        assert wait_until(lambda: worker.latest().frame_id == 15)
         inside = worker.latest()
     finally:
         worker.stop()
@@ -159,12 +150,12 @@ def test_set_model_switches_mode_and_forgets_the_old_overlay(fast_segmenter, tmp
     worker = InferenceWorker(fast_segmenter, Analyzer(fast_segmenter.classes, "plexus"))
     try:
         worker.submit(_frame(0))
-        _wait_for(lambda: worker.latest() is not None)
+        assert wait_until(lambda: worker.latest() is not None)
         assert worker.latest().classes == fast_segmenter.classes
         worker.set_model(jugular, Analyzer(JUGULAR, "jugular"))
         assert worker.latest() is None
         worker.submit(_frame(1))
-        _wait_for(lambda: worker.latest() is not None)
+        assert wait_until(lambda: worker.latest() is not None)
         assert worker.latest().classes == JUGULAR
         assert worker.stats().model == "ij"
     finally:
@@ -202,14 +193,14 @@ def test_a_model_switch_lets_go_of_the_old_model_before_the_next_one_loads(tmp_p
     worker.add_finished_listener(finished.append)
     try:
         worker.submit(Frame(np.full((64, 64), 250, np.uint8), 0, 0.0, "test"))
-        _wait_for(lambda: worker.latest() is not None)
+        assert wait_until(lambda: worker.latest() is not None)
         gone = weakref.ref(segmenter)
         worker.set_model(None, None)
         del segmenter
         gc.collect()
         assert gone() is None
         worker.submit(Frame(np.full((64, 64), 250, np.uint8), 1, 0.1, "test"))
-        _wait_for(lambda: 1 in finished)  # a clip waiting on it is let go, not held
+        assert wait_until(lambda: 1 in finished)  # a clip waiting on it is let go, not held
         assert worker.latest() is None and worker.error_count == 0
         assert worker.stats().model == "-"
     finally:

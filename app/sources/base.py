@@ -51,6 +51,8 @@ class FrameSource(ABC):
         self._next_id = 0
         self.frames_published = 0
         self._on_publish: list[Callable[[], None]] = []
+        # the time frames are stamped and paced with (tests put a fake clock here)
+        self._clock: Callable[[], float] = time.monotonic
 
     # --- consumer side -------------------------------------------------------------------
     def start(self) -> None:
@@ -121,7 +123,7 @@ class FrameSource(ABC):
         frame = Frame(
             image=as_frame_image(image),  # every source hands over only uint8 grey or RGB
             frame_id=self._next_id,
-            t_capture=time.monotonic() if t_capture is None else t_capture,
+            t_capture=self._clock() if t_capture is None else t_capture,
             source=self.name,
             pixel_spacing_mm=pixel_spacing_mm,
             truth=truth,

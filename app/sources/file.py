@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import os
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,7 +140,7 @@ class FileSource(FrameSource):
             times = list(self._play_times)
         if not times:
             return 0.0
-        now = time.monotonic()
+        now = self._clock()
         recent = [t for t in times if t >= now - RATE_WINDOW_S] or times[-1:]
         # n frames from recent[0] on fill n periods (the last one its own); once the frame on
         # screen stays longer than that (a model that does not answer) the rate falls as it lasts
@@ -282,7 +281,7 @@ class FileSource(FrameSource):
                     next_index += 1
                     ended = False
                     # playback goes on from here at real speed, next frame one period later
-                    anchor = (time.monotonic(), next_index - 1)
+                    anchor = (self._clock(), next_index - 1)
                 else:
                     ended, anchor = True, None  # past the readable end
                 self._report_state(ended)
@@ -306,7 +305,7 @@ class FileSource(FrameSource):
                     self._wake.wait(wait_s)
                     self._wake.clear()
                     continue  # answered, timed out, toggled off, or a request / pause / stop
-            now = time.monotonic()
+            now = self._clock()
             hold = None  # a hold is over: the next frame is due (late ones re-anchor just below)
             if anchor is None or now - self._due(anchor, next_index) > MAX_LAG_PERIODS / self._fps:
                 anchor = (now, next_index)
@@ -314,7 +313,7 @@ class FileSource(FrameSource):
             if due > now:
                 self._wake.wait(due - now)
                 self._wake.clear()
-                if time.monotonic() < due:
+                if self._clock() < due:
                     continue  # woken by a request or stop(): handle it first
             if self._show_next(cap, next_index):
                 next_index += 1
@@ -366,8 +365,8 @@ class FileSource(FrameSource):
         if not self._hold_for(shown):
             return hold, 0.0  # already analysed
         if hold is None or hold[0] != shown:
-            hold = (shown, time.monotonic())  # a new frame to wait for (played, or a seek)
-        left = hold[1] + self.analysis_wait_s - time.monotonic()
+            hold = (shown, self._clock())  # a new frame to wait for (played, or a seek)
+        left = hold[1] + self.analysis_wait_s - self._clock()
         if left > 0:
             return hold, left
         self.frames_not_analysed += 1  # a stuck consumer must not freeze playback
