@@ -7,6 +7,7 @@ through the ROI. Qt-free; one Analyzer per model, used from one thread.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -85,6 +86,9 @@ class Analyzer:
         self._ema: np.ndarray | None = None
         self._ema_key: tuple | None = None
         self._ema_stamp: tuple[int | None, float | None] = (None, None)
+        # the needle, its path and warnings on the same frames (sonoguide.pipeline.guidance.Guide;
+        # set by models.analyzer_for, None for an analyzer of outlines only)
+        self.guide: Any = None
 
     def is_unsure(self, name: str, confidence: float) -> bool:
         level = self.unsure_below.get(name, DEFAULT_UNSURE_BELOW)

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # guidance builds on these types; the import is for annotations only
+    from sonoguide.pipeline.guidance import Guidance
 
 
 class FrameError(ValueError):
@@ -156,6 +160,8 @@ class Segmentation:
     # id of the frame the model actually saw. frame_id is then the frame it is drawn on, and
     # t_capture stays the analysed frame's, so latency_s is the true age of the analysis.
     warped_from: int | None = None
+    # the needle, its path and the warnings on this frame (sonoguide.pipeline.guidance)
+    guidance: Guidance | None = None
 
     @property
     def latency_s(self) -> float:

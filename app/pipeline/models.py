@@ -9,6 +9,7 @@ from typing import Any
 
 from sonoguide.paths import models_dir
 from sonoguide.pipeline.analysis import MODES, TARGET_CLASS, Analyzer
+from sonoguide.pipeline.guidance import Guide
 from sonoguide.pipeline.segmenter import ModelLoadError, Segmenter
 
 # the shipped models (package data); SONOGUIDE_MODELS_DIR overrides it
@@ -71,8 +72,10 @@ def load_for_machine(mode: str, model_path: str | Path | None = None, provider: 
 def analyzer_for(segmenter: Segmenter, mode: str, **options) -> Analyzer:
     """The mode's analyzer for this model, with the model's calibrated unsure levels
     (`options`: Analyzer's other keyword arguments)."""
-    return Analyzer(segmenter.classes, mode,
-                    unsure_below=dict(segmenter.contract.unsure_below), **options)
+    analyzer = Analyzer(segmenter.classes, mode,
+                        unsure_below=dict(segmenter.contract.unsure_below), **options)
+    analyzer.guide = Guide(mode)
+    return analyzer
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 
 from sonoguide.pipeline.frames import Frame, Roi, Segmentation, Structure, Target
+from sonoguide.pipeline.guidance import Guidance
 from sonoguide.pipeline.roi import depth_mm
 
 BLANK = "blank image"
@@ -321,7 +322,26 @@ def warp_segmentation(seg: Segmentation, motion: Motion, frame: Frame) -> Segmen
         target = _warp_target(seg.target, m, seg, new_roi, frame.pixel_spacing_mm)
     return dataclasses.replace(seg, frame_id=frame.frame_id, warped_from=seg.frame_id,
                                roi=new_roi, labels=labels, structures=structures,
-                               target=target)
+                               target=target, guidance=_warp_guidance(seg.guidance, m))
+
+
+def _warp_guidance(guidance: Guidance | None, m: np.ndarray) -> Guidance | None:
+    """The needle and its path moved like the anatomy around them; the warnings are the
+    analysed frame's (the result is dropped past its budget, and they with it)."""
+    if guidance is None or guidance.needle is None:
+        return guidance
+    needle = guidance.needle
+
+    def move(point: tuple[float, float] | None) -> tuple[float, float] | None:
+        return None if point is None else tuple(float(v) for v in _move([point], m)[0])
+
+    path = guidance.path
+    if path is not None:
+        path = dataclasses.replace(path, start=move(path.start), end=move(path.end))
+    return dataclasses.replace(
+        guidance, needle=dataclasses.replace(needle, tip=move(needle.tip),
+                                             shaft_start=move(needle.shaft_start)),
+        path=path)
 
 
 def _move(points: np.ndarray, m: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from sonoguide.pipeline.findings import guidance_from_record
 from sonoguide.pipeline.frames import Frame, Roi, Segmentation, Structure, Target
 
 RECORDED = "recorded"
@@ -50,7 +51,8 @@ def segmentation_from_record(frame: Frame) -> Segmentation | None:
     latency = float(overlay.get("latency_ms") or 0.0) / 1000.0
     return Segmentation(frame.frame_id, frame.t_capture, frame.t_capture + latency, classes, roi,
                         labels, tuple(structures), target,
-                        {k: float(v) for k, v in (overlay.get("present") or {}).items()})
+                        {k: float(v) for k, v in (overlay.get("present") or {}).items()},
+                        guidance=guidance_from_record(overlay, dx, dy))
 
 
 @dataclass(frozen=True)

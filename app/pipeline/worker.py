@@ -211,6 +211,10 @@ class InferenceWorker:
         labels, structures, target, present = analyzer.analyze(
             pred, roi, frame.pixel_spacing_mm, frame_id=frame.frame_id,
             t_capture=frame.t_capture, source=frame.source)
+        guide = getattr(analyzer, "guide", None)
+        guidance = None if guide is None else guide.update(
+            roi.crop(frame.image), structures, target, roi, frame.pixel_spacing_mm,
+            source=frame.source, t=frame.t_capture)
         return Segmentation(
             frame_id=frame.frame_id,
             t_capture=frame.t_capture,
@@ -221,6 +225,7 @@ class InferenceWorker:
             structures=structures,
             target=target,
             present=present,
+            guidance=guidance,
         )
 
     def _record_error(self, message: str, exc: BaseException) -> None:

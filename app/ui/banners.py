@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import html
 import logging
+from collections.abc import Iterable
 
 from PySide6 import QtCore, QtWidgets
 
+from sonoguide.pipeline.guidance import CAUTION, DANGER, Warning
 from sonoguide.ui import theme
 
 log = logging.getLogger(__name__)
 
 COLOURS = {  # banner name -> background; order = stacking order on screen
+    DANGER: theme.ALARM,  # needle guidance: the tip in the artery or a nerve
+    CAUTION: theme.WARN,  # needle guidance: the path crosses a vessel; a vessel's behaviour
     "recording": theme.ALARM,  # REC and its time: never forgotten running
     "nosignal": theme.ALARM,
     "source": theme.ALARM,
@@ -69,6 +73,14 @@ class Banners(QtWidgets.QWidget):
             timer.setSingleShot(True)
             timer.timeout.connect(lambda: self.set(name, ""))
         timer.start(int(seconds * 1000))
+
+    def show_warnings(self, warnings: Iterable[Warning]) -> None:
+        """Guidance warnings: the danger row (red) and the caution row (amber), each with its
+        first warning's short word and every warning's line; none hides both."""
+        warnings = tuple(warnings)
+        for level in (DANGER, CAUTION):
+            shown = [w for w in warnings if w.level == level]
+            self.set(level, shown[0].word if shown else "", "; ".join(w.text for w in shown))
 
     def text(self, name: str) -> str:
         """Plain text ("headline: detail") of a shown banner, else ""."""

@@ -15,7 +15,9 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from sonoguide.pipeline.frames import Roi, Segmentation, Structure, Target
+from sonoguide.pipeline.vessel_behaviour import VESSEL_CLASSES
 from sonoguide.ui import theme
+from sonoguide.ui.needle_overlay import NeedleItems
 
 FILL_ALPHA = 0.28  # fill opacity at full overlay opacity: the image under it must stay readable
 UNSURE_FADE = 0.7  # unsure structures are drawn at this fraction of the normal opacity
@@ -65,6 +67,23 @@ def target_summary(target: Target) -> str:
     return f"Target: {target.class_name} {line}"
 
 
+def vessel_tags(seg: Segmentation) -> list[tuple[float, float, str]]:
+    """(x, y, words) under each drawn vessel whose behaviour is measured: "compresses",
+    "does not compress", "pulses 72/min". Shared with the snapshot."""
+    report = None if seg.guidance is None else seg.guidance.vessels
+    if report is None:
+        return []
+    placed = []
+    for s in seg.structures:
+        v = report.for_structure(s) if s.class_name in VESSEL_CLASSES else None
+        if v is None or not v.tags:
+            continue
+        words = [f"pulses {v.heart_rate_bpm:.0f}/min" if tag == "pulses" and v.heart_rate_bpm
+                 else tag for tag in v.tags]
+        placed.append((float(s.centroid[0]), float(np.max(s.contour[:, 1])), " · ".join(words)))
+    return placed
+
+
 def _qcolor(hex_colour: str, alpha: float) -> QtGui.QColor:
     colour = QtGui.QColor(hex_colour)
     colour.setAlphaF(min(max(alpha, 0.0), 1.0))
@@ -110,6 +129,8 @@ class OverlayItems:
         self._marker_style: tuple | None = None
         view.addItem(self._marker)
         view.addItem(self._label)
+        self.needle = NeedleItems(view)
+        self._tags: list[pg.TextItem] = []  # "compresses", "pulses" under each vessel
         self._visible = False
         self.shown_frame_id: int | None = None
         self.hide()
@@ -121,6 +142,10 @@ class OverlayItems:
 
     def visible_contours(self) -> list[QtWidgets.QGraphicsPathItem]:
         return [item for item in self._paths if item.isVisible()]
+
+    def tag_texts(self) -> list[str]:
+        """The behaviour words shown under the vessels now (for tests and the log)."""
+        return [item.textItem.toPlainText() for item in self._tags if item.isVisible()]
 
     @property
     def label_text(self) -> str:
@@ -149,6 +174,8 @@ class OverlayItems:
         for item in self._paths[len(structures):]:
             item.setVisible(False)
         self._show_target(seg.target, seg.roi, opacity)
+        self.needle.show(seg.guidance)
+        self._show_tags(seg)
         self._visible = True
         self.shown_frame_id = seg.frame_id
 
@@ -180,11 +207,30 @@ class OverlayItems:
         self._label.setPos(target.x, target.y)
         self._label.setVisible(True)
 
+    def _show_tags(self, seg: Segmentation) -> None:
+        """Each vessel's behaviour, once measured, in small words under its outline."""
+        placed = vessel_tags(seg)
+        while len(self._tags) < len(placed):
+            item = pg.TextItem("", color=theme.TEXT, anchor=(0.5, -0.15),
+                               fill=pg.mkBrush(0, 0, 0, 150))
+            item.setZValue(self.Z + 3)
+            self._view.addItem(item)
+            self._tags.append(item)
+        for item, (x, y, text) in zip(self._tags, placed, strict=False):
+            item.setText(text)
+            item.setPos(x, y)
+            item.setVisible(True)
+        for item in self._tags[len(placed):]:
+            item.setVisible(False)
+
     def hide(self) -> None:
+        for item in self._tags:
+            item.setVisible(False)
         for item in self._paths:
             item.setVisible(False)
         self._marker.setVisible(False)
         self._label.setVisible(False)
+        self.needle.hide()
         self._visible = False
         self.shown_frame_id = None
 

@@ -23,8 +23,10 @@ import numpy as np
 from sonoguide.pipeline.files import write_atomically
 from sonoguide.pipeline.findings import overlay_record
 from sonoguide.pipeline.frames import Frame, Segmentation
+from sonoguide.pipeline.guidance import Guidance
 from sonoguide.ui import theme
-from sonoguide.ui.overlay import contour_style, target_text
+from sonoguide.ui.needle_overlay import needle_text
+from sonoguide.ui.overlay import contour_style, target_text, vessel_tags
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,39 @@ def render_overlay_bgr(image: np.ndarray, seg: Segmentation | None, *, opacity: 
         cv2.putText(out, target_text(t).replace("  ", " "),
                     (centre[0] + 16, max(16, centre[1] - 16)), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
                     white, 2, cv2.LINE_AA)
+    _draw_needle(out, seg.guidance)
+    for x, y, words in vessel_tags(seg):
+        size = cv2.getTextSize(words, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0]
+        cv2.putText(out, words, (int(x - size[0] / 2), int(y + 16)), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.45, _bgr(theme.TEXT), 1, cv2.LINE_AA)
     return out
+
+
+def _draw_needle(out: np.ndarray, guidance: Guidance | None) -> None:
+    """Shaft, tip ring with its label, and the dashed path, as NeedleItems draws them."""
+    if guidance is None or guidance.needle is None:
+        return
+    colour = _bgr(theme.NEEDLE_COLOUR)
+    needle = guidance.needle
+
+    def pt(p: tuple[float, float]) -> tuple[int, int]:
+        return int(round(p[0])), int(round(p[1]))
+
+    if needle.shaft_start is not None:
+        cv2.line(out, pt(needle.shaft_start), pt(needle.tip), colour, 2, cv2.LINE_AA)
+    if guidance.path is not None:  # dashed: 8 px on, 6 px off
+        (x0, y0), (x1, y1) = guidance.path.start, guidance.path.end
+        length = float(np.hypot(x1 - x0, y1 - y0))
+        for s in np.arange(0.0, length, 14.0):
+            e = min(length, s + 8.0)
+            a = (x0 + (x1 - x0) * s / length, y0 + (y1 - y0) * s / length)
+            b = (x0 + (x1 - x0) * e / length, y0 + (y1 - y0) * e / length)
+            cv2.line(out, pt(a), pt(b), colour, 1, cv2.LINE_AA)
+    tip = pt(needle.tip)
+    if needle.tip_in_view:
+        cv2.circle(out, tip, 9, colour, 2, cv2.LINE_AA)
+    cv2.putText(out, needle_text(needle).replace("  ", " "), (tip[0] + 12, tip[1] + 20),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
 
 
 def describe(frame: Frame, seg: Segmentation | None, spacing_mm: float | None,

@@ -11,6 +11,7 @@ CLASS_COLOURS: dict[str, str] = {
 }
 FALLBACK_COLOURS = ("#009E73", "#56B4E9", "#E69F00", "#FFFFFF")
 TARGET_COLOUR = "#FFFFFF"
+NEEDLE_COLOUR = "#00E0A8"  # bright bluish green (Okabe-Ito's #009E73, lightened for a dark image)
 ROI_COLOUR = "#9AA0A6"  # neutral: must not look like a structure
 
 BG = "#101214"

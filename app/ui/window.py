@@ -606,11 +606,19 @@ class MainWindow(QtWidgets.QMainWindow):
                                   fill=controls.fill)
                 self._painted_key = key
         self._show_found(paint)
+        self._show_warnings(self.painted)
 
     def _clear_overlay(self) -> None:
         self.overlay.hide()
         self.painted = self.fresh = None
         self._painted_key = None
+        self._show_warnings(None)
+
+    def _show_warnings(self, seg: Segmentation | None) -> None:
+        """Needle warnings of the result drawn now, and only while it is drawn: a hidden or
+        stale overlay takes its warnings with it."""
+        self.banner_box.show_warnings(
+            () if seg is None or seg.guidance is None else seg.guidance.warnings)
 
     def _show_found(self, seg: Segmentation | None) -> None:
         """Target line and per-class confidence in the side panel."""
