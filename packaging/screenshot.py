@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="run time before the grab")
     parser.add_argument("--press", type=int, default=60,
                         help="phantom pressure %% at the middle of the run (0 = no press)")
+    parser.add_argument("--needle", type=int, default=0,
+                        help="phantom needle tip depth in mm, as the Needle tip slider (0 = none)")
     parser.add_argument("--size", default="1600x1000", help="window size WxH")
     parser.add_argument("--provider", default="auto")
     parser.add_argument("--out", type=Path, default=ROOT / "assets" / "screenshot.png")
@@ -61,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         if window.phantom_controls.simulator_attached and args.press:
             window.phantom_controls.pressure.setValue(_pressure(elapsed, args.seconds,
                                                                 args.press))
+        if window.phantom_controls.simulator_attached and args.needle:
+            window.phantom_controls.needle.setValue(args.needle)
         app.processEvents()
         time.sleep(0.005)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -42,8 +42,7 @@ def test_the_needle_is_drawn_with_its_depth_and_path_and_hidden_with_the_overlay
     overlay.show(segmentation(), opacity=1.0, fill=False)
     needle = overlay.needle
     assert needle.shaft.isVisible() and needle.tip.isVisible() and needle.path.isVisible()
-    assert "tip  5.0 mm" in needle.text
-    assert "45\N{DEGREE SIGN}" in needle.text and "target 16 mm" in needle.text
+    assert needle.text == "tip 5.0 mm \N{MIDDLE DOT} 45\N{DEGREE SIGN}  target 16 mm"
     line = needle.path.line()  # dashed from the tip to the image area's bottom
     assert (line.x1(), line.y1()) == (50.0, 50.0) and line.y2() == pytest.approx(199.0)
     overlay.hide()

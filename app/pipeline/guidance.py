@@ -211,7 +211,9 @@ class Guide:
         warnings = list(found.warnings)
         vessels = None
         if t is not None:
-            vessels = self.behaviour.update(structures, t)
+            # sure outlines only: a dashed fragment that flickers in and out would read as a
+            # vessel that "compresses" (seen on the phantom neck with no pressure at all)
+            vessels = self.behaviour.update([s for s in structures if not s.unsure], t)
             if vessels.cautions:
                 warnings.append(dataclasses.replace(CHECK_VESSEL, text=vessels.cautions[0]))
         return dataclasses.replace(found, warnings=self.gate.update(warnings), vessels=vessels)

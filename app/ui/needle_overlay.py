@@ -9,19 +9,20 @@ from __future__ import annotations
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from sonoguide.pipeline.guidance import Guidance, path_text
+from sonoguide.pipeline.guidance import Guidance, NeedlePath, path_text
 from sonoguide.pipeline.needle import OUT_OF_PLANE, NeedleFinding
 from sonoguide.ui import theme
 
 
-def needle_text(needle: NeedleFinding) -> str:
-    """Label at the tip: its depth, and for an out-of-plane dot that it may be the shaft."""
-    depth = "" if needle.tip_depth_mm is None else f"  {needle.tip_depth_mm:.1f} mm"
+def needle_text(needle: NeedleFinding, path: NeedlePath | None = None) -> str:
+    """One label at the tip (two would overlap where the path is short): the tip's depth, for
+    an out-of-plane dot that it may be the shaft, then the path's angle and target distance."""
+    depth = "" if needle.tip_depth_mm is None else f" {needle.tip_depth_mm:.1f} mm"
     if needle.kind == OUT_OF_PLANE:
         return f"tip or shaft?{depth}"
     if not needle.tip_in_view:
         return "tip beyond the image"
-    return f"tip{depth}"
+    return f"tip{depth}" + (f" · {path_text(path)}" if path is not None else "")
 
 
 class NeedleItems:
@@ -29,13 +30,14 @@ class NeedleItems:
 
     def __init__(self, view: pg.ViewBox) -> None:
         colour = QtGui.QColor(theme.NEEDLE_COLOUR)
+        colour.setAlphaF(0.7)  # the scanner's own needle echo stays visible under the line
         self.shaft = QtWidgets.QGraphicsLineItem()
         self.path = QtWidgets.QGraphicsLineItem()
         for item, style in ((self.shaft, QtCore.Qt.PenStyle.SolidLine),
                             (self.path, QtCore.Qt.PenStyle.DashLine)):
             pen = QtGui.QPen(colour)
             pen.setCosmetic(True)
-            pen.setWidthF(3.0 if item is self.shaft else 2.0)
+            pen.setWidthF(2.0)
             pen.setStyle(style)
             item.setPen(pen)
             item.setZValue(self.Z)
@@ -46,19 +48,18 @@ class NeedleItems:
         view.addItem(self.tip)
         self.label = pg.TextItem("", color=theme.NEEDLE_COLOUR, anchor=(-0.1, -0.2),
                                  fill=pg.mkBrush(0, 0, 0, 170))
-        self.path_label = pg.TextItem("", color=theme.NEEDLE_COLOUR, anchor=(0.5, 1.2),
-                                      fill=pg.mkBrush(0, 0, 0, 150))
-        for label in (self.label, self.path_label):
-            label.setZValue(self.Z + 2)
-            view.addItem(label)
+        font = QtGui.QFont()
+        font.setPointSize(theme.LABEL_FONT_PT)
+        font.setBold(True)
+        self.label.setFont(font)
+        self.label.setZValue(self.Z + 2)
+        view.addItem(self.label)
         self.hide()
 
     @property
     def text(self) -> str:
         """What the needle's labels say ("" when no needle is drawn): for tests and the log."""
-        parts = [item.textItem.toPlainText() for item in (self.label, self.path_label)
-                 if item.isVisible()]
-        return "  |  ".join(parts)
+        return self.label.textItem.toPlainText() if self.label.isVisible() else ""
 
     def show(self, guidance: Guidance | None) -> None:
         needle = None if guidance is None else guidance.needle
@@ -72,18 +73,18 @@ class NeedleItems:
         self.shaft.setVisible(needle.shaft_start is not None)
         self.tip.setData([tx], [ty])
         self.tip.setVisible(needle.tip_in_view)  # no ring where the tip is not seen
-        self.label.setText(needle_text(needle))
+        path = guidance.path
+        self.label.setText(needle_text(needle, path))
+        # below the tip, on the side the needle came from: neither on the shaft (above that
+        # side) nor on the path (below the other side)
+        self.label.setAnchor((-0.1, -0.2) if needle.from_left is False else (1.1, -0.2))
         self.label.setPos(tx, ty)
         self.label.setVisible(True)
-        path = guidance.path
         if path is not None:
             (px, py), (ex, ey) = path.start, path.end
             self.path.setLine(px, py, ex, ey)
-            self.path_label.setText(path_text(path))
-            self.path_label.setPos((px + ex) / 2, (py + ey) / 2)
         self.path.setVisible(path is not None)
-        self.path_label.setVisible(path is not None)
 
     def hide(self) -> None:
-        for item in (self.shaft, self.path, self.tip, self.label, self.path_label):
+        for item in (self.shaft, self.path, self.tip, self.label):
             item.setVisible(False)

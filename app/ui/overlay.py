@@ -213,6 +213,9 @@ class OverlayItems:
         while len(self._tags) < len(placed):
             item = pg.TextItem("", color=theme.TEXT, anchor=(0.5, -0.15),
                                fill=pg.mkBrush(0, 0, 0, 150))
+            font = QtGui.QFont()
+            font.setPointSize(theme.LABEL_FONT_PT)
+            item.setFont(font)
             item.setZValue(self.Z + 3)
             self._view.addItem(item)
             self._tags.append(item)

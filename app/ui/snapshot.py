@@ -83,11 +83,17 @@ def render_overlay_bgr(image: np.ndarray, seg: Segmentation | None, *, opacity: 
                     (centre[0] + 16, max(16, centre[1] - 16)), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
                     white, 2, cv2.LINE_AA)
     _draw_needle(out, seg.guidance)
-    for x, y, words in vessel_tags(seg):
+    for x, y, text in vessel_tags(seg):
+        words = _ascii(text)
         size = cv2.getTextSize(words, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0]
         cv2.putText(out, words, (int(x - size[0] / 2), int(y + 16)), cv2.FONT_HERSHEY_SIMPLEX,
                     0.45, _bgr(theme.TEXT), 1, cv2.LINE_AA)
     return out
+
+
+def _ascii(text: str) -> str:
+    """OpenCV's fonts draw only ASCII: the screen's degree sign and dots spelled out."""
+    return text.replace("\N{DEGREE SIGN}", " deg").replace(" \N{MIDDLE DOT} ", ", ")
 
 
 def _draw_needle(out: np.ndarray, guidance: Guidance | None) -> None:
@@ -113,7 +119,7 @@ def _draw_needle(out: np.ndarray, guidance: Guidance | None) -> None:
     tip = pt(needle.tip)
     if needle.tip_in_view:
         cv2.circle(out, tip, 9, colour, 2, cv2.LINE_AA)
-    cv2.putText(out, needle_text(needle).replace("  ", " "), (tip[0] + 12, tip[1] + 20),
+    cv2.putText(out, _ascii(needle_text(needle, guidance.path)), (tip[0] + 12, tip[1] + 20),
                 cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
 
 

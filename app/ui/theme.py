@@ -25,6 +25,7 @@ ALARM = "#D55E00"
 BASE_FONT_PT = 15
 BANNER_FONT_PT = 30
 TARGET_FONT_PT = 22
+LABEL_FONT_PT = 14  # the needle's label, a vessel's behaviour: read at a glance, under the target's
 
 
 def class_colour(name: str, index: int = 0) -> str:
