@@ -12,6 +12,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from sonoguide.pipeline.guidance import Guidance, NeedlePath, path_text
 from sonoguide.pipeline.needle import OUT_OF_PLANE, NeedleFinding
 from sonoguide.ui import theme
+from sonoguide.ui.text_items import text_item
 
 
 def needle_text(needle: NeedleFinding, path: NeedlePath | None = None) -> str:
@@ -46,12 +47,7 @@ class NeedleItems:
                                       pen=pg.mkPen(colour, width=3), brush=None)
         self.tip.setZValue(self.Z + 1)
         view.addItem(self.tip)
-        self.label = pg.TextItem("", color=theme.NEEDLE_COLOUR, anchor=(-0.1, -0.2),
-                                 fill=pg.mkBrush(0, 0, 0, 170))
-        font = QtGui.QFont()
-        font.setPointSize(theme.LABEL_FONT_PT)
-        font.setBold(True)
-        self.label.setFont(font)
+        self.label = text_item(theme.NEEDLE_COLOUR, theme.LABEL_FONT_PT, bold=True)
         self.label.setZValue(self.Z + 2)
         view.addItem(self.label)
         self.hide()

@@ -18,6 +18,7 @@ from sonoguide.pipeline.frames import Roi, Segmentation, Structure, Target
 from sonoguide.pipeline.vessel_behaviour import VESSEL_CLASSES
 from sonoguide.ui import theme
 from sonoguide.ui.needle_overlay import NeedleItems
+from sonoguide.ui.text_items import text_item
 
 FILL_ALPHA = 0.28  # fill opacity at full overlay opacity: the image under it must stay readable
 UNSURE_FADE = 0.7  # unsure structures are drawn at this fraction of the normal opacity
@@ -119,12 +120,8 @@ class OverlayItems:
         self._paths: list[QtWidgets.QGraphicsPathItem] = []
         self._marker = pg.ScatterPlotItem(pxMode=True, antialias=True)
         self._marker.setZValue(self.Z + 2)
-        self._label = pg.TextItem("", color=theme.TARGET_COLOUR, anchor=(-0.08, 1.15),
-                                  fill=pg.mkBrush(0, 0, 0, 170))
-        font = QtGui.QFont()
-        font.setPointSize(theme.TARGET_FONT_PT)
-        font.setBold(True)
-        self._label.setFont(font)
+        self._label = text_item(theme.TARGET_COLOUR, theme.TARGET_FONT_PT, bold=True,
+                                anchor=(-0.08, 1.15))
         self._label.setZValue(self.Z + 3)
         self._marker_style: tuple | None = None
         view.addItem(self._marker)
@@ -211,11 +208,7 @@ class OverlayItems:
         """Each vessel's behaviour, once measured, in small words under its outline."""
         placed = vessel_tags(seg)
         while len(self._tags) < len(placed):
-            item = pg.TextItem("", color=theme.TEXT, anchor=(0.5, -0.15),
-                               fill=pg.mkBrush(0, 0, 0, 150))
-            font = QtGui.QFont()
-            font.setPointSize(theme.LABEL_FONT_PT)
-            item.setFont(font)
+            item = text_item(theme.TEXT, theme.LABEL_FONT_PT, anchor=(0.5, -0.15), fill_alpha=150)
             item.setZValue(self.Z + 3)
             self._view.addItem(item)
             self._tags.append(item)
