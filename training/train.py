@@ -253,6 +253,20 @@ def plot_curves(history: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def init_from(net: torch.nn.Module, source: Path, device: torch.device) -> tuple[int, int]:
+    """Pretrained weights (a run folder's last.pt, its EMA weights when kept) copied into `net`
+    wherever a tensor's name and shape match: the encoder and decoder of a network pretrained
+    on another label set, without its class head. Returns (copied, left as built)."""
+    path = source / "last.pt" if source.is_dir() else source
+    state = torch.load(path, map_location=device, weights_only=False)
+    weights = state["ema"]["model"] if "ema" in state else state["model"]
+    own = net.state_dict()
+    matched = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    own.update(matched)
+    net.load_state_dict(own)
+    return len(matched), len(own) - len(matched)
+
+
 def pick_device(name: str | None = None) -> torch.device:
     if name:
         return torch.device(name)
@@ -294,6 +308,13 @@ def train(cfg: Config, root: Path | None = None, device: str | None = None,
     history: list[dict] = []
     start_epoch, step = 0, 0
     ckpt = out / "last.pt"
+    if cfg.get("init_from") and not ckpt.exists():
+        copied, skipped = init_from(net, repo_path(cfg["init_from"]), dev)
+        if ema is not None:
+            ema.net.load_state_dict(net.state_dict())
+        if not quiet:
+            print(f"initialised from {cfg['init_from']}: {copied} tensors copied, "
+                  f"{skipped} left as built (another head)")
     if ckpt.exists():
         state = torch.load(ckpt, map_location=dev, weights_only=False)
         net.load_state_dict(state["model"])
