@@ -447,3 +447,20 @@ def test_split_command_still_splits_a_config_source_by_file(tmp_path):
     split = read_split(out)
     assert sorted(split["train"] + split["val"]) == [f"{i:04d}" for i in range(5)]
     assert "test" not in split and "by" not in split
+
+
+def test_init_from_copies_a_pretrained_body_but_not_another_label_sets_head(tmp_path):
+    from sonoguide.training.nets import build_net
+    from sonoguide.training.train import init_from
+
+    write_usgra_like(tmp_path / "data" / "tiny")
+    cfg = tiny_config(tmp_path)
+    run = train(cfg, root=tmp_path / "data", device="cpu", max_steps=1, quiet=True)
+    pretrained, _ = load_trained(run)  # the weights that ship: the EMA's, as init_from takes
+    net = build_net(cfg["net"], len(CLASSES) + 1, pretrained=False)  # another label set
+    copied, skipped = init_from(net, run, torch.device("cpu"))
+    assert copied > 0 and skipped > 0  # the body came over, the differently sized head did not
+    own, theirs = net.state_dict(), pretrained.state_dict()
+    same = [k for k in own if k in theirs and own[k].shape == theirs[k].shape]
+    assert len(same) == copied
+    assert all(torch.equal(own[k], theirs[k]) for k in same)
