@@ -201,6 +201,163 @@ def test_needle_in_plane_and_out_of_plane():
     assert f.needle_tip[0] == pytest.approx(128 + 3.0 / f.pixel_spacing_mm, abs=1)
 
 
+def _classic_needle(lin, labels, depth, angle, sp, half, origin_row=0.0):
+    """The phantom needle as drawn before its look became adjustable (the reference)."""
+    one = 16
+    h, w = lin.shape
+
+    def px(x, y):
+        return int(round((w / 2 + x / sp) * one)), int(round((origin_row + y / sp) * one))
+
+    ang = np.deg2rad(angle)
+    ex, tx = -half - 4.0, -half - 4.0 + depth / np.tan(ang)
+    echo = 1500.0 * (0.15 + 0.85 * np.cos(ang) ** 4)
+    layer = np.zeros_like(lin)
+    thick = max(1, int(round(0.35 / sp)))
+    for k in range(4):
+        dy = k * 0.45 / np.cos(ang)
+        cv2.line(layer, px(ex, dy), px(tx, depth + dy), echo * 0.12 ** k, thick, cv2.LINE_AA, 4)
+    cv2.circle(layer, px(tx, depth), max(1, int(0.4 / sp)) * one, echo * 1.4, -1, cv2.LINE_AA, 4)
+    np.maximum(lin, layer, out=lin)
+    cv2.line(labels, px(ex, 0.0), px(tx, depth), NEEDLE, max(1, int(round(0.9 / sp))),
+             cv2.LINE_8, 4)
+
+
+@pytest.mark.parametrize("depth,angle,sp,origin_row", [(15.0, 30.0, 40 / 192, 0.0),
+                                                      (20.0, 60.0, 40 / 256, 0.0),
+                                                      (18.0, 40.0, 0.2, 30.0)])
+def test_default_needle_looks_as_it_always_did(depth, angle, sp, origin_row):
+    # the live window's "Needle tip" slider calls set_needle(depth, angle): its needle (and the
+    # shipped models' view of it) must not change with the training-only look parameters
+    from sonoguide.phantom.needle import NeedleState, draw_needle
+
+    tissue = np.random.default_rng(0).random((192, 192)).astype(np.float32) * 50
+    labels = np.zeros((192, 192), np.uint8)
+    lin, lab = tissue.copy(), labels.copy()
+    tip = draw_needle(lin, lab, NeedleState(depth, angle), sp, 19.0, origin_row)
+    ref_lin, ref_lab = tissue.copy(), labels.copy()
+    _classic_needle(ref_lin, ref_lab, depth, angle, sp, 19.0, origin_row)
+    assert np.array_equal(lin, ref_lin) and np.array_equal(lab, ref_lab)
+    assert tip[1] == pytest.approx(origin_row + depth / sp)
+
+
+def _needle_frames(**look):
+    """The same patient and moment with the classic needle and with a varied look."""
+    sim = PhantomSimulator("jugular", seed=0, size=(256, 256))
+    sim.set_needle(20.0, 30.0)
+    classic = sim.render(0.3)
+    sim.set_needle(20.0, 30.0, **look)
+    return classic, sim.render(0.3)
+
+
+def _back_from_tip_mm(frame, mask):
+    ys, xs = np.nonzero(mask)
+    return np.hypot(xs - frame.needle_tip[0], ys - frame.needle_tip[1]) * frame.pixel_spacing_mm
+
+
+def test_a_dim_needle_is_dimmer_but_still_labelled():
+    classic, dim = _needle_frames(brightness=0.4)
+    shaft = classic.labels == NEEDLE
+    assert dim.image[shaft].mean() < classic.image[shaft].mean() - 40
+    assert dim.image[shaft].mean() > dim.image[classic.labels == 0].mean() + 20  # still shows
+    assert np.array_equal(dim.labels == NEEDLE, shaft)
+    _, gone = _needle_frames(brightness=0.1)  # barely above the tissue: not labelled at all
+    assert not (gone.labels == NEEDLE).any() and gone.needle_tip == classic.needle_tip
+
+
+def test_a_right_side_needle_enters_from_the_right():
+    left, right = _needle_frames(from_right=True)
+    w = left.image.shape[1]
+    assert right.needle_tip[0] == pytest.approx(w - left.needle_tip[0], abs=1e-6)
+    assert right.needle_tip[1] == left.needle_tip[1]
+    ys, xs = np.nonzero(right.labels == NEEDLE)
+    assert xs.min() >= right.needle_tip[0] - 3  # the shaft lies right of its tip ...
+    assert xs[ys.argmin()] > 0.9 * w  # ... coming in at the right edge
+    _, far = _needle_frames(from_right=True, entry_offset_mm=12.0)  # punctured farther out
+    ys_far = np.nonzero(far.labels == NEEDLE)[0]
+    assert ys_far.min() > ys.min() + 4.0 / far.pixel_spacing_mm * np.tan(np.deg2rad(30)) - 2
+
+
+def test_a_gapped_needle_has_dark_unlabelled_gaps_along_its_line():
+    classic, gapped = _needle_frames(gaps=((5.0, 4.0), (15.0, 3.0)))
+    shaft = classic.labels == NEEDLE
+    back = _back_from_tip_mm(classic, shaft)
+    img, lab = gapped.image[shaft].astype(float), gapped.labels[shaft]
+    for a, b in ((5.0, 4.0), (15.0, 3.0)):
+        gap = (back > a + 0.5) & (back < a + b - 0.5)
+        echo = (back > a + b + 1.0) & (back < a + b + 3.0)
+        assert img[gap].mean() < 0.6 * img[echo].mean()
+        assert (lab[gap] != NEEDLE).all() and (lab[echo] == NEEDLE).mean() > 0.9
+    near_tip = back < 4.0
+    assert (lab[near_tip] == NEEDLE).mean() > 0.9 and img[near_tip].mean() > 150
+
+
+def test_labels_mark_only_the_visible_echo_of_an_off_plane_needle():
+    classic, off = _needle_frames(elevation_mm=2.5)  # the shaft drifts out of the beam
+    lab = off.labels == NEEDLE
+    assert lab.any() and lab.sum() < (classic.labels == NEEDLE).sum()
+    assert _back_from_tip_mm(off, lab).min() > 2.0  # the faded end near the tip: unlabelled
+    x, y = (int(round(v)) for v in off.needle_tip)
+    tip_box = np.s_[y - 2:y + 3, x - 2:x + 3]
+    assert off.image[tip_box].mean() < classic.image[tip_box].mean() - 60
+    assert off.image[lab].mean() > off.image[off.labels == 0].mean() + 40  # labelled: it shows
+
+
+def test_needle_look_options_render():
+    # bend, reverberation, tip and the out-of-plane cut and tail draw without fuss
+    _, bent = _needle_frames(bend_mm=1.0, reverb_count=6, reverb_spacing_mm=1.0,
+                             reverb_decay=0.4, tip_gain=0.8)
+    assert (bent.labels == NEEDLE).sum() > 50
+    sim = PhantomSimulator("jugular", seed=0, size=(256, 256))
+    sim.set_needle(12.0, 45.0, False, 3.0, cut_mm=2.5, tail_count=0)
+    cut = sim.render(0.3)
+    sim.set_needle(12.0, 45.0, False, 3.0)
+    dot = sim.render(0.3)
+    assert (cut.labels == NEEDLE).sum() > (dot.labels == NEEDLE).sum()
+    with pytest.raises(TypeError):
+        sim.set_needle(12.0, colour="red")
+
+
+def test_generator_needles_vary_and_stay_deterministic():
+    from sonoguide.phantom.generator import NEEDLE_RATE, _set_needle, sample
+    from sonoguide.phantom.needle import NeedleState
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.needles: list[NeedleState | None] = []
+
+        def set_needle(self, depth, *args, **look) -> None:
+            self.needles.append(None if depth is None else NeedleState(depth, *args, **look))
+
+    rec = Recorder()
+    for i in range(400):
+        _set_needle(rec, np.random.default_rng([0, i, 1, 2]))
+    drawn = [n for n in rec.needles if n is not None]
+    assert abs(len(drawn) / 400 - NEEDLE_RATE) < 0.08
+    shafts = [n for n in drawn if n.in_plane]
+    angles, depths = [n.angle_deg for n in shafts], [n.depth_mm for n in drawn]
+    assert min(angles) < 20 and max(angles) > 65 and max(depths) > 40
+    assert 0.3 < np.mean([n.from_right for n in shafts]) < 0.7
+    bright = [n.brightness for n in drawn]
+    assert min(bright) < 0.3 and max(bright) > 0.9
+    assert {n.reverb_count for n in shafts} == set(range(7))
+    assert {len(n.gaps) for n in shafts} == {0, 1, 2, 3}
+    for key in ("elevation_mm", "bend_mm"):
+        assert 0.1 < np.mean([getattr(n, key) != 0.0 for n in shafts]) < 0.6, key
+    entries = [n.entry_offset_mm for n in shafts]
+    assert min(entries) < 1.0 and max(entries) > 12.0
+    dots = [n for n in drawn if not n.in_plane]
+    assert 0.1 < np.mean([n.cut_mm > 0 for n in dots]) < 0.6
+    assert {n.tail_count for n in dots} == set(range(7))
+    # the same (scene, seed, index), the same frame, needle included
+    frames = [sample("jugular", 7, i, size=(96, 96)) for i in range(6)]
+    assert any((f.labels == NEEDLE).any() for f in frames)
+    for i, f in enumerate(frames):
+        again = sample("jugular", 7, i, size=(96, 96))
+        assert np.array_equal(f.image, again.image) and np.array_equal(f.labels, again.labels)
+        assert f.needle_tip == again.needle_tip
+
+
 def test_controls_change_the_picture():
     sim = PhantomSimulator("jugular", seed=2, size=(128, 128))
     base = sim.render(0.0)

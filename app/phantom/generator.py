@@ -3,7 +3,9 @@
 Sample i depends only on (scene, seed, i), so a data set is reproducible and can be split or
 resumed by index. Each sample varies what varies between patients and scans: anatomy (incl. the
 IJV overlapping the artery), side, imaging depth, probe frequency, gain, dynamic range, probe
-pressure, slide and tilt, time in the cardiac and breathing cycle, and sometimes a needle.
+pressure, slide and tilt, time in the cardiac and breathing cycle, and in half the samples a
+needle: in-plane at 15-70 degrees from either side, 5-45 mm deep, or out-of-plane, each with its
+own look (brightness, reverberation, dropouts, off-plane fade, bend, tip; comet tail or cut).
 A share of patients (VESSEL_FREE_RATE) is scanned where no vessel is in the plane, so a model
 learns that a frame can have none (the live phantom always shows its vessels).
 """
@@ -23,6 +25,7 @@ DEPTH_RANGE_MM = {"jugular": (30.0, 50.0), "supraclavicular": (30.0, 50.0),
                   "infraclavicular": (35.0, 55.0), "elbow": (20.0, 35.0),
                   "femoral": (25.0, 45.0), "popliteal": (30.0, 50.0)}
 VESSEL_FREE_RATE = 0.15  # share of patients seen with no vessel in the plane
+NEEDLE_RATE = 0.5  # share of samples with a needle (3 in 4 of them in-plane)
 
 
 def _patient(scene: str, seed: int, patient: int, size: tuple[int, int]) -> PhantomSimulator:
@@ -43,7 +46,8 @@ def _patient(scene: str, seed: int, patient: int, size: tuple[int, int]) -> Phan
 
 def _scan(sim: PhantomSimulator, scene: str, seed: int, index: int) -> PhantomFrame:
     """One frame of a patient with this sample's own probe handling and settings."""
-    rng = np.random.default_rng([int(seed), int(index), zlib.crc32(scene.encode()), 1])
+    key = [int(seed), int(index), zlib.crc32(scene.encode())]
+    rng = np.random.default_rng([*key, 1])
     sim.reset_time()
     sim.set_probe_offset(float(rng.uniform(-4.0, 4.0)))
     sim.set_tilt(float(np.clip(rng.normal(0.0, 4.0), -10.0, 10.0)))
@@ -54,12 +58,41 @@ def _scan(sim: PhantomSimulator, scene: str, seed: int, index: int) -> PhantomFr
     sim.set_dynamic_range(float(rng.uniform(55.0, 85.0)))
     sim.set_tgc(float(rng.uniform(-2.5, 1.0)), float(rng.uniform(0.3, 0.7)) * sim.depth_mm)
     sim.set_heart_rate(float(rng.uniform(50.0, 120.0)))
-    if rng.random() < 0.3:
-        sim.set_needle(float(rng.uniform(5.0, 30.0)), float(rng.uniform(15.0, 50.0)),
-                       bool(rng.random() < 0.75), float(rng.uniform(-10.0, 10.0)))
-    else:
-        sim.set_needle(None)
+    _set_needle(sim, np.random.default_rng([*key, 2]))
     return sim.render(float(rng.uniform(0.0, 10.0)))
+
+
+def _set_needle(sim: PhantomSimulator, rng: np.random.Generator) -> None:
+    """This sample's needle, or none (1 - NEEDLE_RATE). Its own random stream, and every
+    parameter is drawn every time, so the draws stay aligned whatever the branches."""
+    present, in_plane = rng.random() < NEEDLE_RATE, rng.random() < 0.75
+    depth, angle = float(rng.uniform(5.0, 45.0)), float(rng.uniform(15.0, 70.0))
+    x_mm, from_right = float(rng.uniform(-10.0, 10.0)), bool(rng.random() < 0.5)
+    # skin puncture 0-15 mm beyond the probe's end, but near enough for the tip to lie under
+    # the probe (farther out, a steep shallow needle would never reach the picture)
+    run = depth / np.tan(np.deg2rad(angle))
+    entry = float(rng.uniform(0.0, min(15.0, 0.9 * run)))
+    brightness, tip_gain = float(rng.uniform(0.2, 1.0)), float(rng.uniform(0.8, 1.6))
+    reverb = (int(rng.integers(0, 7)), float(rng.uniform(0.3, 1.0)), float(rng.uniform(0.05, 0.4)))
+    n_gaps = int(rng.choice(4, p=[0.55, 0.2, 0.15, 0.1]))
+    shaft = depth / np.sin(np.deg2rad(angle))
+    gaps = tuple((float(rng.uniform(1.0, max(1.5, min(shaft, 35.0)))),
+                  float(rng.uniform(2.0, 8.0))) for _ in range(3))[:n_gaps]
+    elevation = float(rng.uniform(0.5, 2.5)) if rng.random() < 0.25 else 0.0
+    bend = float(rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 1.0))
+    bend = bend if rng.random() < 0.3 else 0.0
+    tail, cut = int(rng.integers(0, 7)), float(rng.uniform(1.0, 3.0))
+    cut = cut if rng.random() < 0.3 else 0.0
+    if not present:
+        sim.set_needle(None)
+    elif in_plane:
+        sim.set_needle(depth, angle, True, brightness=brightness, from_right=from_right,
+                       entry_offset_mm=entry, reverb_count=reverb[0], reverb_spacing_mm=reverb[1],
+                       reverb_decay=reverb[2], gaps=gaps, elevation_mm=elevation, bend_mm=bend,
+                       tip_gain=tip_gain)
+    else:
+        sim.set_needle(depth, angle, False, x_mm, brightness=brightness, from_right=from_right,
+                       tail_count=tail, cut_mm=cut)
 
 
 def sample(scene: str, seed: int, index: int, size: tuple[int, int] = (256, 256),

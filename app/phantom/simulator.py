@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -139,13 +140,15 @@ class PhantomSimulator:
         self._pressure = float(np.clip(pressure, 0.0, 1.0))
 
     def set_needle(self, depth_mm: float | None, angle_deg: float = 30.0, in_plane: bool = True,
-                   x_mm: float = 0.0) -> None:
-        """Needle tip depth below the skin in mm (None removes it); angle to the skin surface."""
+                   x_mm: float = 0.0, **look: Any) -> None:
+        """Needle tip depth below the skin in mm (None removes it); angle to the skin surface.
+        look: NeedleState's appearance fields (brightness, from_right, gaps, ..); left out, the
+        classic phantom needle. An unknown name is a TypeError."""
         if depth_mm is None:
             self._needle = None
         else:
             self._needle = NeedleState(float(np.clip(depth_mm, 0.0, 80.0)), float(angle_deg),
-                                       bool(in_plane), float(x_mm))
+                                       bool(in_plane), float(x_mm), **look)
 
     def set_gain(self, db: float) -> None:
         self._gain_db = float(np.clip(db, -30.0, 30.0))
