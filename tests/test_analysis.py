@@ -263,7 +263,7 @@ def test_doubt_does_not_flicker_at_the_level():
     """A vein being released hovers at its level: once drawn unsure it stays so until clearly
     above (hysteresis), then drops only under the level itself; a new scene starts afresh."""
     analyzer = Analyzer(JUGULAR, "jugular", smoothing=1.0, unsure_below={"vein": 0.9},
-                        unsure_hysteresis=0.01)
+                        unsure_hysteresis=0.1)  # 0.1 of the way to 1.0: 0.91
 
     def unsure(p: float) -> bool:
         result = analyzer.analyze(_prediction([(1, 30, 30, 8)], p_inside=p), ROI, 0.1)
@@ -275,3 +275,14 @@ def test_doubt_does_not_flicker_at_the_level():
         False, True, True, True, False, False, True]
     analyzer.reset()
     assert unsure(0.905) is False
+
+
+def test_the_hysteresis_is_a_share_of_the_way_to_full_confidence():
+    """A model whose level sits near 1 (the jugular artery at 0.966) must not need a climb
+    larger than its usual spread to turn solid again; a low level keeps at most 0.01."""
+    high = Analyzer(JUGULAR, "jugular", smoothing=1.0, unsure_below={"artery": 0.966})
+    high._was_unsure = {"artery": True}
+    assert high.is_unsure("artery", 0.969) and not high.is_unsure("artery", 0.9705)
+    low = Analyzer(JUGULAR, "jugular", smoothing=1.0, unsure_below={"vein": 0.6})
+    low._was_unsure = {"vein": True}
+    assert low.is_unsure("vein", 0.609) and not low.is_unsure("vein", 0.611)

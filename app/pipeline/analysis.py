@@ -25,6 +25,7 @@ TARGET_CLASS = {"plexus": "nerve", "jugular": "vein"}
 MODE_SCENES = {mode: f"phantom:{mode}" for mode in MODES}  # phantom scenes of the same names
 DEFAULT_MODE = "jugular"  # IJ cannulation: the window and the command line start here
 PRESENCE_THRESHOLD = 0.5
+HYSTERESIS_MAX = 0.01  # the most an unsure outline must climb above its level to turn solid
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,13 @@ class Analyzer:
     unsure_below: class -> mean probability under which a structure (and the target) is marked
       unsure, the model's calibrated levels (ModelContract.unsure_below); others get
       DEFAULT_UNSURE_BELOW.
-    unsure_hysteresis: once a class's most confident structure was unsure, it needs this much
-      more than the level to be drawn sure again, so an outline hovering at the level (a vein
-      being released) does not flick between dashed and solid. Cleared with the smoothing.
+    unsure_hysteresis: once a class's most confident structure was unsure, it must climb this
+      fraction of the way from its level to full confidence (at most HYSTERESIS_MAX) to be drawn
+      sure again, so an outline hovering at the level (a vein being released) does not flick
+      between dashed and solid. Relative, because levels differ: a fixed 0.01 above the jugular
+      model's artery level of 0.966 was more than its usual frame-to-frame spread (0.967-0.976),
+      so one dip kept a correct artery dashed for good (sonoguide.pipeline.guidance_eval).
+      Cleared with the smoothing.
     """
 
     def __init__(self, classes: tuple[str, ...] | list[str], mode: str, *,
@@ -67,7 +72,7 @@ class Analyzer:
                  smoothing: float = 0.5, max_gap_s: float = 0.05,
                  max_frame_gap: int = 10,
                  unsure_below: dict[str, float] | None = None,
-                 unsure_hysteresis: float = 0.01) -> None:
+                 unsure_hysteresis: float = 0.1) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if not 0.0 < smoothing <= 1.0:
@@ -92,8 +97,9 @@ class Analyzer:
 
     def is_unsure(self, name: str, confidence: float) -> bool:
         level = self.unsure_below.get(name, DEFAULT_UNSURE_BELOW)
-        return confidence < level + (self.unsure_hysteresis if self._was_unsure.get(name)
-                                     else 0.0)
+        if not self._was_unsure.get(name):
+            return confidence < level
+        return confidence < level + min(HYSTERESIS_MAX, self.unsure_hysteresis * (1.0 - level))
 
     def reset(self) -> None:
         """Forget the temporal state (call on seek, source switch, freeze...)."""
