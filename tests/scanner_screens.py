@@ -1,20 +1,25 @@
 """Scanner-like screens with a depth ruler at a known scale, for the depth-scale finder.
 
     python -m tests.scanner_screens --measure [--n 300] [--seed 0] [--detect]
+        [--without-added-styles]
     python -m tests.scanner_screens --save SEED [--out DIR]    (look at one screen)
 
 A screen looks like tests.clips.scanner_screen: dark UI, a coloured top bar with patient text,
 a button bar, a speckled B-mode image, and beside it a depth ruler drawn as a scanner does it:
 ticks at whole pixels every 10 mm (majors), often with minors every 5 or 2 mm, over 2-16 cm of
-depth; lines (1-3 px thick) or dots, left or right of the image or inside its dark margin,
-grown from a base line, towards the image or centred, with or without a spine, white, grey or
-coloured, with or without cm labels. Distractors: parameter text in a column beside the image,
-a grey-map colour bar, a TGC curve with evenly spaced nodes, a focus marker, loose labels. Some
-screens are drawn at another size and rescaled, as a capture card does, some JPEG-compressed or
-noisy. Every screen is the same for the same seed and knows its true mm per pixel.
+depth; lines (1-3 px thick), dots or "+" crosses, left or right of the image or inside its
+dark margin, grown from a base line, towards the image or centred, with or without a spine,
+white, grey or coloured, with or without cm labels, on a dark or mid-grey UI. Distractors:
+parameter text in a column beside the image, a grey-map colour bar, a TGC curve with evenly
+spaced nodes, a focus marker, loose labels. Some screens are drawn at another size and
+rescaled, as a capture card does, some blurred (an analog capture), JPEG-compressed or noisy.
+Every screen is the same for the same seed and knows its true mm per pixel.
 
 --measure runs sonoguide.pipeline.depth_scale.find_depth_scale over n such screens (and n/5
-without a ruler) and prints how often it found the scale within 2 %, was wrong, or asked.
+without a ruler) and prints how often it found the scale within 2 %, was wrong, or asked, by
+ruler style and by each trait of the screens (where it fails shows what to fix). Rulers whose
+ticks are all alike, without a cm number beside them, cannot be read without asking (1 cm or
+5 mm apart?): the share within 2 % of the others is printed too.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ class Ruler:
     side: str = "right"  # of the image: "left" / "right"
     inside: bool = False  # over the image area's dark margin instead of beside it
     gap: int = 12  # px between the image edge and the ruler
-    mark: str = "line"  # "line" / "dot"
+    mark: str = "line"  # "line" / "dot" / "cross" (a "+", centred on the ruler's column)
     thickness: int = 2  # line ticks: px tall (minor ticks may be thinner)
     minor_thickness: int | None = None  # None: as thick as the majors
     major_len: int = 14  # line: px long; dot: its radius is major_len // 5
@@ -74,6 +79,10 @@ class Screen:
     seed: int = 0
     native: tuple[int, int] = (0, 0)  # the size the scanner drew it at (w, h)
     distractors: tuple[str, ...] = field(default=())
+    background: int = 12  # the UI's grey level
+    jpeg: int | None = None  # the capture's JPEG quality, if compressed
+    noise: float = 0.0  # capture noise, grey levels (sd)
+    blur: float = 0.0  # capture blur, Gaussian sigma (px)
 
     @property
     def major_spacing_px(self) -> float:
@@ -115,6 +124,11 @@ def _draw_ruler(scr: np.ndarray, roi: Roi, depth_mm: float, ruler: Ruler, scale:
             radius = max(1, ruler.major_len // 5) if major else 1
             cx = (c0 + c1) // 2
             cv2.circle(scr, (cx, y), radius, ruler.colour, -1)
+        elif ruler.mark == "cross":
+            arm = cross_arm(ruler, major)
+            cx = (c0 + c1) // 2
+            cv2.line(scr, (cx - arm, y), (cx + arm, y), ruler.colour, 1)
+            cv2.line(scr, (cx, y - arm), (cx, y + arm), ruler.colour, 1)
         else:
             length = ruler.major_len if major else ruler.minor_len
             t = ruler.thickness if major else (ruler.minor_thickness or ruler.thickness)
@@ -137,6 +151,12 @@ def _draw_ruler(scr: np.ndarray, roi: Roi, depth_mm: float, ruler: Ruler, scale:
         cv2.line(scr, (x, ys[0]), (x, ys[-1]), ruler.colour, 1)
 
 
+def cross_arm(ruler: Ruler, major: bool) -> int:
+    """px from a "+" mark's centre to the end of its arms."""
+    arm = max(2, ruler.major_len // 4)
+    return arm if major else max(1, arm // 2)
+
+
 def _free_side_x(roi: Roi, ruler: Ruler | None, side: str, distance: int, width: int) -> int:
     """Left column of something `width` wide, `distance` px beside the image on `side` (past
     the ruler and its labels when the ruler is there)."""
@@ -152,11 +172,12 @@ def draw_screen(size: tuple[int, int] = (1280, 720), depth_mm: float = 40.0,
                 ruler: Ruler | None = Ruler(), *, seed: int = 0, roi: Roi | None = None,
                 distractors: tuple[str, ...] = ("labels", "menu", "colourbar", "tgc", "focus"),
                 native: tuple[int, int] | None = None, background: int = 12,
-                straight_tgc: bool = False, jpeg: int | None = None, noise: float = 0.0
-                ) -> Screen:
+                straight_tgc: bool = False, jpeg: int | None = None, noise: float = 0.0,
+                blur: float = 0.0) -> Screen:
     """A scanner screen with its depth ruler, drawn at `native` size (default: `size`) and
-    rescaled to `size` as a capture card would; roi is in native pixels (default: a typical
-    placement). The truth is in capture pixels."""
+    rescaled to `size` as a capture card would (blur: an analog capture's, Gaussian sigma in
+    px); roi is in native pixels (default: a typical placement). The truth is in capture
+    pixels."""
     rng = np.random.default_rng(seed)
     width, height = native or size
     scale = height / 720
@@ -232,13 +253,15 @@ def draw_screen(size: tuple[int, int] = (1280, 720), depth_mm: float = 40.0,
         roi = Roi(x0, y0, int(round((roi.x + roi.w) * fx)) - x0,
                   int(round((roi.y + roi.h) * fy)) - y0)
         mm_per_px /= fy
+    if blur > 0:  # an analog (VGA, composite) capture's soft edges
+        scr = cv2.GaussianBlur(scr, (0, 0), blur)
     if jpeg is not None:  # an MJPG capture card
         _, data = cv2.imencode(".jpg", scr[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, jpeg])
         scr = np.ascontiguousarray(cv2.imdecode(data, cv2.IMREAD_COLOR)[:, :, ::-1])
     if noise > 0:
         scr = np.clip(scr + rng.normal(0, noise, scr.shape), 0, 255).astype(np.uint8)
     return Screen(scr, roi, mm_per_px, float(depth_mm), ruler, seed, (width, height),
-                  tuple(distractors))
+                  tuple(distractors), background, jpeg, noise, blur)
 
 
 def random_ruler(rng: np.random.Generator, scale: float, mm_per_px: float) -> Ruler:
@@ -273,8 +296,10 @@ def random_ruler(rng: np.random.Generator, scale: float, mm_per_px: float) -> Ru
                  labels=bool(rng.random() < 0.6 and not inside))
 
 
-def random_screen(seed: int, *, with_ruler: bool = True) -> Screen:
-    """A screen drawn from the whole range of sizes, depths, ruler styles and distractors."""
+def random_screen(seed: int, *, with_ruler: bool = True, added_styles: bool = True) -> Screen:
+    """A screen drawn from the whole range of sizes, depths, ruler styles and distractors.
+    added_styles=False: without the styles added since the first figures ("+" marks, a
+    mid-grey UI, blur), each screen as it was drawn then."""
     rng = np.random.default_rng(10_000 + seed)
     size = SIZES[int(rng.integers(len(SIZES)))]
     native = size
@@ -294,11 +319,25 @@ def random_screen(seed: int, *, with_ruler: bool = True) -> Screen:
         ruler = replace(ruler, minor_len=min(ruler.minor_len, max(3, ruler.major_len * 3 // 5)))
     distractors = tuple(d for d in ("labels", "menu", "colourbar", "tgc", "focus")
                         if rng.random() < 0.6)
+    background = int(rng.integers(0, 41))
+    straight_tgc = bool(rng.random() < 0.3)
+    jpeg = int(rng.integers(70, 95)) if rng.random() < 0.25 else None
+    noise = float(rng.uniform(0, 2.5)) if rng.random() < 0.4 else 0.0
+    # styles added since the first figures draw on a generator of their own: the rest of each
+    # screen stays as it was drawn then (and all of it with added_styles=False)
+    more = np.random.default_rng(30_000 + seed)
+    crosses, grey_ui, blurred = (more.random(3) < (0.12, 0.15, 0.15)) & added_styles
+    if crosses and ruler is not None and ruler.mark == "line":
+        # "+" marks, where they leave room between them
+        cross = replace(ruler, mark="cross", anchor="centre", spine=False)
+        if (ruler.minor_mm or 10.0) * h / depth >= 2 * cross_arm(cross, True) + 4:
+            ruler = cross
+    if grey_ui:
+        background = int(more.integers(50, 91))
+    blur = float(more.uniform(0.6, 1.1)) if blurred else 0.0
     return draw_screen(size, depth, ruler, seed=seed, roi=roi, distractors=distractors,
-                       native=native, background=int(rng.integers(0, 41)),
-                       straight_tgc=bool(rng.random() < 0.3),
-                       jpeg=int(rng.integers(70, 95)) if rng.random() < 0.25 else None,
-                       noise=float(rng.uniform(0, 2.5)) if rng.random() < 0.4 else 0.0)
+                       native=native, background=background, straight_tgc=straight_tgc,
+                       jpeg=jpeg, noise=noise, blur=blur)
 
 
 # --- measurement ---------------------------------------------------------------------------
@@ -319,7 +358,37 @@ def outcome(screen: Screen, result: object) -> str:
     return "none"
 
 
-def measure(n: int = 300, seed: int = 0, detect: bool = False) -> dict:
+def traits(screen: Screen) -> dict[str, str]:
+    """What a screen's ruler and capture are like, for the breakdown of the outcomes: where
+    the finder fails shows what to fix."""
+    r = screen.ruler
+    assert r is not None
+    w, h = screen.image.shape[1], screen.image.shape[0]
+    fy = h / screen.native[1]
+    grey = len(set(r.colour)) == 1
+    # ticks that cannot be told apart: one level (or dots of one size), no cm number beside them
+    dot_alike = r.mark == "dot" and max(1, r.major_len // 5) == 1
+    alike = not r.minor_mm or dot_alike
+    return {
+        "minor": f"{r.minor_mm:g} mm" if r.minor_mm else "none",
+        "mark": r.mark,
+        "levels": ("one level, labelled" if alike and r.labels and not dot_alike
+                   else "one level, unlabelled" if alike else "two levels"),
+        "side": r.side + (" inside" if r.inside else ""),
+        "anchor": r.anchor + (" +spine" if r.spine and r.mark == "line" else ""),
+        "thickness": f"{r.thickness}/{r.minor_thickness}" if r.mark == "line" else r.mark,
+        "colour": ("white" if grey and r.colour[0] >= 225 else "grey" if grey else "colour"),
+        "capture": f"{w}x{h}",
+        "rescale": "none" if screen.native == (w, h) else "up" if fy > 1 else "down",
+        "jpeg": "jpeg" if screen.jpeg else "raw",
+        "noise": "noisy" if screen.noise > 0 else "clean",
+        "blur": "blurred" if screen.blur > 0 else "sharp",
+        "background": f"grey {screen.background // 20 * 20}-{screen.background // 20 * 20 + 19}",
+    }
+
+
+def measure(n: int = 300, seed: int = 0, detect: bool = False, added_styles: bool = True
+            ) -> dict:
     from sonoguide.pipeline.depth_scale import find_depth_scale
     from sonoguide.pipeline.roi import detect_roi
 
@@ -328,8 +397,9 @@ def measure(n: int = 300, seed: int = 0, detect: bool = False) -> dict:
     times: list[float] = []
     bad: list[str] = []
     by_style: dict[str, list[str]] = {}
+    by_trait: dict[str, dict[str, list[str]]] = {}
     for s in range(seed, seed + n):
-        screen = random_screen(s)
+        screen = random_screen(s, added_styles=added_styles)
         roi = detect_roi(screen.image) if detect else screen.roi
         t0 = time.thread_time()
         result = find_depth_scale(screen.image, roi)
@@ -339,19 +409,24 @@ def measure(n: int = 300, seed: int = 0, detect: bool = False) -> dict:
         minor = screen.ruler.minor_mm
         style = f"minor {minor:g}" if minor else "major only"
         by_style.setdefault(f"{style}, {screen.ruler.mark}", []).append(what)
-        # worth a look: anything but a found scale, or a question about ticks all alike
-        if what in ("wrong", "asked-bad", "none") or (what == "asked" and minor):
+        kind = traits(screen)
+        for trait, value in kind.items():
+            by_trait.setdefault(trait, {}).setdefault(value, []).append(what)
+        # worth a look: anything but a found scale, or a question about ticks that can be
+        # told apart (two levels, or cm labels)
+        if what in ("wrong", "asked-bad", "none") or (
+                what == "asked" and "unlabelled" not in kind["levels"]):
             bad.append(f"seed {s}: {what}: {result.reason} (truth {screen.mm_per_px:.4f} mm/px)")
     false_claims = 0
     for s in range(seed, seed + max(1, n // 5)):
-        screen = random_screen(s, with_ruler=False)
+        screen = random_screen(s, with_ruler=False, added_styles=added_styles)
         roi = detect_roi(screen.image) if detect else screen.roi
         result = find_depth_scale(screen.image, roi)
         if result.found or result.needs_interval:
             false_claims += 1
             bad.append(f"seed {s} (no ruler): {result.reason}")
     return {"n": n, "counts": counts, "times": times, "bad": bad, "by_style": by_style,
-            "empty": max(1, n // 5), "false_claims": false_claims}
+            "by_trait": by_trait, "empty": max(1, n // 5), "false_claims": false_claims}
 
 
 def _report(m: dict) -> None:
@@ -378,9 +453,21 @@ def _report(m: dict) -> None:
           f"{100 * levels.count('right') / max(len(levels), 1):.1f} % within 2 %")
     print(f"time (one thread, CPU): median {statistics.median(times):.2f} ms, "
           f"p95 {times[int(0.95 * (len(times) - 1))]:.2f} ms, max {times[-1]:.2f} ms")
+    def summary(outcomes: list[str]) -> str:
+        counts = ", ".join(f"{k} {outcomes.count(k)}" for k in sorted(set(outcomes)))
+        return (f"{len(outcomes)} screens, {100 * outcomes.count('right') / len(outcomes):.1f} "
+                f"% within 2 %: {counts}")
+
     for style, outcomes in sorted(m["by_style"].items()):
-        summary = ", ".join(f"{k} {outcomes.count(k)}" for k in sorted(set(outcomes)))
-        print(f"  {style}: {len(outcomes)} screens: {summary}")
+        print(f"  {style}: {summary(outcomes)}")
+    told = [o for v, outs in m["by_trait"]["levels"].items() if "unlabelled" not in v
+            for o in outs]
+    print(f"within 2 % where the ticks can be told apart (two levels, or cm labels): "
+          f"{100 * told.count('right') / max(len(told), 1):.1f} % of {len(told)}")
+    for trait, values in m["by_trait"].items():
+        print(f"by {trait}:")
+        for value, outcomes in sorted(values.items()):
+            print(f"    {value}: {summary(outcomes)}")
     worst_first = sorted(m["bad"], key=lambda line: ": wrong:" not in line)
     for line in worst_first[:20]:
         print("  " + line)
@@ -393,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--detect", action="store_true",
                    help="give it the detected image area (detect_roi), as the app does")
+    p.add_argument("--without-added-styles", action="store_true",
+                   help='the screens as first drawn (no "+" marks, mid-grey UI or blur)')
     p.add_argument("--save", type=int, default=None, help="write this seed's screen as PNG")
     p.add_argument("--out", default=".", help="folder for --save")
     a = p.parse_args(argv)
@@ -405,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not a.measure:
         p.error("nothing to do: --measure or --save SEED")
-    _report(measure(a.n, a.seed, a.detect))
+    _report(measure(a.n, a.seed, a.detect, not a.without_added_styles))
     return 0
 
 

@@ -53,6 +53,9 @@ STYLES = {
     "dots, 2 mm": Ruler(minor_mm=2.0, mark="dot", major_len=10, side="left"),
     "inside the image's dark margin": Ruler(minor_mm=5.0, inside=True, gap=4, major_len=12,
                                             minor_len=6, labels=False),
+    "+ crosses": Ruler(minor_mm=5.0, mark="cross", anchor="centre", major_len=20),
+    "+ crosses, 2 mm, left": Ruler(minor_mm=2.0, mark="cross", anchor="centre", major_len=16,
+                                   side="left", labels=False),
 }
 SIZES_DEPTHS = [((640, 480), 40.0), ((1280, 720), 60.0), ((1920, 1080), 30.0)]
 
@@ -247,3 +250,106 @@ def test_unusable_input():
 def test_the_measurement_script_runs():
     m = measure(n=5, seed=0)
     assert m["n"] == 5 and sum(m["counts"].values()) == 5 and len(m["times"]) == 5
+
+
+def found_right(screen) -> DepthScale:
+    found = find_depth_scale(screen.image, screen.roi)
+    assert found.found and close(found.mm_per_px, screen.mm_per_px), found.reason
+    return found
+
+
+def test_a_ruler_on_the_right_edge_gives_the_major_spacing():
+    """The common layout: ticks right of the image, 2 mm minors between the centimetres; the
+    scale comes from the majors' spacing (fitted over every tick), not the minors'."""
+    screen = draw_screen((1280, 720), 80.0, Ruler(minor_mm=2.0, side="right", labels=False))
+    found = found_right(screen)
+    assert found.column_x > screen.roi.x + screen.roi.w and found.minor_per_major == 4
+    assert abs(found.major_spacing_px - screen.major_spacing_px) < 0.2
+    assert len(found.major_ticks_px) == 9 and len(found.ticks_px) == 41
+
+
+def test_rescaled_captures_keep_small_marks():
+    """A capture card's rescaling blurs small marks and moves whole-pixel ticks: a scanner's
+    1280x720 screen shrunk to 640x480 (its dots gain a faint halo row), a 640x480 one
+    enlarged to 1920x1080 (2 mm minors' rounding grows to +-1 px), an 800x600 one enlarged
+    with centred ticks on a spine (a minor tick's short half lost in the spine)."""
+    found_right(draw_screen((640, 480), 140.0, Ruler(
+        minor_mm=5.0, side="left", inside=True, gap=2, mark="dot", major_len=15,
+        colour=(213, 213, 213), labels=False), native=(1280, 720), seed=37))
+    found_right(draw_screen((640, 480), 140.0, Ruler(
+        minor_mm=5.0, side="left", mark="dot", major_len=15, colour=(228, 228, 228)),
+        native=(1280, 720), seed=302))
+    found_right(draw_screen((1920, 1080), 90.0, Ruler(
+        minor_mm=2.0, side="left", gap=21, thickness=2, minor_thickness=2, major_len=6,
+        minor_len=3, colour=(245, 245, 245), labels=False), native=(640, 480), seed=482))
+    found = found_right(draw_screen((1920, 1080), 50.0, Ruler(
+        minor_mm=5.0, gap=20, thickness=3, minor_thickness=3, major_len=9, minor_len=4,
+        anchor="centre", spine=True, colour=(90, 230, 90), labels=False), native=(800, 600),
+        seed=460))
+    assert found.minor_per_major == 1
+
+
+def test_ticks_on_the_image_edges_and_a_grey_ui():
+    """The 0 and the last tick are drawn on the image area's top and bottom edges: on a
+    mid-grey UI they stand out less there (measured against the grey) but are still majors."""
+    for seed, ruler in ((445, Ruler(minor_mm=2.0, inside=True, gap=2, thickness=3,
+                                    minor_thickness=3, major_len=16, minor_len=7,
+                                    anchor="centre", colour=(190, 190, 190), labels=False)),
+                        (321, Ruler(minor_mm=2.0, inside=True, gap=5, thickness=1,
+                                    minor_thickness=1, major_len=20, minor_len=11,
+                                    spine=True, colour=(150, 150, 150), labels=False))):
+        screen = draw_screen((1920, 1080), 25.0, ruler, seed=seed, background=75)
+        found = found_right(screen)
+        assert found.minor_per_major == 4 and abs(found.major_ticks_px[0] - screen.roi.y) <= 2
+
+
+def test_blurred_captures_read_the_cm_labels():
+    """An analog capture's blur: the ticks and their cm numbers stand out less (on a grey UI,
+    or thin white ticks under JPEG too), the labels are still read, and the ticks' own blur
+    beside them is no label."""
+    screens = [
+        draw_screen((640, 480), 70.0, Ruler(minor_mm=None, side="left", gap=3, thickness=3,
+                                            major_len=18, colour=(90, 230, 90)),
+                    native=(1280, 1024), background=88, blur=1.07, seed=7,
+                    distractors=("labels", "menu", "tgc")),
+        draw_screen((1920, 1080), 45.0, Ruler(minor_mm=None, side="left", gap=16, thickness=1,
+                                              major_len=13, colour=(242, 242, 242)),
+                    roi=Roi(616, 136, 872, 857), background=33, jpeg=70, noise=0.6,
+                    blur=0.96, seed=138, distractors=("labels", "menu"))]
+    for screen in screens:
+        assert "labelled" in found_right(screen).reason
+
+
+def test_dots_all_one_size_ask():
+    """Dots every 5 mm drawn all one size (a small ruler in the image's margin): which are the
+    centimetres cannot be told; it asks, about their spacing, rather than guess 10 mm."""
+    screen = draw_screen((640, 480), 100.0, Ruler(minor_mm=5.0, inside=True, gap=5, mark="dot",
+                                                  major_len=7, labels=False), seed=205)
+    asked = find_depth_scale(screen.image, screen.roi)
+    assert asked.needs_interval and not asked.found and outcome(screen, asked) == "asked"
+    assert close(asked.with_interval(5.0).mm_per_px, screen.mm_per_px)
+
+
+@pytest.mark.parametrize("size, native", [((640, 480), None), ((1280, 720), (1280, 1024)),
+                                          ((1280, 720), None), ((1920, 1080), (800, 600))])
+def test_lines_of_menu_text_are_no_ruler(size, native):
+    """A column of parameter text beside the image: evenly spaced lines whose glyphs' strokes
+    line up in a column (and pass for ticks, bigger and smaller): no scale is claimed."""
+    for seed in range(8):
+        screen = draw_screen(size, 50.0, None, seed=seed, native=native,
+                             distractors=("menu", "labels"))
+        found = find_depth_scale(screen.image, screen.roi)
+        assert not found.found and not found.needs_interval, (seed, found.reason)
+
+
+@pytest.mark.parametrize("added_styles", [False, True])
+def test_screens_without_a_ruler_that_once_fooled_it(added_styles):
+    """Screens without a ruler where lines of menu text, a TGC line with evenly spaced nodes,
+    compression ringing or speckle at the image's edge once passed for ticks (a scale, or a
+    question about their spacing): nothing is claimed."""
+    seeds = ((595, 1449, 1974, 1989) if not added_styles else
+             (1063, 1119, 1797, 2312, 5300, 5338, 5433, 5812, 5852, 6309, 6354, 6871, 7005))
+    for seed in seeds:
+        screen = random_screen(seed, with_ruler=False, added_styles=added_styles)
+        found = find_depth_scale(screen.image, screen.roi)
+        assert not found.found and not found.needs_interval, (seed, found.reason)
