@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sonoguide.pipeline.guidance_eval import seeds_from
 from sonoguide.pipeline.needle import (
     AMBIGUOUS,
     IN_PLANE,
@@ -58,17 +59,6 @@ class Case:
     visible_mm: float  # needle shaft length the picture shows (in-plane)
     scene: str
     seed: int
-
-
-def _seeds(text: str) -> list[int]:
-    out: list[int] = []
-    for part in text.split(","):
-        if "-" in part:
-            a, b = part.split("-")
-            out.extend(range(int(a), int(b) + 1))
-        elif part:
-            out.append(int(part))
-    return out
 
 
 def _patient(scene: str, seed: int, size: int):
@@ -349,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_cv2_threads(1)  # as the app runs
     scenes = tuple(s for s in args.scenes.split(",") if s)
-    seeds = _seeds(args.seeds)
+    seeds = seeds_from(args.seeds)
     detector = NeedleDetector()
     print("command:", "python -m sonoguide.pipeline.needle_eval", " ".join(sys.argv[1:]
                                                                           if argv is None
