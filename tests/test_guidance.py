@@ -127,3 +127,17 @@ def test_a_result_moved_by_measured_motion_moves_its_needle_and_path():
     assert moved.needle.shaft_start == pytest.approx((12.0, -5.0))
     assert moved.path.start == pytest.approx((62.0, 45.0))
     assert moved.warnings == guidance.warnings  # the analysed frame's, dropped with the result
+
+
+def test_resetting_the_analyzer_forgets_the_needle_and_the_vessels():
+    """A seek or a new source resets the analyzer: no needle or vessel history carried over."""
+    from sonoguide.pipeline.analysis import Analyzer
+    from sonoguide.pipeline.guidance import Guide
+
+    analyzer = Analyzer(("background", "vein", "artery"), "jugular")
+    analyzer.guide = Guide("jugular")
+    analyzer.guide.gate.update([TIP_IN_ARTERY])
+    analyzer.guide.behaviour.update([circle("artery", 100, 100, 20)], 1.0)
+    analyzer.reset()
+    assert analyzer.guide.gate.update([TIP_IN_ARTERY]) == ()  # builds up again from nothing
+    assert not analyzer.guide.behaviour.tracker.tracks

@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         train_all(cfg, a.data_root, a.device)
         print(json.dumps(ship(cfg, a.data_root), indent=1))
     elif a.cmd == "split":
+        from sonoguide.paths import data_root
         from sonoguide.training.data import (
             FolderSpec,
             list_pairs,
@@ -193,7 +194,6 @@ def main(argv: list[str] | None = None) -> int:
             make_split,
             make_subject_split,
         )
-        from sonoguide.training.train import data_root
 
         if cfg is None and not a.dataset:
             p.error("split needs --config or --dataset")

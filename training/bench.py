@@ -105,8 +105,9 @@ def format_row(r: dict) -> str:
 
 def calibration_inputs(cfg, root=None, n: int = 32) -> np.ndarray:
     """Preprocessed training inputs (never validation ones) for int8 calibration."""
+    from sonoguide.paths import data_root
     from sonoguide.training.data import preprocess
-    from sonoguide.training.train import data_root, load_sources
+    from sonoguide.training.train import load_sources
 
     c = cfg.contract()
     samples = load_sources(cfg["train"], c.classes, data_root(root), (c.height, c.width))

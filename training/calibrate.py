@@ -73,7 +73,8 @@ def calibrate_config(cfg, model: str | Path, set_name: str | None = None,
     """Levels for `model` from one of the config's evaluation sets (by name: "validation" or an
     evaluate_extra set); written into the model unless write=False. Set and budget not given:
     the config's "calibrate" {"set", "budget"}, else the validation data and BUDGET."""
-    from sonoguide.training.train import data_root, load_sources
+    from sonoguide.paths import data_root
+    from sonoguide.training.train import load_sources
 
     spec = cfg.get("calibrate", {})
     set_name = set_name or spec.get("set", "validation")

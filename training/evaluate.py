@@ -243,8 +243,9 @@ def region_report_split(model: str | Path, dataset: str = "uns-nerve",
     subjects by default), written as JSON plus a Markdown table when `output` is given."""
     import time
 
+    from sonoguide.paths import data_root
     from sonoguide.training.data import UNS_REGION_CLASS, FolderSpec, load_folder, read_split
-    from sonoguide.training.train import data_root, repo_path
+    from sonoguide.training.train import repo_path
 
     spec = FolderSpec.from_config({"kind": "uns-nerve", "root": dataset}, base=data_root(root))
     names = read_split(repo_path(split))[part]
@@ -267,7 +268,8 @@ def evaluate_config(cfg, model: str | Path, root: str | Path | None = None,
                     steadiness=None) -> dict:
     """Evaluate on the config's "val" sources and any "evaluate_extra" sets; with `steadiness`
     (SteadinessOptions) each set also gets the steadiness figure."""
-    from sonoguide.training.train import data_root, load_sources
+    from sonoguide.paths import data_root
+    from sonoguide.training.train import load_sources
 
     root = data_root(root)
     size = (cfg.contract().height, cfg.contract().width)

@@ -191,9 +191,10 @@ def _mean(table: dict[str, dict[str, float | None]], key: str) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from sonoguide.paths import data_root
     from sonoguide.phantom.scenes import VIEWS
     from sonoguide.training.phantom_data import phantom_samples
-    from sonoguide.training.train import data_root, load_sources
+    from sonoguide.training.train import load_sources
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--part", default="train", help="usgra-seg split part (default train)")

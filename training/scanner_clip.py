@@ -38,8 +38,8 @@ SPLIT_FILE = training_file("splits", "usgra-seg.json")
 def load_images(root: str | Path | None = None, split: str = "val") -> list[tuple[str, np.ndarray]]:
     """(name, grey image) of usgra-seg under the data root; the split's part when the split
     file lists it, else every image. Data root and reading as training does."""
+    from sonoguide.paths import data_root
     from sonoguide.training.data import USGRA_PALETTE, FolderSpec, load_folder, read_split
-    from sonoguide.training.train import data_root
 
     spec = FolderSpec.from_config({"kind": "usgra-seg", "root": "usgra-seg"}, base=data_root(root))
     names = None

@@ -106,6 +106,8 @@ class Analyzer:
         self._ema = None
         self._ema_key = None
         self._was_unsure = {}
+        if self.guide is not None:  # the needle and the vessels' histories are temporal too
+            self.guide.reset()
 
     # ----------------------------------------------------------------------------------------
     def analyze(self, pred: Prediction, roi: Roi, pixel_spacing_mm: float | None, *,
