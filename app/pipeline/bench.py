@@ -5,7 +5,8 @@
 
 Prints medians and p95s (no pass/fail). Stage costs are measured one after another on the
 phantom's frames on this thread: phantom render, ROI crop, preprocess, model run, analysis,
-motion measurement and the warp of a result (the window's paint is in sonoguide.ui.bench). The
+guidance (needle, path, warnings, vessel behaviour; a needle is in the sweep), motion
+measurement and the warp of a result (the window's paint is in sonoguide.ui.bench). The
 pipeline run drives the same LiveSession as the window and prints the share of frames inferred,
 capture-to-result latency, and the share of frames shown with a fresh or motion-followed
 overlay. Figures depend on machine load: the 1-minute load average is printed with them.
@@ -56,7 +57,8 @@ def stage_costs(mode: str, model: str, threads: int, frames: int = 60,
     estimator = MotionEstimator()
     costs: dict[str, list[float]] = {k: [] for k in (
         "phantom render", "ROI (detect once) + crop", "preprocess", "model run", "analysis",
-        "motion measure", "warp result")}
+        "guidance", "motion measure", "warp result")}
+    sim.set_needle(20.0, 35.0)  # the guide then fits a shaft on every frame, its real work
     previous: tuple[Frame, object] | None = None
     roi = None
     for k in range(frames):
@@ -74,6 +76,9 @@ def stage_costs(mode: str, model: str, threads: int, frames: int = 60,
         result = _timed(lambda pred=pred, frame=frame: analyzer.analyze(
             pred, frame.roi, frame.pixel_spacing_mm, frame_id=frame.frame_id,
             t_capture=frame.t_capture), costs["analysis"])
+        _timed(lambda crop=crop, result=result, frame=frame: analyzer.guide.update(
+            crop, result.structures, result.target, frame.roi, frame.pixel_spacing_mm,
+            source="bench", t=frame.t_capture), costs["guidance"])
         if previous is not None:
             old_frame, old = previous
             check = _timed(lambda old_frame=old_frame, frame=frame: estimator.estimate(
