@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 
@@ -17,6 +18,7 @@ from sonoguide.pipeline.guidance import (
     assess,
     path_text,
     ray_entry,
+    tip_within,
 )
 from sonoguide.pipeline.needle import IN_PLANE, OUT_OF_PLANE, NeedleFinding
 
@@ -71,6 +73,39 @@ def test_a_dashed_structure_never_warns():
     g = assess("plexus", [circle("nerve", 100, 100, 20, unsure=True)], None, needle((100, 100)),
                ROI)
     assert g.warnings == ()
+
+
+def notched(name: str, cx: int, cy: int, r: int, tip: tuple[int, int], width: int = 5
+             ) -> Structure:
+    """A disc with a 45-degree needle's band cut out of it up to `tip`: how a model that leaves
+    the needle's bright pixels out of the tissue it pierces outlines it."""
+    mask = np.zeros((400, 400), np.uint8)
+    cv2.circle(mask, (cx, cy), r, 1, -1)
+    cv2.line(mask, (tip[0] - 200, tip[1] - 200), tip, 0, width)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    contour = max(contours, key=cv2.contourArea).reshape(-1, 2).astype(np.float32)
+    return Structure(name, contour, float(mask.sum()), (cx, cy), 0.9)
+
+
+def test_a_tip_in_the_notch_it_cut_is_inside_but_a_tip_short_of_the_wall_is_not():
+    artery = notched("artery", 200, 200, 40, (200, 200))
+    assert not tip_within(artery.contour, needle((200.0, 200.0)), 0.0)  # outside the outline
+    assert tip_within(artery.contour, needle((200.0, 200.0)), 8.0)  # but in its notch
+    g = assess("jugular", [artery], None, needle((200.0, 200.0)), ROI, mm_per_px=0.25)
+    assert g.warnings == (TIP_IN_ARTERY,)
+    # short of a whole artery (3 px before its wall, heading at it): ahead, not on both sides
+    wall = 200 - 40 / math.sqrt(2) - 3 / math.sqrt(2)
+    whole = circle("artery", 200, 200, 40)
+    assert not tip_within(whole.contour, needle((wall, wall)), 8.0)
+    # between two nerves, each 3 px to one side of the tip: not inside either
+    a, b = circle("nerve", 200.2, 229.8, 18), circle("nerve", 229.8, 200.2, 18)
+    assert all(ray_entry((215, 215), (215 + s * 8, 215 - s * 8), n.contour) is not None
+               for s, n in ((-1, a), (1, b)))
+    g = assess("plexus", [a, b], None, needle((215.0, 215.0)), ROI, mm_per_px=0.25)
+    assert INTRANEURAL not in g.warnings
+    g = assess("plexus", [notched("nerve", 200, 200, 30, (205, 205))], None,
+               needle((205.0, 205.0)), ROI, mm_per_px=0.25)
+    assert INTRANEURAL in g.warnings
 
 
 def test_nerve_block_intraneural_and_vessel_on_path():

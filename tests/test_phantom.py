@@ -201,6 +201,29 @@ def test_needle_in_plane_and_out_of_plane():
     assert f.needle_tip[0] == pytest.approx(128 + 3.0 / f.pixel_spacing_mm, abs=1)
 
 
+def test_a_needle_in_the_artery_leaves_the_artery_in_the_anatomy_labels():
+    # models learn the artery from tissue_labels: a needle inside it must not cut it out
+    from sonoguide.phantom.labels import JUGULAR_CLASSES
+    from sonoguide.training.phantom_data import _sample
+
+    sim = PhantomSimulator("jugular", seed=0, size=(256, 256))
+    bare = sim.render(0)
+    assert bare.anatomy is None and bare.tissue_labels is bare.labels
+    ys, xs = np.nonzero(bare.labels == ARTERY)
+    cx, cy = xs.mean(), ys.mean()
+    sp, half = bare.pixel_spacing_mm, sim.probe_width_mm / 2
+    # aim from the left entry (4 mm beyond the probe's end) at the artery's centre
+    dx_mm, depth = (cx - 128) * sp + half + 4.0, cy * sp
+    sim.set_needle(depth, angle_deg=float(np.degrees(np.arctan2(depth, dx_mm))))
+    f = sim.render(0)
+    shaft_in_artery = (f.labels == NEEDLE) & (bare.labels == ARTERY)
+    assert shaft_in_artery.sum() > 20  # the needle's label covers part of the artery
+    assert (f.tissue_labels[shaft_in_artery] == ARTERY).all()  # the anatomy keeps it
+    assert np.array_equal(f.tissue_labels, bare.labels)
+    model = _sample(f, "x", "jugular", JUGULAR_CLASSES).mask
+    assert (model[shaft_in_artery] == JUGULAR_CLASSES.index("artery")).all()
+
+
 def _classic_needle(lin, labels, depth, angle, sp, half, origin_row=0.0):
     """The phantom needle as drawn before its look became adjustable (the reference)."""
     one = 16

@@ -25,8 +25,9 @@ def vessels_overlap(labels: np.ndarray, min_share: float = 0.5) -> bool:
 
 def _sample(frame, name: str, group: str, classes: tuple[str, ...]) -> Sample:
     """A rendered phantom frame as a labelled sample; "-overlap" is added to the group where
-    vein and artery are stacked, so metrics can be read for that dangerous case on its own."""
-    raw = np.asarray(frame.labels)
+    vein and artery are stacked, so metrics can be read for that dangerous case on its own. The
+    classes come from the anatomy under the needle: a needle in the artery does not cut it out."""
+    raw = np.asarray(frame.tissue_labels)
     return Sample(name, np.asarray(frame.image, np.uint8), to_model_classes(raw, classes),
                   spacing_mm=float(frame.pixel_spacing_mm),
                   group=f"{group}-overlap" if vessels_overlap(raw) else group)

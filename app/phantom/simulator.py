@@ -40,6 +40,14 @@ class PhantomFrame:
     t: float
     scene: str = ""
     info: dict = field(default_factory=dict)  # pressure, heart rate, phase.. for tests/logs
+    # the label codes without the needle drawn over them: the tissue a needle passes through is
+    # still artery or nerve (what a sonographer outlines), so models learn anatomy from these
+    anatomy: np.ndarray | None = None
+
+    @property
+    def tissue_labels(self) -> np.ndarray:
+        """Anatomy labels under the needle too (`labels` where no needle is drawn)."""
+        return self.labels if self.anatomy is None else self.anatomy
 
 
 def patient_anatomy(scene: str, seed: int, mirror: bool | None = None) -> Anatomy:
@@ -392,8 +400,9 @@ class PhantomSimulator:
             labels = cv2.remap(labels, self._scan_map, None, cv2.INTER_NEAREST,
                                borderMode=cv2.BORDER_CONSTANT)
             d_sp, half_face = self._display_sp, self.radius_mm * math.sin(self.half_angle)
-        tip = None
+        tip, anatomy = None, None
         if needle is not None:
+            anatomy = labels.copy()
             tip = draw_needle(lin, labels, needle, d_sp, half_face, self._origin_row)
         floor = 10.0 ** (-(_TISSUE_GREY_DB + gain) / 20.0)
         cv2.log(cv2.add(lin, floor), lin)
@@ -401,10 +410,13 @@ class PhantomSimulator:
         image = cv2.convertScaleAbs(lin, alpha=scale * _DB, beta=scale * (_TISSUE_GREY_DB + gain))
         image[:, self._dark_cols] = 0
         labels[:, self._dark_cols] = 0
+        if anatomy is not None:
+            anatomy[:, self._dark_cols] = 0
         if tip is not None and not (0 <= tip[0] < w and 0 <= tip[1] < h):
             tip = None  # tip outside the picture: the scanner cannot show it
         return PhantomFrame(image, labels, tip, d_sp, t, self.scene,
                             {"pressure": self._pressure, "heart_rate": self._hr,
                              "cardiac_phase": phase % 1.0, "vein_collapse": k, "pulse": pulse,
                              "gain_db": gain, "depth_mm": self._view_depth,
-                             "maps_depth_mm": self._built_for[0] if self._built_for else None})
+                             "maps_depth_mm": self._built_for[0] if self._built_for else None},
+                            anatomy)

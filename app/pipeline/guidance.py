@@ -109,6 +109,30 @@ def ray_entry(start: tuple[float, float], end: tuple[float, float],
     return float(t[hit].min() * length) if hit.any() else None
 
 
+NOTCH_MM = 2.0  # how far around the tip a structure that the shaft cut into is looked for
+_NOTCH_PX = 8.0  # the same without a depth scale (about 2 mm at a typical 0.25 mm/px)
+
+
+def tip_within(contour: np.ndarray, finding: NeedleFinding, reach_px: float) -> bool:
+    """The tip is inside the outline, or in the notch the needle cut into it.
+
+    A model may leave the needle's own bright pixels out of the structure it pierces, so the
+    outline runs around the shaft and the tip sits just outside it. That notch is told from a
+    tip merely near the structure by the outline's shape: the same outline lies ahead of the
+    tip along the shaft and on both sides across it, each within `reach_px`. A tip short of a
+    convex structure has it ahead only; a tip between two outlines has each on one side."""
+    if _inside(contour, finding.tip):
+        return True
+    d = finding.direction
+    if d is None or reach_px <= 0:
+        return False
+    x, y = finding.tip
+    ahead = (x + d[0] * reach_px, y + d[1] * reach_px)
+    left = (x - d[1] * reach_px, y + d[0] * reach_px)
+    right = (x + d[1] * reach_px, y - d[0] * reach_px)
+    return all(ray_entry(finding.tip, end, contour) is not None for end in (ahead, left, right))
+
+
 def _sure(structures: Iterable[Structure], *classes: str) -> list[Structure]:
     return [s for s in structures if s.class_name in classes and not s.unsure]
 
@@ -141,10 +165,11 @@ def assess(mode: str, structures: Iterable[Structure], target: Target | None,
     finding = finding.moved(roi.x, roi.y)
     structures = list(structures)
     path = _path(finding, roi, target, mm_per_px)
+    reach = NOTCH_MM / mm_per_px if mm_per_px else _NOTCH_PX
     warnings: list[Warning] = []
     if mode == "jugular":
         arteries, veins = _sure(structures, "artery"), _sure(structures, "vein")
-        if any(_inside(s.contour, finding.tip) for s in arteries):
+        if any(tip_within(s.contour, finding, reach) for s in arteries):
             warnings.append(TIP_IN_ARTERY)
         elif path is not None and arteries:
             artery = _first_hit(path.start, path.end, arteries)
@@ -152,7 +177,7 @@ def assess(mode: str, structures: Iterable[Structure], target: Target | None,
             if artery is not None and (vein is None or artery < vein):
                 warnings.append(ARTERY_FIRST)
     elif mode == "plexus":
-        if any(_inside(s.contour, finding.tip) for s in _sure(structures, "nerve")):
+        if any(tip_within(s.contour, finding, reach) for s in _sure(structures, "nerve")):
             warnings.append(INTRANEURAL)
         if path is not None and _first_hit(path.start, path.end,
                                            _sure(structures, "vessel")) is not None:

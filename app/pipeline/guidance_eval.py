@@ -28,8 +28,9 @@ second of phantom time (pulse and breathing go on), every frame a new render, fe
 through segmenter -> analyzer -> guide exactly as InferenceWorker._process does (each run its
 own stream).
 
-Truth per frame: the guide's rules on the phantom's truth: labels of the same instant rendered
-without the needle (the needle's own label would hide the tissue at its tip), the true tip
+Truth per frame: the guide's rules on the phantom's truth: the frame's anatomy labels, kept
+under the needle (PhantomFrame.tissue_labels; the needle's own label would hide the tissue at
+its tip), the true tip
 (PhantomFrame.needle_tip) and the true direction (the set angle); the path runs from the true
 tip to the picture's edge. IJ: tip_in_artery = the tip is on artery; artery_on_path = the path
 meets artery before vein (n/a while the tip is in the artery: the guide then raises
@@ -490,11 +491,9 @@ def run_patient(scene: str, seed: int, segmenter: Segmenter, analyzer: Analyzer,
             s = min(stop, start + speed * k / args.fps)
             depth = s * math.sin(math.radians(angle))
             tr = time.perf_counter()
-            if k:  # the truth without the needle (frame 0's is the planning frame)
-                sim.set_needle(None)
-                bare = sim.render(t)
             sim.set_needle(depth, float(angle), True)
             frame = sim.render(t)
+            truth_labels = frame.tissue_labels  # the anatomy under the needle too
             tally.spent["render"] += time.perf_counter() - tr
             if frame.needle_tip is None:
                 tally.no_tip += 1
@@ -517,8 +516,8 @@ def run_patient(scene: str, seed: int, segmenter: Segmenter, analyzer: Analyzer,
             tally.check_vessel += any(w.key == "check_vessel" for w in g.warnings)
             tt = time.perf_counter()
             tip = frame.needle_tip
-            end, points, _ = truth_path(bare.labels, tip, angle)
-            should = truth(mode, bare.labels, tip, angle)
+            end, points, _ = truth_path(truth_labels, tip, angle)
+            should = truth(mode, truth_labels, tip, angle)
             shown = {w.key for w in g.warnings}
             needle = None if g.needle is None else g.needle.moved(-roi.x, -roi.y)
             raw = {w.key for w in assess(mode, structures, target, needle, roi, sp).warnings}
@@ -537,7 +536,7 @@ def run_patient(scene: str, seed: int, segmenter: Segmenter, analyzer: Analyzer,
                 if should[kind] and not raised:
                     reason = miss_reason(kind, g, raw, structures, tip, end, sp)
                 elif should[kind] is False and raised:
-                    reason = false_reason(kind, g, bare.labels, tip, points, sp)
+                    reason = false_reason(kind, g, truth_labels, tip, points, sp)
                 tally.outcomes.append(Outcome(scene, seed, scenario, kind, should[kind], vis,
                                               raised, reason, kind in if_dashed))
                 counts[(kind, should[kind], raised)] += 1
