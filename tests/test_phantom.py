@@ -346,6 +346,8 @@ def test_generator_needles_vary_and_stay_deterministic():
     from sonoguide.phantom.needle import NeedleState
 
     class Recorder:
+        curvilinear = True  # never aimed (aiming renders; see the test after this one)
+
         def __init__(self) -> None:
             self.needles: list[NeedleState | None] = []
 
@@ -354,7 +356,8 @@ def test_generator_needles_vary_and_stay_deterministic():
 
     rec = Recorder()
     for i in range(400):
-        _set_needle(rec, np.random.default_rng([0, i, 1, 2]))
+        _set_needle(rec, np.random.default_rng([0, i, 1, 2]), 0.0,
+                    np.random.default_rng([0, i, 1, 3]))
     drawn = [n for n in rec.needles if n is not None]
     assert abs(len(drawn) / 400 - NEEDLE_RATE) < 0.08
     shafts = [n for n in drawn if n.in_plane]
@@ -379,6 +382,21 @@ def test_generator_needles_vary_and_stay_deterministic():
         again = sample("jugular", 7, i, size=(96, 96))
         assert np.array_equal(f.image, again.image) and np.array_equal(f.labels, again.labels)
         assert f.needle_tip == again.needle_tip
+
+
+def test_some_generator_needles_are_aimed_into_a_structure():
+    # random needles rarely end inside the anatomy; models must see those frames too
+    from sonoguide.phantom.generator import AIM_RATE, generate
+
+    in_plane = inside = 0
+    for f in generate("jugular", 60, 3, size=(128, 128), frames_per_patient=3):
+        if f.needle_tip is None or (f.labels == NEEDLE).sum() < 15:
+            continue  # no needle, out of view, or an out-of-plane dot
+        in_plane += 1
+        x, y = (int(round(v)) for v in f.needle_tip)
+        inside += f.tissue_labels[y, x] in (NERVE, ARTERY, VEIN)
+    assert in_plane >= 12
+    assert inside / in_plane > 0.6 * AIM_RATE
 
 
 def test_controls_change_the_picture():

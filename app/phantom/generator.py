@@ -7,7 +7,9 @@ pressure, slide and tilt, time in the cardiac and breathing cycle, and in half t
 needle: in-plane at 15-70 degrees from either side, 5-45 mm deep, or out-of-plane, each with its
 own look (brightness, reverberation, dropouts, off-plane fade, bend, tip; comet tail or cut).
 A share of patients (VESSEL_FREE_RATE) is scanned where no vessel is in the plane, so a model
-learns that a frame can have none (the live phantom always shows its vessels).
+learns that a frame can have none (the live phantom always shows its vessels). A share of the
+in-plane needles (AIM_RATE) is aimed so its tip lies inside a nerve, artery or vein: the frames
+a model must still outline when a needle is in them (random needles rarely reach one).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from sonoguide.phantom.anatomy import without_vessels
+from sonoguide.phantom.labels import ARTERY, NERVE, VEIN
 from sonoguide.phantom.simulator import PhantomFrame, PhantomSimulator, patient_anatomy
 
 DEPTH_RANGE_MM = {"jugular": (30.0, 50.0), "supraclavicular": (30.0, 50.0),
@@ -26,6 +29,8 @@ DEPTH_RANGE_MM = {"jugular": (30.0, 50.0), "supraclavicular": (30.0, 50.0),
                   "femoral": (25.0, 45.0), "popliteal": (30.0, 50.0)}
 VESSEL_FREE_RATE = 0.15  # share of patients seen with no vessel in the plane
 NEEDLE_RATE = 0.5  # share of samples with a needle (3 in 4 of them in-plane)
+AIM_RATE = 0.35  # share of in-plane needles with the tip put inside a structure
+_AIM_ANGLES = (15.0, 70.0)  # the in-plane range
 
 
 def _patient(scene: str, seed: int, patient: int, size: tuple[int, int]) -> PhantomSimulator:
@@ -58,13 +63,40 @@ def _scan(sim: PhantomSimulator, scene: str, seed: int, index: int) -> PhantomFr
     sim.set_dynamic_range(float(rng.uniform(55.0, 85.0)))
     sim.set_tgc(float(rng.uniform(-2.5, 1.0)), float(rng.uniform(0.3, 0.7)) * sim.depth_mm)
     sim.set_heart_rate(float(rng.uniform(50.0, 120.0)))
-    _set_needle(sim, np.random.default_rng([*key, 2]))
-    return sim.render(float(rng.uniform(0.0, 10.0)))
+    t = float(rng.uniform(0.0, 10.0))
+    _set_needle(sim, np.random.default_rng([*key, 2]), t, np.random.default_rng([*key, 3]))
+    return sim.render(t)
 
 
-def _set_needle(sim: PhantomSimulator, rng: np.random.Generator) -> None:
+def _aim(sim: PhantomSimulator, t: float, entry_mm: float, from_right: bool,
+         rng: np.random.Generator) -> tuple[float, float, bool] | None:
+    """(tip depth, angle, from_right) of an in-plane needle whose tip lies on a random pixel of
+    a random structure of the needle-free frame at time t (the other side when this one needs
+    an angle outside 15-70 degrees), or None when the frame has no structure to aim at."""
+    sim.set_needle(None)
+    labels = sim.render(t).labels
+    codes = [c for c in (NERVE, ARTERY, VEIN) if (labels == c).any()]
+    if not codes:
+        return None
+    ys, xs = np.nonzero(labels == codes[int(rng.integers(len(codes)))])
+    i = int(rng.integers(len(xs)))
+    sp, w = sim.pixel_spacing_mm, labels.shape[1]
+    tx, ty = float(xs[i]) * sp - w * sp / 2, float(ys[i]) * sp  # screen mm (linear probe)
+    half = sim.probe_width_mm / 2
+    for right in (from_right, not from_right):
+        sgn = -1.0 if right else 1.0  # as phantom.needle places the skin puncture
+        run = sgn * (tx + sgn * (half + entry_mm))
+        if run > 0 and _AIM_ANGLES[0] <= (angle := float(np.degrees(np.arctan2(ty, run)))) \
+                <= _AIM_ANGLES[1]:
+            return ty, angle, right
+    return None
+
+
+def _set_needle(sim: PhantomSimulator, rng: np.random.Generator, t: float,
+                aim_rng: np.random.Generator) -> None:
     """This sample's needle, or none (1 - NEEDLE_RATE). Its own random stream, and every
-    parameter is drawn every time, so the draws stay aligned whatever the branches."""
+    parameter is drawn every time, so the draws stay aligned whatever the branches; aiming has
+    a stream of its own (aim_rng) for the same reason."""
     present, in_plane = rng.random() < NEEDLE_RATE, rng.random() < 0.75
     depth, angle = float(rng.uniform(5.0, 45.0)), float(rng.uniform(15.0, 70.0))
     x_mm, from_right = float(rng.uniform(-10.0, 10.0)), bool(rng.random() < 0.5)
@@ -83,6 +115,10 @@ def _set_needle(sim: PhantomSimulator, rng: np.random.Generator) -> None:
     bend = bend if rng.random() < 0.3 else 0.0
     tail, cut = int(rng.integers(0, 7)), float(rng.uniform(1.0, 3.0))
     cut = cut if rng.random() < 0.3 else 0.0
+    aimed = aim_rng.random() < AIM_RATE
+    if present and in_plane and aimed and not sim.curvilinear:
+        depth, angle, from_right = _aim(sim, t, entry, from_right, aim_rng) or (
+            depth, angle, from_right)
     if not present:
         sim.set_needle(None)
     elif in_plane:
