@@ -409,7 +409,7 @@ def test_learning_curve_subsets_are_nested_and_keep_the_vessel_free_share():
 
 
 def test_learning_curve_trains_each_size_on_the_same_validation_split(tmp_path):
-    from sonoguide.training.learning_curve import learning_curve
+    from sonoguide.training.learning_curve import add_point, learning_curve, markdown
 
     write_usgra_like(tmp_path / "data" / "tiny", n=6)
     split = tmp_path / "split.json"
@@ -426,6 +426,18 @@ def test_learning_curve_trains_each_size_on_the_same_validation_split(tmp_path):
     assert "per_doubling" in report["fits"]["nerve"]
     assert (tmp_path / "curve" / "curve.png").exists()
     assert "real training images" in (tmp_path / "curve" / "curve.md").read_text()
+    # another recipe's model beside the curve: plotted and tabled, never part of the fit
+    other = tmp_path / "other.eval.json"
+    other.write_text(json.dumps({"sets": {"validation": {"classes": {
+        "nerve": {"dice_mean": 0.5}, "vessel": {"dice_mean": None}}}}}))
+    before = (tmp_path / "curve" / "curve.png").stat().st_mtime_ns
+    again = add_point(tmp_path / "curve" / "curve.json", 50, other, "pretrained")
+    assert again["fits"] == report["fits"] and again["rows"] == report["rows"]
+    assert again["extra"] == [{"images": 50, "label": "pretrained", "nerve": 0.5, "vessel": None}]
+    assert "pretrained (50 images): nerve 0.500" in markdown(again)
+    assert (tmp_path / "curve" / "curve.png").stat().st_mtime_ns != before
+    # the same label again replaces its point
+    assert len(add_point(tmp_path / "curve" / "curve.json", 60, other, "pretrained")["extra"]) == 1
 
 
 def test_a_split_with_a_file_in_val_and_test_is_refused(tmp_path):

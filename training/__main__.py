@@ -84,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     lc.add_argument("--threads", type=int, help="CPU threads (default: config or 2)")
     lc.add_argument("--data-root")
     lc.add_argument("--device")
+    lc.add_argument("--add-point", nargs=3, metavar=("IMAGES", "EVAL_JSON", "LABEL"),
+                    help="no training: put another recipe's evaluated model beside the curve "
+                    "in --out (its curve.json, or a curve JSON file), e.g. 1764 "
+                    "runs/x/plexus.fp32.eval.json 'uns-nerve pretraining'")
 
     b = sub.add_parser("bench", help="ONNX Runtime CPU speed, batch 1 (and an int8 variant)")
     b.add_argument("models", nargs="+")
@@ -166,6 +170,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         print(compare(cfg, a.nets.split(","), a.losses.split(","), a.epochs, Path(a.out),
                       a.data_root, a.device))
+    elif a.cmd == "curve" and a.add_point:
+        from sonoguide.training.learning_curve import add_point, markdown
+
+        out = Path(a.out)
+        images, eval_json, label = a.add_point
+        print(markdown(add_point(out if out.suffix == ".json" else out / "curve.json",
+                                 int(images), Path(eval_json), label)))
     elif a.cmd == "curve":
         from sonoguide.training.learning_curve import learning_curve, markdown
 

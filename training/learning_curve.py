@@ -80,13 +80,31 @@ def learning_curve(cfg: Config, sizes: list[int], out: Path, root: str | Path | 
             run = train(variant, root, device, max_steps=max_steps, quiet=quiet)
             model = export_run(variant, run, out / f"{tag}.onnx", root)
             evaluate_config(variant, model, root, done, quiet=quiet)
-        val = json.loads(done.read_text())["sets"]["validation"]["classes"]
-        rows.append({"images": n, **{c: v["dice_mean"] for c, v in val.items()}})
+        rows.append({"images": n, **validation_dice(done)})
     report = {"config": cfg.get("version", cfg.get("name", "")), "seed": seed, "rows": rows,
               "fits": fits(rows, target or {})}
     (out / "curve.json").write_text(json.dumps(report, indent=1))
     (out / "curve.md").write_text(markdown(report))
     plot(report, out / "curve.png")
+    return report
+
+
+def validation_dice(eval_json: Path) -> dict[str, float | None]:
+    """Per class, the validation split's mean Dice from an `evaluate` JSON."""
+    val = json.loads(Path(eval_json).read_text())["sets"]["validation"]["classes"]
+    return {c: v["dice_mean"] for c, v in val.items()}
+
+
+def add_point(curve_json: Path, images: int, eval_json: Path, label: str) -> dict:
+    """Another recipe's model (e.g. pretrained on another dataset's frames) as a point beside
+    the curve, at the real labelled images it learnt from: plotted and tabled with its label,
+    never part of the fitted line. The curve's JSON and plot are rewritten in place."""
+    curve_json = Path(curve_json)
+    report = json.loads(curve_json.read_text())
+    point = {"images": int(images), "label": label, **validation_dice(eval_json)}
+    report["extra"] = [p for p in report.get("extra", []) if p["label"] != label] + [point]
+    curve_json.write_text(json.dumps(report, indent=1))
+    plot(report, curve_json.with_suffix(".png"))
     return report
 
 
@@ -122,6 +140,9 @@ def markdown(report: dict) -> str:
             line += (f"; the line reaches {f['target']} at about {f['reach']} images"
                      if f["reach"] else f"; the line never reaches {f['target']}")
         lines.append(line)
+    for e in report.get("extra", []):
+        lines.append(f"\n- beside the curve, {e['label']} ({e['images']} images): " + ", ".join(
+            f"{c} {e[c]:.3f}" for c in classes if e.get(c) is not None))
     return "\n".join(lines) + "\n"
 
 
@@ -134,8 +155,10 @@ def plot(report: dict, path: Path) -> None:
     rows = report["rows"]
     fig, ax = plt.subplots(figsize=(9, 4))
     n = [r["images"] for r in rows]
+    colours: dict[str, str] = {}
     for c in (k for k in rows[0] if k != "images"):
         (line,) = ax.plot(n, [r[c] for r in rows], "o-", label=f"{c}")
+        colours[c] = line.get_color()
         f = report["fits"].get(c, {})
         if f.get("target") is not None:
             ax.axhline(f["target"], color=line.get_color(), ls=":", lw=1,
@@ -145,6 +168,13 @@ def plot(report: dict, path: Path) -> None:
             b = f["per_doubling"]
             ax.plot(x, f["intercept"] + b * np.log2(x), "--", color=line.get_color(), lw=1,
                     label=f"{c} fit: {b:+.3f} per doubling, target at ~{f['reach']}")
+    extra = report.get("extra", [])
+    for e, marker in zip(extra, "s^Dv", strict=False):
+        for c, colour in colours.items():
+            if e.get(c) is not None:
+                ax.plot([e["images"]], [e[c]], marker, color=colour, mfc="none",
+                        ms=8, label=f"{c}: {e['label']}")
+    n = sorted(set(n) | {e["images"] for e in extra})
     ax.set_xscale("log", base=2)
     ax.set_xticks(n, [str(t) for t in n])
     ax.minorticks_off()

@@ -3,6 +3,7 @@
     python -m sonoguide.pipeline.guidance_eval                      # seeds 9100-9109, both scenes
     python -m sonoguide.pipeline.guidance_eval --seeds 9100-9129    # 30 patients per scene
     python -m sonoguide.pipeline.guidance_eval --seeds 9100 --scenes jugular --verbose  # quick
+    python -m sonoguide.pipeline.guidance_eval --scenes plexus --model runs/x/plexus.int8.onnx
 
 Issue 16 ("Warnings that are rare and right") asks for warnings raised on >= 95 % of the frames
 where they should be and on <= 1 % of the frames where they should not.
@@ -653,6 +654,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--approach", type=float, default=3.0, help="longest advance, s")
     ap.add_argument("--hold", type=float, default=1.0, help="tip held at its stop, s")
     ap.add_argument("--verbose", action="store_true", help="a line per run")
+    ap.add_argument("--model", help="ONNX file instead of the shipped model (one scene only)")
     args = ap.parse_args(argv)
 
     from sonoguide.pipeline.models import load_mode
@@ -663,6 +665,8 @@ def main(argv: list[str] | None = None) -> int:
     for scene in scenes:
         if scene not in SCENARIOS:
             ap.error(f"unknown scene {scene!r}; choose from {', '.join(SCENARIOS)}")
+    if args.model and len(scenes) != 1:
+        ap.error("--model needs one --scenes (a model serves one mode)")
     seeds = seeds_from(args.seeds)
     command = "python -m sonoguide.pipeline.guidance_eval " + " ".join(
         sys.argv[1:] if argv is None else argv)
@@ -678,7 +682,9 @@ def main(argv: list[str] | None = None) -> int:
               unit="run", file=sys.stderr) as progress:
         for scene in scenes:
             t_load = time.perf_counter()
-            segmenter, analyzer = load_mode(scene, provider="cpu", intra_op_threads=1)
+            segmenter, analyzer = load_mode(scene, args.model, provider="cpu",
+                                            intra_op_threads=1)
+            tqdm.write(f"{scene}: {segmenter.path.name}, version {segmenter.contract.version}")
             tally.spent["model load"] += time.perf_counter() - t_load
             for seed in seeds:
                 run_patient(scene, seed, segmenter, analyzer, tally, args, progress,
