@@ -34,13 +34,14 @@ def _sample(frame, name: str, group: str, classes: tuple[str, ...]) -> Sample:
 
 
 def phantom_samples(scene: str, n: int, seed: int, classes: tuple[str, ...],
-                    size: tuple[int, int] = (256, 256), stride: int = 1) -> list[Sample]:
+                    size: tuple[int, int] = (256, 256), stride: int = 1,
+                    aimed: float = 0.0) -> list[Sample]:
     """`n` labelled frames of one scene, each a different phantom patient (seeded); the group
     is the scene."""
     from sonoguide.phantom.generator import generate  # imported late: only phantom configs need it
 
     out = []
-    for i, frame in enumerate(generate(scene, n * stride, seed, size=size)):
+    for i, frame in enumerate(generate(scene, n * stride, seed, size=size, aimed=aimed)):
         if i % stride == 0:
             out.append(_sample(frame, f"{scene}-s{seed}-{i:05d}", scene, classes))
     return out

@@ -75,8 +75,9 @@ def load_sources(sources: list[dict], classes: tuple[str, ...], root: Path,
     """Read each source of a config's "train" or "val" list.
 
     {"kind": "usgra-seg" | "folder" | "kaggle", "root": ..., "split": file, "part": "train"}
-    or {"kind": "phantom", "scene": ..., "n": frames, "seed": ..., "stride": 1} (each frame a
-    new patient) or {"kind": "phantom-live", "scene": ..., "seed": 0, "n": frames, "fps": 30}
+    or {"kind": "phantom", "scene": ..., "n": frames, "seed": ..., "stride": 1, "aimed": 0.0}
+    (each frame a new patient; "aimed": share of in-plane needles put into a structure)
+    or {"kind": "phantom-live", "scene": ..., "seed": 0, "n": frames, "fps": 30}
     (one patient as the app's live source plays it).
     """
     out: list[Sample] = []
@@ -86,7 +87,8 @@ def load_sources(sources: list[dict], classes: tuple[str, ...], root: Path,
 
             out += phantom_samples(src["scene"], int(src["n"]), int(src["seed"]), classes,
                                    size=tuple(src.get("size", size)),
-                                   stride=int(src.get("stride", 1)))
+                                   stride=int(src.get("stride", 1)),
+                                   aimed=float(src.get("aimed", 0.0)))
             continue
         if src["kind"] == "phantom-live":
             from sonoguide.training.phantom_data import live_samples

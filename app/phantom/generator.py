@@ -7,9 +7,10 @@ pressure, slide and tilt, time in the cardiac and breathing cycle, and in half t
 needle: in-plane at 15-70 degrees from either side, 5-45 mm deep, or out-of-plane, each with its
 own look (brightness, reverberation, dropouts, off-plane fade, bend, tip; comet tail or cut).
 A share of patients (VESSEL_FREE_RATE) is scanned where no vessel is in the plane, so a model
-learns that a frame can have none (the live phantom always shows its vessels). A share of the
-in-plane needles (AIM_RATE) is aimed so its tip lies inside a nerve, artery or vein: the frames
-a model must still outline when a needle is in them (random needles rarely reach one).
+learns that a frame can have none (the live phantom always shows its vessels). On request
+(`aimed`, e.g. AIM_RATE) a share of the in-plane needles is aimed so its tip lies inside a
+nerve, artery or vein: frames a model must still outline with a needle in them (random needles
+rarely reach one). Off by default, so earlier data sets stay as they were.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ DEPTH_RANGE_MM = {"jugular": (30.0, 50.0), "supraclavicular": (30.0, 50.0),
                   "femoral": (25.0, 45.0), "popliteal": (30.0, 50.0)}
 VESSEL_FREE_RATE = 0.15  # share of patients seen with no vessel in the plane
 NEEDLE_RATE = 0.5  # share of samples with a needle (3 in 4 of them in-plane)
-AIM_RATE = 0.35  # share of in-plane needles with the tip put inside a structure
+AIM_RATE = 0.35  # a suggested share of in-plane needles aimed into a structure (`aimed`)
 _AIM_ANGLES = (15.0, 70.0)  # the in-plane range
 
 
@@ -49,7 +50,8 @@ def _patient(scene: str, seed: int, patient: int, size: tuple[int, int]) -> Phan
                             max_tilt_deg=10.0, realisations=1, anatomy=anatomy)
 
 
-def _scan(sim: PhantomSimulator, scene: str, seed: int, index: int) -> PhantomFrame:
+def _scan(sim: PhantomSimulator, scene: str, seed: int, index: int, aimed: float = 0.0
+          ) -> PhantomFrame:
     """One frame of a patient with this sample's own probe handling and settings."""
     key = [int(seed), int(index), zlib.crc32(scene.encode())]
     rng = np.random.default_rng([*key, 1])
@@ -64,7 +66,8 @@ def _scan(sim: PhantomSimulator, scene: str, seed: int, index: int) -> PhantomFr
     sim.set_tgc(float(rng.uniform(-2.5, 1.0)), float(rng.uniform(0.3, 0.7)) * sim.depth_mm)
     sim.set_heart_rate(float(rng.uniform(50.0, 120.0)))
     t = float(rng.uniform(0.0, 10.0))
-    _set_needle(sim, np.random.default_rng([*key, 2]), t, np.random.default_rng([*key, 3]))
+    _set_needle(sim, np.random.default_rng([*key, 2]), t, np.random.default_rng([*key, 3]),
+                aimed)
     return sim.render(t)
 
 
@@ -93,7 +96,7 @@ def _aim(sim: PhantomSimulator, t: float, entry_mm: float, from_right: bool,
 
 
 def _set_needle(sim: PhantomSimulator, rng: np.random.Generator, t: float,
-                aim_rng: np.random.Generator) -> None:
+                aim_rng: np.random.Generator, aimed: float = 0.0) -> None:
     """This sample's needle, or none (1 - NEEDLE_RATE). Its own random stream, and every
     parameter is drawn every time, so the draws stay aligned whatever the branches; aiming has
     a stream of its own (aim_rng) for the same reason."""
@@ -115,8 +118,8 @@ def _set_needle(sim: PhantomSimulator, rng: np.random.Generator, t: float,
     bend = bend if rng.random() < 0.3 else 0.0
     tail, cut = int(rng.integers(0, 7)), float(rng.uniform(1.0, 3.0))
     cut = cut if rng.random() < 0.3 else 0.0
-    aimed = aim_rng.random() < AIM_RATE
-    if present and in_plane and aimed and not sim.curvilinear:
+    aim = aim_rng.random() < aimed
+    if present and in_plane and aim and not sim.curvilinear:
         depth, angle, from_right = _aim(sim, t, entry, from_right, aim_rng) or (
             depth, angle, from_right)
     if not present:
@@ -132,15 +135,16 @@ def _set_needle(sim: PhantomSimulator, rng: np.random.Generator, t: float,
 
 
 def sample(scene: str, seed: int, index: int, size: tuple[int, int] = (256, 256),
-           frames_per_patient: int = 1) -> PhantomFrame:
+           frames_per_patient: int = 1, aimed: float = 0.0) -> PhantomFrame:
     """Sample `index` of the stream (scene, seed); the same arguments give the same frame."""
     fpp = max(1, int(frames_per_patient))
-    return _scan(_patient(scene, seed, index // fpp, size), scene, seed, index)
+    return _scan(_patient(scene, seed, index // fpp, size), scene, seed, index, aimed)
 
 
 def generate(scene: str, n: int, seed: int, size: tuple[int, int] = (256, 256),
-             start: int = 0, frames_per_patient: int = 1) -> Iterator[PhantomFrame]:
-    """n labelled frames, deterministic in (scene, seed, index).
+             start: int = 0, frames_per_patient: int = 1, aimed: float = 0.0
+             ) -> Iterator[PhantomFrame]:
+    """n labelled frames, deterministic in (scene, seed, index, aimed).
 
     frames_per_patient=1 (default) makes every sample a new patient; k > 1 scans each patient
     k times with different settings, which is several times faster (building a patient costs
@@ -155,4 +159,4 @@ def generate(scene: str, n: int, seed: int, size: tuple[int, int] = (256, 256),
         if i // fpp != current:
             current = i // fpp
             sim = _patient(scene, seed, current, size)
-        yield _scan(sim, scene, seed, i)
+        yield _scan(sim, scene, seed, i, aimed)
