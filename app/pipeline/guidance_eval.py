@@ -47,21 +47,12 @@ the false ones were raised; how often each class was outlined sure; a what-if co
 outline counted sure, the same needle, a gate of its own: what the unsure level costs); ms per
 call of Guide.update. No pass/fail: figures for the report.
 
-Measured (default: seeds 9100-9109, 2-core shared CPU, 3-5 min by its load, 6,566 frames; runs
-artery_first 8 (2 skipped), vein_clear 10, clear 10, nerve 10, vessel_on_path 9 (1 skipped),
-clear 10). Raised where it should be (visible needle) / where it should not:
-- tip_in_artery 5.4 % (5.4 %) / 0.0 %; artery_on_path 27.8 % (26.2 %) / 0.0 %. Nearly every
-  miss is the artery drawn dashed: it is outlined sure on only 19 % of the frames of the
-  artery_first runs and 35 % of the others (its confidence sits at the unsure level, and once
-  dashed the hysteresis holds it there). With every outline counted: 93.3 % and 98.1 %, 0.0 %.
-- intraneural 57.1 % (65.0 %) / 0.9 % (4.2 % of the approach frames of the nerve runs, the true
-  tip within 1 mm of the nerve or the found tip > 1.5 mm ahead); most misses have no nerve
-  outline at the true tip: the model cuts the needle out of the nerve (its training labels
-  draw the needle over the anatomy), so the tip sits in a notch outside the outline.
-- vessel_on_path 56.9 % (83.2 %) / 0.0 %; most misses are a needle with < 10 mm of shaft in the
-  picture (not found, as designed), then small veins the model does not outline.
-- Guide.update median 2.9 ms, p95 4.4 ms (4.5 / 9.6 ms with the machine busy); the figures
-  above are the same on every run (deterministic).
+Measured (default: seeds 9100-9109, 2-core CPU, 4-7 min by its load; runs artery_first 8
+(2 skipped), vein_clear 10, clear 10, nerve 10, vessel_on_path 9 (1 skipped), clear 10), with
+jugular-6 and plexus-7, raised where it should be (visible needle) / where it should not:
+tip_in_artery 15.7 % (15.7 %) / 0.0 %; artery_on_path 79.5 % (79.0 %) / 0.0 %; intraneural
+71.7 % (73.7 %) / 0.9 %; vessel_on_path 56.9 % (83.2 %) / 0.0 %. Most artery misses are the
+artery drawn dashed; docs/guidance.md has the history and the causes.
 """
 
 from __future__ import annotations
