@@ -44,6 +44,16 @@ def _repo_relative(record: dict) -> dict:
     return out
 
 
+def _as_shipped(record, shipped: str):
+    """An evaluation of the run's file as the card's record of the shipped copy (the same bytes):
+    every "model" names the shipped file, repository-relative (no machine's path in models/)."""
+    if isinstance(record, dict):
+        return {k: shipped if k == "model" else _as_shipped(v, shipped) for k, v in record.items()}
+    if isinstance(record, list):
+        return [_as_shipped(v, shipped) for v in record]
+    return record
+
+
 def ship(cfg: Config, root: str | Path | None = None) -> dict:
     run = run_dir(cfg)
     members = member_runs(cfg)
@@ -64,7 +74,9 @@ def ship(cfg: Config, root: str | Path | None = None) -> dict:
     other_dest = dest.with_name(f"{dest.stem}.{other}.onnx")
     shutil.copyfile(int8 if other == "int8" else fp32, other_dest)
     stem = dest.with_suffix("")
-    shutil.copyfile(run / f"{name}.{pick}.eval.json", f"{stem}.eval.json")
+    shipped = str(dest.relative_to(REPO)) if dest.is_relative_to(REPO) else dest.name
+    report = json.loads((run / f"{name}.{pick}.eval.json").read_text())
+    Path(f"{stem}.eval.json").write_text(json.dumps(_as_shipped(report, shipped), indent=1))
     shutil.copyfile(run / f"{name}.{pick}.eval.md", f"{stem}.eval.md")
     shutil.copyfile(members[0] / "curves.png", f"{stem}_curves.png")  # an ensemble: member 0
     dice = {"fp32": d32, "int8": d8}
