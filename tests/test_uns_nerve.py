@@ -247,6 +247,10 @@ def test_region_report_measures_the_drawn_nerve_against_the_region(tmp_path):
     assert r["aim_inside_share"] == 0.5 and r["touches_share"] == 0.5
     assert 0.4 < r["inside_share"] < 0.6  # ~all of it in one frame, none in the other
     assert "aim point inside" in region_markdown(r)
+    # the one outline reaches into the region in one frame and lies outside it in the other
+    o = r["outlines"]
+    assert (o["right"], o["wrong"]) == (1, 1)
+    assert f"| {o['right_dashed']} of 1 / {o['wrong_dashed']} of 1 |" in region_markdown(r)
 
 
 def test_evaluate_config_adds_steadiness_and_reports_a_region_set(tmp_path):

@@ -185,13 +185,17 @@ def region_report(model: str | Path, samples: list[Sample], target: str = "nerve
       all frames, 0 where nothing is drawn): the region-style comparison;
     - touches_share: frames where some drawn target lies inside the region;
     - aim_inside_share: frames where the app's target point (centroid of the largest cluster of
-      drawn target, where the guidance aims) lies inside the region.
+      drawn target, where the guidance aims) lies inside the region;
+    - outlines: each drawn `target` outline, "right" when it reaches into the region, "wrong"
+      when it lies wholly outside it, and how many of each the app draws dashed (unsure): on a
+      scanner the model never saw, a wrong outline should be dashed.
     """
     from sonoguide.training.steadiness import DrawnPredictor
 
     predict = DrawnPredictor(model, threads=threads)
     idx = predict.segmenter.classes.index(target)
     rows = {k: [] for k in ("drawn", "inside", "coverage", "hull_dice", "touches", "aim")}
+    outlines = {"right": 0, "right_dashed": 0, "wrong": 0, "wrong_dashed": 0}
     for s in tqdm(samples, desc=f"region {Path(model).name}", disable=quiet, leave=False):
         labels, analysis = predict.analyze(s.image, s.roi)
         drawn, region = labels == idx, s.mask == region_class
@@ -212,11 +216,17 @@ def region_report(model: str | Path, samples: list[Sample], target: str = "nerve
             x, y = int(round(t.x)), int(round(t.y))
             inside = 0 <= y < region.shape[0] and 0 <= x < region.shape[1] and bool(region[y, x])
         rows["aim"].append(inside)
+        for st in (x for x in analysis.structures if x.class_name == target):
+            filled = np.zeros(labels.shape, np.uint8)
+            cv2.fillPoly(filled, [np.round(st.contour).astype(np.int32).reshape(-1, 1, 2)], 1)
+            kind = "right" if np.any(filled.astype(bool) & region) else "wrong"
+            outlines[kind] += 1
+            outlines[f"{kind}_dashed"] += int(st.unsure)
     return {"model": str(model), "target": target, "frames": len(samples),
             "drawn_share": _mean(rows["drawn"]), "inside_share": _mean(rows["inside"]),
             "coverage": _mean(rows["coverage"]), "hull_dice": _mean(rows["hull_dice"]),
             "hull_dice_sd": _sd(rows["hull_dice"]), "touches_share": _mean(rows["touches"]),
-            "aim_inside_share": _mean(rows["aim"])}
+            "aim_inside_share": _mean(rows["aim"]), "outlines": outlines}
 
 
 def region_markdown(report: dict, title: str = "") -> str:
@@ -224,15 +234,17 @@ def region_markdown(report: dict, title: str = "") -> str:
         return "n/a" if v is None else (f"{v:.1%}" if pct else f"{v:.3f}")
 
     r = report
+    o = r.get("outlines", {"right": 0, "right_dashed": 0, "wrong": 0, "wrong_dashed": 0})
     return "\n".join([
         f"**{title or 'Region'}** ({r['frames']} frames; drawn {r['target']} vs the labelled "
         "region)",
         "| drawn | inside region | region covered | hull Dice (mean ± sd) | touches region "
-        "| aim point inside |",
-        "|---|---|---|---|---|---|",
+        "| aim point inside | outlines drawn dashed: right / wrong |",
+        "|---|---|---|---|---|---|---|",
         f"| {f(r['drawn_share'], True)} | {f(r['inside_share'], True)} "
         f"| {f(r['coverage'], True)} | {f(r['hull_dice'])} ± {f(r['hull_dice_sd'])} "
-        f"| {f(r['touches_share'], True)} | {f(r['aim_inside_share'], True)} |"])
+        f"| {f(r['touches_share'], True)} | {f(r['aim_inside_share'], True)} "
+        f"| {o['right_dashed']} of {o['right']} / {o['wrong_dashed']} of {o['wrong']} |"])
 
 
 def region_report_split(model: str | Path, dataset: str = "uns-nerve",
