@@ -192,3 +192,20 @@ def test_tracker_shows_a_needle_once_two_frames_agree_and_drops_it_at_once():
     assert tracker.update(None, 0.1) is None
     assert tracker.update(a, 0.1) is None  # starts again
     assert tracker.update(far, 0.1) is None  # disagrees: not confirmed
+
+
+def test_needle_eval_reports_the_generators_varied_needles_by_trait(capsys):
+    # the measure behind docs/guidance.md's figures on needles that vary; a tiny run
+    from sonoguide.pipeline.needle_eval import generator_cases, main
+
+    cases = list(generator_cases(9, 128))
+    for c in cases:  # the condition follows the needle the generator drew
+        state = c.needle
+        assert c.condition == ("none" if state is None else
+                               "varied" if state.in_plane else "out_of_plane")
+        assert (c.angle_deg is None) == (c.condition != "varied")
+    assert {c.scene for c in cases} == {"jugular", "plexus", "femoral"}
+    assert main(["--seeds", "100", "--frames", "1", "--size", "128", "--no-clips",
+                 "--no-timing", "--generator", "9"]) == 0
+    out = capsys.readouterr().out
+    assert "(21 frames rendered" in out and "needle-free frames" in out  # 2 x 6 + 9

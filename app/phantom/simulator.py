@@ -417,6 +417,6 @@ class PhantomSimulator:
         return PhantomFrame(image, labels, tip, d_sp, t, self.scene,
                             {"pressure": self._pressure, "heart_rate": self._hr,
                              "cardiac_phase": phase % 1.0, "vein_collapse": k, "pulse": pulse,
-                             "gain_db": gain, "depth_mm": self._view_depth,
+                             "gain_db": gain, "depth_mm": self._view_depth, "needle": needle,
                              "maps_depth_mm": self._built_for[0] if self._built_for else None},
                             anatomy)

@@ -3,6 +3,7 @@
     python -m sonoguide.pipeline.needle_eval                       # held-out seeds 100-139
     python -m sonoguide.pipeline.needle_eval --seeds 0-39          # patients tuned on (0-99)
     python -m sonoguide.pipeline.needle_eval --seeds 100-104 --frames 2 --no-clips   # quick
+    python -m sonoguide.pipeline.needle_eval --generator 1200 --no-clips   # needles that vary
     taskset -c 0 python -m sonoguide.pipeline.needle_eval --no-clips   # one core
 
 Each seed is a patient per scene (jugular, plexus) with its own anatomy, imaging depth, probe
@@ -14,6 +15,11 @@ faint needle (the needle's share of the picture scaled to 30-60 %) and a shaft w
 (stretches of it replaced by the same frame without the needle). Half the frames are mirrored,
 so needles enter from the right as often as from the left. Truth: the phantom's tip and the
 set angle; a needle is "visible" with >= 5 mm of shaft in the picture.
+
+--generator N adds N frames of the training generator's held-out stream (seed 424242, jugular,
+plexus and femoral in turn, 512 px): needles that vary as real ones do (brightness,
+reverberation, gaps, fading out of plane, bend; sonoguide.phantom.generator), condition
+"varied", with the found share per trait; their needle-free frames join "none".
 
 Prints per condition: frames, found share, tip error median / p90 (mm), angle error median
 (degrees); out-of-plane dots and how they were marked; false needles on needle-free frames
@@ -51,7 +57,7 @@ VISIBLE_MM = 5.0  # a needle with less shaft than this in the picture does not c
 
 @dataclass(frozen=True)
 class Case:
-    condition: str  # in_plane, faint, gaps, out_of_plane, none, two (two needles)
+    condition: str  # in_plane, faint, gaps, varied, out_of_plane, none, two (two needles)
     image: np.ndarray
     spacing_mm: float
     tip: tuple[float, float] | None  # truth (x, y) px; None: out of the picture
@@ -59,6 +65,36 @@ class Case:
     visible_mm: float  # needle shaft length the picture shows (in-plane)
     scene: str
     seed: int
+    needle: object = None  # varied: the generator's NeedleState (its look)
+
+
+GENERATOR_SEED = 424242  # a generator stream no model trained on
+GENERATOR_SCENES = ("jugular", "plexus", "femoral")
+
+
+def generator_cases(n: int, size: int) -> Iterator[Case]:
+    """n frames of the training generator's held-out stream, scenes in turn."""
+    from sonoguide.phantom.generator import sample
+
+    for i in range(n):
+        scene = GENERATOR_SCENES[i % len(GENERATOR_SCENES)]
+        f = sample(scene, GENERATOR_SEED, i // len(GENERATOR_SCENES), size=(size, size))
+        state = f.info.get("needle")
+        condition = ("none" if state is None else "varied" if state.in_plane
+                     else "out_of_plane")
+        yield Case(condition, f.image, f.pixel_spacing_mm, f.needle_tip,
+                   state.angle_deg if condition == "varied" else None,
+                   _visible_mm(f.labels, f.pixel_spacing_mm), scene, GENERATOR_SEED, state)
+
+
+TRAITS = (  # what makes a varied needle harder, as (label, test on its NeedleState)
+    ("dim (brightness < 0.5)", lambda n: n.brightness < 0.5),
+    ("bright (>= 0.5)", lambda n: n.brightness >= 0.5),
+    ("reverb >= 4 lines", lambda n: n.reverb_count >= 4),
+    ("gaps", lambda n: len(n.gaps) > 0),
+    ("fading off plane", lambda n: n.elevation_mm > 0),
+    ("bent", lambda n: n.bend_mm != 0),
+)
 
 
 def _patient(scene: str, seed: int, size: int):
@@ -96,7 +132,7 @@ def _flip(case: Case) -> Case:
     w = case.image.shape[1]
     tip = None if case.tip is None else (w - 1 - case.tip[0], case.tip[1])
     return Case(case.condition, np.ascontiguousarray(case.image[:, ::-1]), case.spacing_mm, tip,
-                case.angle_deg, case.visible_mm, case.scene, case.seed)
+                case.angle_deg, case.visible_mm, case.scene, case.seed, case.needle)
 
 
 def cases(scenes: tuple[str, ...], seeds: list[int], size: int, frames: int) -> Iterator[Case]:
@@ -207,7 +243,7 @@ def report(outcomes: list[Outcome]) -> None:
           " in the picture;\n  'dot': drawn as an out-of-plane dot instead)")
     print(f"{'condition':<30}{'n':>5}{'found':>8}{'tip med':>9}{'tip p90':>9}"
           f"{'<=2mm':>7}{'ang med':>9}{'dot':>6}")
-    for cond in ("in_plane", "faint", "gaps"):
+    for cond in ("in_plane", "faint", "gaps", "varied"):
         mine = [o for o in outcomes if o.case.condition == cond]
         for label, keep in (
                 ("visible >= 5 mm", lambda o: o.case.tip is not None
@@ -225,6 +261,14 @@ def report(outcomes: list[Outcome]) -> None:
             marked = sum(not o.finding.tip_in_view for o in tail)
             print(f"  {cond}, tip beyond the picture and found: {marked}/{len(tail)} marked "
                   f"tip_in_view=False")
+    varied = [o for o in outcomes if o.case.condition == "varied" and o.case.tip is not None
+              and o.case.visible_mm >= 10.0]
+    if varied:
+        print("varied, visible >= 10 mm, by trait:")
+    for label, has in TRAITS:
+        sel = [o for o in varied if has(o.case.needle)]
+        if sel:
+            _row(f"  {label}", sel)
     oop = [o for o in outcomes if o.case.condition == "out_of_plane" and o.case.tip is not None
            and o.case.visible_mm > 0]
     if oop:
@@ -332,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=6, help="frames per condition per patient")
     ap.add_argument("--no-timing", action="store_true")
     ap.add_argument("--no-clips", action="store_true", help="skip the tracker clips")
+    ap.add_argument("--generator", type=int, default=0, metavar="N",
+                    help="also N frames of the training generator's varied needles")
     args = ap.parse_args(argv)
     import cv2
 
@@ -349,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{cv2.getNumThreads()}")
     t0 = time.perf_counter()
     all_cases = list(cases(scenes, seeds, args.size, args.frames))
+    all_cases += list(generator_cases(args.generator, args.size))
     outcomes = run(detector, all_cases)
     print(f"({len(all_cases)} frames rendered and analysed in {time.perf_counter() - t0:.0f} s)")
     report(outcomes)
