@@ -234,7 +234,7 @@ def region_markdown(report: dict, title: str = "") -> str:
         return "n/a" if v is None else (f"{v:.1%}" if pct else f"{v:.3f}")
 
     r = report
-    o = r.get("outlines", {"right": 0, "right_dashed": 0, "wrong": 0, "wrong_dashed": 0})
+    o = r["outlines"]
     return "\n".join([
         f"**{title or 'Region'}** ({r['frames']} frames; drawn {r['target']} vs the labelled "
         "region)",

@@ -31,27 +31,19 @@ def _dice(report: dict) -> dict[str, float]:
             if v["dice_mean"] is not None}
 
 
-def _repo_relative(record: dict) -> dict:
-    """The record with its "model" paths relative to the repository (no machine's path in a
-    committed card)."""
-    out = {}
-    for key, value in record.items():
-        if isinstance(value, dict):
-            value = _repo_relative(value)
-        elif key == "model" and isinstance(value, str) and Path(value).is_relative_to(REPO):
-            value = str(Path(value).relative_to(REPO))
-        out[key] = value
-    return out
-
-
-def _as_shipped(record, shipped: str):
-    """An evaluation of the run's file as the card's record of the shipped copy (the same bytes):
-    every "model" names the shipped file, repository-relative (no machine's path in models/)."""
+def _models_renamed(record, rename):
+    """The record with every "model" entry (at any depth) passed through `rename`."""
     if isinstance(record, dict):
-        return {k: shipped if k == "model" else _as_shipped(v, shipped) for k, v in record.items()}
+        return {k: rename(v) if k == "model" and isinstance(v, str)
+                else _models_renamed(v, rename) for k, v in record.items()}
     if isinstance(record, list):
-        return [_as_shipped(v, shipped) for v in record]
+        return [_models_renamed(v, rename) for v in record]
     return record
+
+
+def _repo_relative(path: str) -> str:
+    """A path inside the repository as relative to it (no machine's path in a committed card)."""
+    return str(Path(path).relative_to(REPO)) if Path(path).is_relative_to(REPO) else path
 
 
 def ship(cfg: Config, root: str | Path | None = None) -> dict:
@@ -74,9 +66,11 @@ def ship(cfg: Config, root: str | Path | None = None) -> dict:
     other_dest = dest.with_name(f"{dest.stem}.{other}.onnx")
     shutil.copyfile(int8 if other == "int8" else fp32, other_dest)
     stem = dest.with_suffix("")
-    shipped = str(dest.relative_to(REPO)) if dest.is_relative_to(REPO) else dest.name
+    shipped = _repo_relative(str(dest)) if dest.is_relative_to(REPO) else dest.name
     report = json.loads((run / f"{name}.{pick}.eval.json").read_text())
-    Path(f"{stem}.eval.json").write_text(json.dumps(_as_shipped(report, shipped), indent=1))
+    # the run file's evaluation is the card's record of the shipped copy (the same bytes)
+    Path(f"{stem}.eval.json").write_text(
+        json.dumps(_models_renamed(report, lambda _: shipped), indent=1))
     shutil.copyfile(run / f"{name}.{pick}.eval.md", f"{stem}.eval.md")
     shutil.copyfile(members[0] / "curves.png", f"{stem}_curves.png")  # an ensemble: member 0
     dice = {"fp32": d32, "int8": d8}
@@ -90,5 +84,6 @@ def ship(cfg: Config, root: str | Path | None = None) -> dict:
                "dice_fp32": d32, "dice_int8": d8, "speed": speed,
                "members": len(members), "epochs": len(histories[0]),
                "train_seconds": round(sum(h["seconds"] for hist in histories for h in hist), 1)}
-    Path(f"{stem}.ship.json").write_text(json.dumps(_repo_relative(summary), indent=1))
+    Path(f"{stem}.ship.json").write_text(
+        json.dumps(_models_renamed(summary, _repo_relative), indent=1))
     return summary

@@ -22,6 +22,7 @@ import numpy as np
 
 from sonoguide.phantom.anatomy import without_vessels
 from sonoguide.phantom.labels import ARTERY, NERVE, VEIN
+from sonoguide.phantom.needle import NeedleState, tip_mm
 from sonoguide.phantom.simulator import PhantomFrame, PhantomSimulator, patient_anatomy
 
 DEPTH_RANGE_MM = {"jugular": (30.0, 50.0), "supraclavicular": (30.0, 50.0),
@@ -87,8 +88,9 @@ def _aim(sim: PhantomSimulator, t: float, entry_mm: float, from_right: bool,
     tx, ty = float(xs[i]) * sp - w * sp / 2, float(ys[i]) * sp  # screen mm (linear probe)
     half = sim.probe_width_mm / 2
     for right in (from_right, not from_right):
-        sgn = -1.0 if right else 1.0  # as phantom.needle places the skin puncture
-        run = sgn * (tx + sgn * (half + entry_mm))
+        # a zero-depth needle's tip is its skin puncture (phantom.needle places it)
+        ex, _ = tip_mm(NeedleState(0.0, 45.0, from_right=right, entry_offset_mm=entry_mm), half)
+        run = ex - tx if right else tx - ex  # towards the probe's centre
         if run > 0 and _AIM_ANGLES[0] <= (angle := float(np.degrees(np.arctan2(ty, run)))) \
                 <= _AIM_ANGLES[1]:
             return ty, angle, right

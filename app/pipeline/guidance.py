@@ -89,8 +89,13 @@ def ray_entry(start: tuple[float, float], end: tuple[float, float],
               contour: np.ndarray) -> float | None:
     """Distance in px from `start` along the segment start-end to where it first meets the closed
     polygon (0 when start is inside), or None when it never does."""
-    if _inside(contour, start):
-        return 0.0
+    return 0.0 if _inside(contour, start) else _crossing(start, end, contour)
+
+
+def _crossing(start: tuple[float, float], end: tuple[float, float],
+              contour: np.ndarray) -> float | None:
+    """Distance in px from `start` to the first crossing of the segment with the polygon's
+    edges, or None."""
     p = np.asarray(start, np.float64)
     d = np.asarray(end, np.float64) - p
     length = float(np.hypot(*d))
@@ -130,7 +135,7 @@ def tip_within(contour: np.ndarray, finding: NeedleFinding, reach_px: float) -> 
     ahead = (x + d[0] * reach_px, y + d[1] * reach_px)
     left = (x - d[1] * reach_px, y + d[0] * reach_px)
     right = (x + d[1] * reach_px, y - d[0] * reach_px)
-    return all(ray_entry(finding.tip, end, contour) is not None for end in (ahead, left, right))
+    return all(_crossing(finding.tip, end, contour) is not None for end in (ahead, left, right))
 
 
 def _sure(structures: Iterable[Structure], *classes: str) -> list[Structure]:
