@@ -36,6 +36,7 @@ from sonoguide.training.data import (
     read_split,
     resize_mask,
 )
+from sonoguide.training.distill import DistillConfig, Teacher, distill_loss, epoch_order
 from sonoguide.training.losses import get_loss, presence_loss
 from sonoguide.training.nets import SegNet, build_net
 
@@ -195,6 +196,25 @@ def validate(net: SegNet, samples: list[Sample], contract: ModelContract, loss_f
     return {"val_loss": float(np.mean(losses)), "val_dice": dice, "val_frame_dice": frame}
 
 
+def step_loss(logits: torch.Tensor, pres: torch.Tensor | None, x: torch.Tensor, y: torch.Tensor,
+              groups: list[str], loss_fn, w_presence: float, distill: DistillConfig | None,
+              teacher: Teacher | None, classes: tuple[str, ...]) -> torch.Tensor:
+    """The truth's loss on rows whose masks are the student's classes, plus, when distilling,
+    the teacher's on the rows it labels."""
+    truth = [i for i, g in enumerate(groups) if not distill or g not in distill.teacher_only]
+    loss = logits.sum() * 0  # keeps the graph when no row has a label of either kind
+    if truth:
+        rows = torch.tensor(truth, device=logits.device)
+        loss = loss_fn(logits[rows], y[rows])
+        if pres is not None:
+            loss = loss + w_presence * presence_loss(pres[rows], y[rows])
+    if distill is not None and teacher is not None:
+        soft = distill_loss(logits, pres, x, y, groups, distill, teacher, classes, w_presence)
+        if soft is not None:
+            loss = loss + soft
+    return loss
+
+
 class WeightEMA:
     """Exponential moving average of a network's weights and BN statistics, updated per step.
 
@@ -299,7 +319,13 @@ def train(cfg: Config, root: Path | None = None, device: str | None = None,
     aug = AugmentConfig.from_dict(cfg.get("augment")) if cfg.get("augment", {}) is not None \
         else None
     batch, epochs = int(cfg.get("batch", 8)), int(cfg.get("epochs", 40))
-    steps_per_epoch = max(1, len(train_set) // batch)
+    distill = DistillConfig.from_dict(cfg["distill"], repo_path) if cfg.get("distill") else None
+    teacher = Teacher(distill.teacher, contract) if distill else None
+    groups = [s.group for s in train_set]
+    per_epoch = distill.per_epoch if distill else {}
+    epoch_size = sum(1 for g in groups if g not in per_epoch) + sum(
+        min(n, groups.count(g)) for g, n in per_epoch.items())
+    steps_per_epoch = max(1, epoch_size // batch)
     total = epochs * steps_per_epoch
     opt = torch.optim.AdamW(param_groups(net, float(cfg.get("encoder_lr_scale", 1.0))),
                             lr=float(cfg.get("lr", 1e-3)),
@@ -333,7 +359,8 @@ def train(cfg: Config, root: Path | None = None, device: str | None = None,
     warmup = min(steps_per_epoch * 2, total // 10 + 1)
     for epoch in range(start_epoch, epochs):
         net.train()
-        order = rng.permutation(len(train_set))
+        order = (epoch_order(groups, per_epoch, rng) if per_epoch
+                 else rng.permutation(len(train_set)))
         losses, t0 = [], time.perf_counter()
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", disable=quiet,
                    leave=False)
@@ -344,9 +371,8 @@ def train(cfg: Config, root: Path | None = None, device: str | None = None,
             x, y = make_batch([train_set[i] for i in idx], contract, aug, rng)
             x, y = x.to(dev), y.to(dev)
             logits, pres = split_outputs(net(x))
-            loss = loss_fn(logits, y)
-            if pres is not None:
-                loss = loss + w_presence * presence_loss(pres, y)
+            loss = step_loss(logits, pres, x, y, [groups[i] for i in idx], loss_fn, w_presence,
+                             distill, teacher, contract.classes)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
