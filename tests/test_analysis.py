@@ -286,3 +286,22 @@ def test_the_hysteresis_is_a_share_of_the_way_to_full_confidence():
     low = Analyzer(JUGULAR, "jugular", smoothing=1.0, unsure_below={"vein": 0.6})
     low._was_unsure = {"vein": True}
     assert low.is_unsure("vein", 0.609) and not low.is_unsure("vein", 0.611)
+
+
+def test_a_sure_outline_stays_sure_through_a_small_dip_when_held():
+    """With sure_hold, a structure drawn sure turns dashed only once it falls clearly under its
+    level (a needle entering it dims it a little); one never drawn sure starts at the level."""
+    analyzer = Analyzer(JUGULAR, "jugular", smoothing=1.0, unsure_below={"vein": 0.9},
+                        unsure_hysteresis=0.1, sure_hold=0.05)  # 0.05 of 0.1 under: 0.895
+
+    def unsure(p: float) -> bool:
+        (vein,) = analyzer.analyze(_prediction([(1, 30, 30, 8)], p_inside=p), ROI, 0.1).structures
+        return vein.unsure
+
+    assert [unsure(p) for p in (0.95, 0.897, 0.897, 0.89, 0.897, 0.905, 0.92, 0.897)] == [
+        False, False, False, True, True, True, False, False]
+    analyzer.reset()
+    assert unsure(0.897) is True
+    unheld = Analyzer(JUGULAR, "jugular", smoothing=1.0, unsure_below={"vein": 0.9})
+    unheld._was_unsure = {"vein": False}
+    assert unheld.is_unsure("vein", 0.897)

@@ -65,6 +65,10 @@ class Analyzer:
       model's artery level of 0.966 was more than its usual frame-to-frame spread (0.967-0.976),
       so one dip kept a correct artery dashed for good (sonoguide.pipeline.guidance_eval).
       Cleared with the smoothing.
+    sure_hold: the other way round: once a class's most confident structure was drawn sure, it
+      stays sure until its confidence falls this fraction of the way from its level down
+      (also at most HYSTERESIS_MAX), so a structure does not turn dashed the moment a needle
+      enters it and dims it a little, hiding the warning that needle should raise.
     """
 
     def __init__(self, classes: tuple[str, ...] | list[str], mode: str, *,
@@ -72,7 +76,7 @@ class Analyzer:
                  smoothing: float = 0.5, max_gap_s: float = 0.05,
                  max_frame_gap: int = 10,
                  unsure_below: dict[str, float] | None = None,
-                 unsure_hysteresis: float = 0.1) -> None:
+                 unsure_hysteresis: float = 0.1, sure_hold: float = 0.0) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if not 0.0 < smoothing <= 1.0:
@@ -87,6 +91,7 @@ class Analyzer:
         self.max_frame_gap = max_frame_gap
         self.unsure_below = dict(unsure_below or {})
         self.unsure_hysteresis = unsure_hysteresis
+        self.sure_hold = sure_hold
         self._was_unsure: dict[str, bool] = {}  # class -> its best structure, last frame
         self._ema: np.ndarray | None = None
         self._ema_key: tuple | None = None
@@ -97,9 +102,13 @@ class Analyzer:
 
     def is_unsure(self, name: str, confidence: float) -> bool:
         level = self.unsure_below.get(name, DEFAULT_UNSURE_BELOW)
-        if not self._was_unsure.get(name):
+        was_unsure = self._was_unsure.get(name)
+        if was_unsure is None:
             return confidence < level
-        return confidence < level + min(HYSTERESIS_MAX, self.unsure_hysteresis * (1.0 - level))
+        if was_unsure:
+            return confidence < level + min(HYSTERESIS_MAX,
+                                            self.unsure_hysteresis * (1.0 - level))
+        return confidence < level - min(HYSTERESIS_MAX, self.sure_hold * (1.0 - level))
 
     def reset(self) -> None:
         """Forget the temporal state (call on seek, source switch, freeze...)."""

@@ -646,6 +646,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hold", type=float, default=1.0, help="tip held at its stop, s")
     ap.add_argument("--verbose", action="store_true", help="a line per run")
     ap.add_argument("--model", help="ONNX file instead of the shipped model (one scene only)")
+    ap.add_argument("--sure-hold", type=float, help="the analyzer's sure_hold instead of its "
+                    "default (how far below its level a sure outline may dim before it turns "
+                    "dashed, as a fraction of the way from the level down)")
     args = ap.parse_args(argv)
 
     from sonoguide.pipeline.models import load_mode
@@ -675,6 +678,8 @@ def main(argv: list[str] | None = None) -> int:
             t_load = time.perf_counter()
             segmenter, analyzer = load_mode(scene, args.model, provider="cpu",
                                             intra_op_threads=1)
+            if args.sure_hold is not None:
+                analyzer.sure_hold = args.sure_hold
             tqdm.write(f"{scene}: {segmenter.path.name}, version {segmenter.contract.version}")
             tally.spent["model load"] += time.perf_counter() - t_load
             for seed in seeds:
