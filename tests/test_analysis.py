@@ -263,7 +263,7 @@ def test_doubt_does_not_flicker_at_the_level():
     """A vein being released hovers at its level: once drawn unsure it stays so until clearly
     above (hysteresis), then drops only under the level itself; a new scene starts afresh."""
     analyzer = Analyzer(JUGULAR, "jugular", smoothing=1.0, unsure_below={"vein": 0.9},
-                        unsure_hysteresis=0.1)  # 0.1 of the way to 1.0: 0.91
+                        unsure_hysteresis=0.1, sure_hold=0.0)  # 0.1 of the way to 1.0: 0.91
 
     def unsure(p: float) -> bool:
         result = analyzer.analyze(_prediction([(1, 30, 30, 8)], p_inside=p), ROI, 0.1)
@@ -302,6 +302,7 @@ def test_a_sure_outline_stays_sure_through_a_small_dip_when_held():
         False, False, False, True, True, True, False, False]
     analyzer.reset()
     assert unsure(0.897) is True
-    unheld = Analyzer(JUGULAR, "jugular", smoothing=1.0, unsure_below={"vein": 0.9})
+    unheld = Analyzer(JUGULAR, "jugular", smoothing=1.0, unsure_below={"vein": 0.9},
+                      sure_hold=0.0)
     unheld._was_unsure = {"vein": False}
     assert unheld.is_unsure("vein", 0.897)

@@ -26,6 +26,7 @@ MODE_SCENES = {mode: f"phantom:{mode}" for mode in MODES}  # phantom scenes of t
 DEFAULT_MODE = "jugular"  # IJ cannulation: the window and the command line start here
 PRESENCE_THRESHOLD = 0.5
 HYSTERESIS_MAX = 0.01  # the most an unsure outline must climb above its level to turn solid
+SURE_HOLD_MAX = 0.02  # the most a sure outline may dim below its level and stay solid
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,12 @@ class Analyzer:
       Cleared with the smoothing.
     sure_hold: the other way round: once a class's most confident structure was drawn sure, it
       stays sure until its confidence falls this fraction of the way from its level down
-      (also at most HYSTERESIS_MAX), so a structure does not turn dashed the moment a needle
-      enters it and dims it a little, hiding the warning that needle should raise.
+      (at most SURE_HOLD_MAX), so a structure does not turn dashed the moment a needle
+      enters it and dims it a little, hiding the warning that needle should raise. 0.5: on
+      held-out phantom IJ runs (jugular-6) a tip in the artery is warned of on 85.7 % of frames
+      instead of 15.7 %, false warnings still 0.0 %; on real clips (usgra-seg validation, 12
+      frames of small motion each, plexus-7) stray outlines are drawn dashed as often as
+      without it (80 % nerve, 92 % vessel) and true vessels dashed on 18 % instead of 22 %.
     """
 
     def __init__(self, classes: tuple[str, ...] | list[str], mode: str, *,
@@ -76,7 +81,7 @@ class Analyzer:
                  smoothing: float = 0.5, max_gap_s: float = 0.05,
                  max_frame_gap: int = 10,
                  unsure_below: dict[str, float] | None = None,
-                 unsure_hysteresis: float = 0.1, sure_hold: float = 0.0) -> None:
+                 unsure_hysteresis: float = 0.1, sure_hold: float = 0.5) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if not 0.0 < smoothing <= 1.0:
@@ -108,7 +113,7 @@ class Analyzer:
         if was_unsure:
             return confidence < level + min(HYSTERESIS_MAX,
                                             self.unsure_hysteresis * (1.0 - level))
-        return confidence < level - min(HYSTERESIS_MAX, self.sure_hold * (1.0 - level))
+        return confidence < level - min(SURE_HOLD_MAX, self.sure_hold * (1.0 - level))
 
     def reset(self) -> None:
         """Forget the temporal state (call on seek, source switch, freeze...)."""
