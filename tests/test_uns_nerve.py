@@ -231,6 +231,16 @@ def test_steadiness_of_an_onnx_model_through_the_apps_drawing(tmp_path):
     assert r["classes"]["vessel"]["motion"]["pairs"] == 0  # never drawn: no pairs, no figure
     assert r["classes"]["vessel"]["steadiness"] is None
     assert "| nerve |" in markdown(r, "tiny")
+    # every drawn outline is counted as the clip plays: on the disc's label (true), or on a
+    # frame whose label lies elsewhere (stray)
+    s = disc_sample("elsewhere")
+    elsewhere = Sample(s.name, s.image, np.pad(np.ones((6, 6), np.uint8), ((0, 58), (0, 58))))
+    r = steadiness_of_samples(model, [disc_sample("d"), elsewhere],
+                              ("background", "nerve", "vessel"),
+                              opt=SteadinessOptions(frames=4, sure_hold=0.0), quiet=True)
+    o = r["classes"]["nerve"]["outlines"]
+    assert (o["true"], o["stray"]) == (4, 4) and r["options"]["sure_hold"] == 0.0
+    assert f"{o['true_dashed']} of 4 / {o['stray_dashed']} of 4" in markdown(r)
 
 
 def test_region_report_measures_the_drawn_nerve_against_the_region(tmp_path):

@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--steadiness-smoothing", type=float, default=1.0,
                    help="the app's temporal smoothing while playing a clip (1.0 = off, each "
                    "frame on its own; the live app uses 0.5)")
+    v.add_argument("--sure-hold", type=float, help="the analyzer's sure_hold while the clips "
+                   "play (default: the app's); 0 turns the hold off, to see what it costs")
 
     k = sub.add_parser("calibrate", help="set the model's unsure levels from held-out outlines "
                        "(written into the ONNX metadata the app reads)")
@@ -149,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             from sonoguide.training.steadiness import SteadinessOptions
 
             steady = SteadinessOptions(frames=a.steadiness_frames,
-                                       smoothing=a.steadiness_smoothing)
+                                       smoothing=a.steadiness_smoothing,
+                                       sure_hold=a.sure_hold)
         report = evaluate_config(cfg, a.model, a.data_root, a.output, steadiness=steady)
         print(report["markdown"])
     elif a.cmd == "calibrate":

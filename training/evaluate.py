@@ -190,7 +190,7 @@ def region_report(model: str | Path, samples: list[Sample], target: str = "nerve
       when it lies wholly outside it, and how many of each the app draws dashed (unsure): on a
       scanner the model never saw, a wrong outline should be dashed.
     """
-    from sonoguide.training.steadiness import DrawnPredictor
+    from sonoguide.training.steadiness import DrawnPredictor, filled
 
     predict = DrawnPredictor(model, threads=threads)
     idx = predict.segmenter.classes.index(target)
@@ -217,9 +217,7 @@ def region_report(model: str | Path, samples: list[Sample], target: str = "nerve
             inside = 0 <= y < region.shape[0] and 0 <= x < region.shape[1] and bool(region[y, x])
         rows["aim"].append(inside)
         for st in (x for x in analysis.structures if x.class_name == target):
-            filled = np.zeros(labels.shape, np.uint8)
-            cv2.fillPoly(filled, [np.round(st.contour).astype(np.int32).reshape(-1, 1, 2)], 1)
-            kind = "right" if np.any(filled.astype(bool) & region) else "wrong"
+            kind = "right" if np.any(filled(st, labels.shape) & region) else "wrong"
             outlines[kind] += 1
             outlines[f"{kind}_dashed"] += int(st.unsure)
     return {"model": str(model), "target": target, "frames": len(samples),

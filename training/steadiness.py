@@ -55,6 +55,7 @@ class SteadinessOptions:
     seed: int = 0
     smoothing: float = 1.0  # the app's temporal EMA while a clip plays (1.0: each frame alone)
     threads: int = 1
+    sure_hold: float | None = None  # the Analyzer's sure_hold (None: the app's default)
 
 
 class DrawnPredictor:
@@ -77,19 +78,29 @@ class DrawnPredictor:
     def reset(self) -> None:
         self.analyzer.reset()
 
+    def data_class(self, model_class: str) -> int:
+        return int(self.table[self.segmenter.classes.index(model_class)])
+
     def analyze(self, image: np.ndarray, roi: RoiBox | None = None
                 ) -> tuple[np.ndarray, Analysis]:
         r = Roi(*roi) if roi else Roi.full(image)
         analysis = self.analyzer.analyze(self.segmenter.predict(r.crop(image)), r, None)
         labels = np.zeros(image.shape[:2], np.uint8)
         for st in analysis.structures:
-            c = int(self.table[self.segmenter.classes.index(st.class_name)])
+            c = self.data_class(st.class_name)
             if c:  # the drawn outline, filled: what the user sees as that structure
-                cv2.fillPoly(labels, [np.round(st.contour).astype(np.int32)], c)
+                labels[filled(st, labels.shape)] = c
         return labels, analysis
 
     def __call__(self, image: np.ndarray, roi: RoiBox | None = None) -> np.ndarray:
         return self.analyze(image, roi)[0]
+
+
+def filled(structure, shape: tuple[int, ...]) -> np.ndarray:
+    """A drawn structure's outline, filled, as a boolean mask of the picture."""
+    mask = np.zeros(shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(structure.contour).astype(np.int32).reshape(-1, 1, 2)], 1)
+    return mask.astype(bool)
 
 
 @dataclass(frozen=True)
@@ -189,12 +200,29 @@ def steadiness(predict: Predictor, clips: Iterable[Clip], classes: tuple[str, ..
     acc = {kind: {c: {k: _Pairs() for k in ("aligned", "screen", "truth_aligned",
                                             "truth_screen")} for c in fg}
            for kind in ("motion", "sweep")}
+    # each drawn outline while the clips play: true (touches its structure) or stray, and how
+    # many of each are dashed (the doubt a moving picture shows, temporal hysteresis included)
+    outlines = {c: dict.fromkeys(("true", "true_dashed", "stray", "stray_dashed"), 0)
+                for c in fg}
+    counted = hasattr(predict, "analyze")
     frames = 0
     t0 = time.perf_counter()
     for clip in tqdm(clips, desc="steadiness", disable=quiet, leave=False):
         if hasattr(predict, "reset"):
             predict.reset()
-        drawn = [predict(f, clip.roi) for f in clip.frames]
+        if counted:
+            results = [predict.analyze(f, clip.roi) for f in clip.frames]
+            drawn = [labels for labels, _ in results]
+            for (_, analysis), truth in zip(results, clip.truth, strict=True):
+                for st in analysis.structures:
+                    c = predict.data_class(st.class_name)
+                    if c:
+                        kind = "true" if np.any(filled(st, truth.shape) & (truth == c)) \
+                            else "stray"
+                        outlines[c][kind] += 1
+                        outlines[c][f"{kind}_dashed"] += int(st.unsure)
+        else:
+            drawn = [predict(f, clip.roi) for f in clip.frames]
         frames += len(drawn)
         kind = "sweep" if clip.moves is None else "motion"
         h, w = clip.frames[0].shape[:2]
@@ -231,6 +259,8 @@ def steadiness(predict: Predictor, clips: Iterable[Clip], classes: tuple[str, ..
         # headline: motion clips' aligned IoU where there are any, else the sweeps' on-screen IoU
         head = entry.get("motion", {}).get("iou_aligned")
         entry["steadiness"] = head if "motion" in entry else entry["sweep"]["iou_on_screen"]
+        if counted:
+            entry["outlines"] = outlines[c]
         out["classes"][classes[c]] = entry
     return out
 
@@ -241,11 +271,20 @@ def steadiness_of_samples(model: str | Path, samples: list[Sample],
     """The steadiness figure of an ONNX model on these samples (clips as build_clips makes)."""
     opt = opt or SteadinessOptions()
     predict = DrawnPredictor(model, data_classes, merge, opt.smoothing, opt.threads)
+    if opt.sure_hold is not None:
+        predict.analyzer.sure_hold = opt.sure_hold
     report = steadiness(predict, build_clips(samples, opt), data_classes, quiet)
     report["options"] = {"frames": opt.frames, "max_shift_px": opt.max_shift_px,
                          "max_zoom": opt.max_zoom, "noise_sd": opt.noise_sd, "seed": opt.seed,
-                         "smoothing": opt.smoothing}
+                         "smoothing": opt.smoothing,
+                         "sure_hold": predict.analyzer.sure_hold}
     return report
+
+
+def _dashed(o: dict | None) -> str:
+    if not o:
+        return "n/a"
+    return (f"{o['true_dashed']} of {o['true']} / {o['stray_dashed']} of {o['stray']}")
 
 
 def markdown(report: dict, title: str = "") -> str:
@@ -255,11 +294,12 @@ def markdown(report: dict, title: str = "") -> str:
     o = report.get("options", {})
     head = (f"**Steadiness{': ' + title if title else ''}** ({report['clips']['motion']} motion "
             f"clips of {o.get('frames', '?')} frames, {report['clips']['sweep']} sweep(s); "
-            f"smoothing {o.get('smoothing', 1.0)}; {report['ms_per_frame']} ms/frame; "
+            f"smoothing {o.get('smoothing', 1.0)}, sure hold {o.get('sure_hold', 'n/a')}; "
+            f"{report['ms_per_frame']} ms/frame; "
             f"target >= {TARGET:.2f})")
     lines = [head, "| class | steadiness | motion: aligned IoU (truth) | motion: on-screen IoU "
-             "(truth) | sweep: on-screen IoU (truth) | pairs / blinks |",
-             "|---|---|---|---|---|---|"]
+             "(truth) | sweep: on-screen IoU (truth) | pairs / blinks | outlines dashed: "
+             "true / stray |", "|---|---|---|---|---|---|---|"]
     for name, e in report["classes"].items():
         m, s = e.get("motion"), e.get("sweep")
         pairs = " + ".join(f"{x['pairs']} / {x['blinks']}" for x in (m, s) if x)
@@ -268,5 +308,5 @@ def markdown(report: dict, title: str = "") -> str:
             f"| {f(m['iou_aligned']) + ' (' + f(m['truth_aligned']) + ')' if m else 'n/a'} "
             f"| {f(m['iou_on_screen']) + ' (' + f(m['truth_on_screen']) + ')' if m else 'n/a'} "
             f"| {f(s['iou_on_screen']) + ' (' + f(s['truth_on_screen']) + ')' if s else 'n/a'} "
-            f"| {pairs} |")
+            f"| {pairs} | {_dashed(e.get('outlines'))} |")
     return "\n".join(lines)
