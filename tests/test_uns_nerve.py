@@ -285,3 +285,21 @@ def test_evaluate_config_adds_steadiness_and_reports_a_region_set(tmp_path):
     assert sets["region"]["frames"] == 2 and "drawn_share" in sets["region"]
     md = out.with_suffix(".md").read_text()
     assert "**Steadiness: validation**" in md and "aim point inside" in md
+
+
+def test_worst_frames_picks_the_frame_whose_label_lies_elsewhere_and_draws_it(tmp_path):
+    from sonoguide.training.worst_frames import frame_scores, worst, worst_frames_figure
+
+    model = tmp_path / "m.onnx"
+    make_model(model)  # threshold: the bright disc is drawn as nerve
+    s = disc_sample("elsewhere")
+    samples = [disc_sample("d0"), Sample(s.name, s.image, np.pad(np.ones((6, 6), np.uint8),
+                                                                 ((0, 58), (0, 58)))),
+               disc_sample("d2")]
+    scores = frame_scores(model, samples, ("background", "nerve", "vessel"))
+    assert scores[1]["nerve"] == 0.0 and scores[0]["nerve"] > 0.8
+    assert worst(scores, 1) == [1]
+    out = tmp_path / "worst.png"
+    assert worst_frames_figure(model, samples, ("background", "nerve", "vessel"), out, k=2) \
+        == [1, worst(scores, 2)[1]]
+    assert cv2.imread(str(out)) is not None

@@ -128,6 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--output", help="JSON path; a Markdown table is written beside it")
     g.add_argument("--data-root")
 
+    w = sub.add_parser("worst", help="picture of the validation frames a model gets most "
+                       "wrong (truth and the app's drawn outlines), for its card")
+    w.add_argument("--config", required=True)
+    w.add_argument("--model", required=True)
+    w.add_argument("--out", required=True, help="PNG path")
+    w.add_argument("--k", type=int, default=6)
+    w.add_argument("--data-root")
+
     a = p.parse_args(argv)
     from sonoguide.training.train import Config
 
@@ -230,6 +238,16 @@ def main(argv: list[str] | None = None) -> int:
         report = region_report_split(a.model, a.dataset, a.split, a.part, a.target,
                                      a.data_root, a.threads, a.output)
         print(region_markdown(report, f"{a.dataset} {a.part} part"))
+    elif a.cmd == "worst":
+        from sonoguide.paths import data_root
+        from sonoguide.training.train import load_sources
+        from sonoguide.training.worst_frames import worst_frames_figure
+
+        c = cfg.contract()
+        samples = load_sources(cfg["val"], c.classes, data_root(a.data_root), (c.height, c.width))
+        picked = worst_frames_figure(a.model, samples, c.classes, a.out, a.k,
+                                     f"{Path(a.model).name} on {cfg.get('name')} validation")
+        print(f"{a.out}: " + ", ".join(samples[i].name for i in picked))
     return 0
 
 
