@@ -67,9 +67,10 @@ class Analyzer:
       so one dip kept a correct artery dashed for good (sonoguide.pipeline.guidance_eval).
       Cleared with the smoothing.
     sure_hold: the other way round: once a class's most confident structure was drawn sure, it
-      stays sure until its confidence falls this fraction of the way from its level down
-      (at most SURE_HOLD_MAX), so a structure does not turn dashed the moment a needle
-      enters it and dims it a little, hiding the warning that needle should raise. 0.5: on
+      stays sure until its confidence falls under its level by this fraction of the gap
+      between the level and full confidence (at most SURE_HOLD_MAX), so a structure does not
+      turn dashed the moment a needle enters it and dims it a little, hiding the warning that
+      needle should raise. 0.5: on
       held-out phantom IJ runs (jugular-6) a tip in the artery is warned of on 85.7 % of frames
       instead of 15.7 %, false warnings still 0.0 %; on real clips (usgra-seg validation, 12
       frames of small motion each, plexus-7) stray outlines are drawn dashed as often as
